@@ -1,0 +1,143 @@
+"""The domain event outbox.
+
+An app that knows something happened calls `event_record()` inside the transaction
+that made the change. That writes a `DomainEvent` and one `EventDelivery` per handler
+subscribed to its topic, so the event exists exactly when the change was committed. After
+commit a Celery task delivers it; a periodic sweeper delivers whatever that task missed
+(the broker was down, the worker died). A delivery is claimed by a conditional update
+with a lease, so two workers never run one handler for one event at the same time, and it
+is marked delivered only after its handler returned: delivery is at least once, and
+handlers are written to be idempotent.
+
+Apps subscribe in their `AppConfig.ready()`, one line per handler:
+
+    events.subscribe("version.published", handlers.on_version_published)
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable, Iterable
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from catalog.models import DomainEvent, EventDelivery, Organization
+
+logger = logging.getLogger(__name__)
+
+Handler = Callable[[DomainEvent], None]
+
+_handlers: dict[str, Handler] = {}
+_subscriptions: dict[str, set[str]] = {}
+
+
+def handler_name(handler: Handler) -> str:
+    return f"{handler.__module__}.{handler.__qualname__}"
+
+
+def subscribe(topic: str, handler: Handler) -> None:
+    """Registers `handler` for `topic`; a topic ending in `.*` matches its prefix."""
+    name = handler_name(handler)
+    _handlers[name] = handler
+    _subscriptions.setdefault(topic, set()).add(name)
+
+
+def _handlers_for(topic: str) -> list[str]:
+    names: set[str] = set()
+    for pattern, subscribed in _subscriptions.items():
+        if pattern == topic or (pattern.endswith(".*") and topic.startswith(pattern[:-1])):
+            names |= subscribed
+    return sorted(names)
+
+
+def event_record(
+    *, topic: str, payload: dict, organization: Organization | None = None
+) -> DomainEvent:
+    """Records an event in the current transaction; it is delivered after commit."""
+    event = DomainEvent.objects.create(topic=topic, payload=payload, organization=organization)
+    deliveries = EventDelivery.objects.bulk_create(
+        EventDelivery(event=event, handler=name) for name in _handlers_for(topic)
+    )
+    if deliveries:
+        ids = [d.pk for d in deliveries]
+        transaction.on_commit(lambda: _dispatch(ids))
+    return event
+
+
+def _dispatch(delivery_ids: list[int]) -> None:
+    from catalog.queue import send_task
+
+    send_task("catalog.deliver_events", delivery_ids)
+
+
+def _claim(delivery_id: int) -> EventDelivery | None:
+    now = timezone.now()
+    lease = now + timedelta(seconds=settings.OUTBOX_LEASE_SECONDS)
+    claimed = EventDelivery.objects.filter(
+        Q(lease_until__isnull=True) | Q(lease_until__lt=now),
+        pk=delivery_id,
+        delivered_at__isnull=True,
+        failed_at__isnull=True,
+    ).update(lease_until=lease, attempts=F("attempts") + 1)
+    if not claimed:
+        return None
+    return EventDelivery.objects.select_related("event").get(pk=delivery_id)
+
+
+def events_deliver(*, delivery_ids: Iterable[int]) -> int:
+    """Runs the handler of each delivery that is not taken; returns how many succeeded."""
+    done = 0
+    for delivery_id in delivery_ids:
+        delivery = _claim(delivery_id)
+        if delivery is None:
+            continue
+        handler = _handlers.get(delivery.handler)
+        if handler is None:
+            # The handler was unsubscribed since: nobody is left to take this event.
+            EventDelivery.objects.filter(pk=delivery.pk).update(
+                failed_at=timezone.now(), last_error="No such handler is registered any more."
+            )
+            continue
+        try:
+            handler(delivery.event)
+        except Exception as exc:
+            logger.exception("Handler %s failed on %s", delivery.handler, delivery.event)
+            _record_failure(delivery, exc)
+            continue
+        EventDelivery.objects.filter(pk=delivery.pk).update(
+            delivered_at=timezone.now(), lease_until=None, last_error=""
+        )
+        done += 1
+    return done
+
+
+def _record_failure(delivery: EventDelivery, exc: Exception) -> None:
+    if delivery.attempts >= settings.OUTBOX_MAX_ATTEMPTS:
+        EventDelivery.objects.filter(pk=delivery.pk).update(
+            failed_at=timezone.now(), lease_until=None, last_error=str(exc)[:2000]
+        )
+        return
+    # Exponential backoff with jitter: the sweeper picks it up once the lease runs out.
+    delay = min(3600, 2**delivery.attempts) * (0.5 + random.random())
+    EventDelivery.objects.filter(pk=delivery.pk).update(
+        lease_until=timezone.now() + timedelta(seconds=delay), last_error=str(exc)[:2000]
+    )
+
+
+def events_pending_ids(*, limit: int = 500) -> list[int]:
+    """Deliveries that are neither done nor held by a live lease."""
+    now = timezone.now()
+    return list(
+        EventDelivery.objects.filter(
+            Q(lease_until__isnull=True) | Q(lease_until__lt=now),
+            delivered_at__isnull=True,
+            failed_at__isnull=True,
+        )
+        .order_by("id")
+        .values_list("id", flat=True)[:limit]
+    )

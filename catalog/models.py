@@ -1,0 +1,226 @@
+"""The dataset registry: tenants, their members, their datasets; the event outbox and
+the audit log that every other app writes through."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.validators import MinValueValidator, RegexValidator
+from django.db import models
+from django.db.models import Q
+
+NAME_PATTERN = r"^[a-z0-9](?:[a-z0-9_-]{0,62}[a-z0-9])?$"
+name_validator = RegexValidator(
+    NAME_PATTERN,
+    "Use lower-case letters, digits, '-' and '_' (no spaces, '/' or '..'), "
+    "starting and ending with a letter or digit, at most 64 characters.",
+)
+
+
+class Organization(models.Model):
+    """A tenant. Every dataset belongs to one; members see its private datasets."""
+
+    slug = models.SlugField(max_length=64, unique=True, validators=[name_validator])
+    name = models.CharField(max_length=200)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["slug"]
+
+    def __str__(self) -> str:
+        return self.slug
+
+
+class Role(models.TextChoices):
+    ADMIN = "admin", "Admin"
+    STEWARD = "steward", "Steward"
+    VIEWER = "viewer", "Viewer"
+
+
+STEWARD_ROLES = (Role.ADMIN, Role.STEWARD)
+
+
+class Membership(models.Model):
+    """A user's role in one organisation: admins and stewards publish, viewers read."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
+    )
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="memberships"
+    )
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.VIEWER)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user", "organization"],
+                name="membership_unique_user_organization",
+                violation_error_message="This user is already a member of the organisation.",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.organization} ({self.role})"
+
+
+class Layer(models.TextChoices):
+    BRONZE = "bronze", "Bronze"
+    SILVER = "silver", "Silver"
+    GOLD = "gold", "Gold"
+    PLATINUM = "platinum", "Platinum"
+
+
+class Visibility(models.TextChoices):
+    PRIVATE = "private", "Private (members of the organisation)"
+    INTERNAL = "internal", "Internal (any signed-in user)"
+    PUBLIC = "public", "Public (anyone)"
+
+
+class UpdateFrequency(models.TextChoices):
+    HOURLY = "hourly", "Hourly"
+    DAILY = "daily", "Daily"
+    WEEKLY = "weekly", "Weekly"
+    MONTHLY = "monthly", "Monthly"
+    AD_HOC = "ad_hoc", "Ad hoc"
+
+
+class Dataset(models.Model):
+    """A table an organisation publishes, addressed as `<layer>/<name>`.
+
+    Its versions, and which of them is current, live in the versioning app.
+    """
+
+    organization = models.ForeignKey(
+        Organization, on_delete=models.PROTECT, related_name="datasets"
+    )
+    layer = models.CharField(max_length=16, choices=Layer.choices)
+    name = models.CharField(max_length=64, validators=[name_validator])
+    title = models.CharField(max_length=200, blank=True)
+    description = models.TextField(blank=True)
+    tags = models.JSONField(default=list, blank=True)
+    visibility = models.CharField(
+        max_length=16, choices=Visibility.choices, default=Visibility.PRIVATE
+    )
+    update_frequency = models.CharField(
+        max_length=16, choices=UpdateFrequency.choices, default=UpdateFrequency.DAILY
+    )
+    freshness_hours = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text="A new version is expected at least this often; empty for no expectation.",
+    )
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="owned_datasets",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["organization__slug", "layer", "name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "layer", "name"],
+                name="dataset_unique_name_per_organization_layer",
+                violation_error_message="This organisation already has a dataset of that "
+                "name in that layer.",
+            ),
+            models.CheckConstraint(
+                condition=Q(layer__in=Layer.values),
+                name="dataset_layer_valid",
+                violation_error_message="Unknown layer.",
+            ),
+            models.CheckConstraint(
+                condition=Q(visibility__in=Visibility.values),
+                name="dataset_visibility_valid",
+                violation_error_message="Unknown visibility.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.organization.slug}:{self.path}"
+
+    @property
+    def path(self) -> str:
+        return f"{self.layer}/{self.name}"
+
+
+class DomainEvent(models.Model):
+    """Something happened that other apps react to; written in the transaction that
+    made it happen, so it exists if and only if that change was committed."""
+
+    topic = models.CharField(max_length=100, db_index=True)
+    payload = models.JSONField(default=dict)
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"{self.topic} #{self.pk}"
+
+
+class EventDelivery(models.Model):
+    """One event for one handler: the outbox row that stays until that handler has
+    taken the event. A worker claims it with a lease; an expired lease means the
+    worker died, and the sweeper hands the delivery out again."""
+
+    event = models.ForeignKey(DomainEvent, on_delete=models.CASCADE, related_name="deliveries")
+    handler = models.CharField(max_length=200)
+    attempts = models.PositiveIntegerField(default=0)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    failed_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["event", "handler"], name="eventdelivery_unique_event_handler"
+            )
+        ]
+        indexes = [
+            models.Index(
+                fields=["id"],
+                name="eventdelivery_pending",
+                condition=Q(delivered_at__isnull=True, failed_at__isnull=True),
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event} -> {self.handler}"
+
+
+class AuditEntry(models.Model):
+    """A steward action: who did what to which object, when and from where."""
+
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    actor_name = models.CharField(max_length=150, blank=True)
+    organization = models.ForeignKey(
+        Organization, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    action = models.CharField(max_length=100, db_index=True)
+    object_type = models.CharField(max_length=100)
+    object_id = models.CharField(max_length=64, blank=True)
+    object_repr = models.CharField(max_length=300, blank=True)
+    details = models.JSONField(default=dict, blank=True)
+    ip_address = models.GenericIPAddressField(null=True, blank=True)
+    via = models.CharField(max_length=20, blank=True, help_text="admin, api, command or worker")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name_plural = "audit entries"
+
+    def __str__(self) -> str:
+        return f"{self.actor_name or 'system'} {self.action} {self.object_repr}"

@@ -1,0 +1,67 @@
+"""Who may see and change what: every read of datasets filters through here."""
+
+from __future__ import annotations
+
+from django.db.models import Q, QuerySet
+
+from catalog.models import STEWARD_ROLES, Dataset, Organization, Visibility
+
+
+def organizations_of(user, *, roles=None) -> QuerySet[Organization]:
+    if not getattr(user, "is_authenticated", False):
+        return Organization.objects.none()
+    if user.is_superuser:
+        return Organization.objects.all()
+    memberships = user.memberships.all()
+    if roles is not None:
+        memberships = memberships.filter(role__in=roles)
+    return Organization.objects.filter(pk__in=memberships.values("organization_id"))
+
+
+def organizations_stewarded_by(user) -> QuerySet[Organization]:
+    return organizations_of(user, roles=STEWARD_ROLES)
+
+
+def datasets_visible_to(user) -> QuerySet[Dataset]:
+    """Public datasets for anyone; internal ones for any signed-in user; private ones for
+    members of their organisation; everything for a superuser."""
+    datasets = Dataset.objects.select_related("organization")
+    if not getattr(user, "is_authenticated", False):
+        return datasets.filter(visibility=Visibility.PUBLIC)
+    if user.is_superuser:
+        return datasets
+    return datasets.filter(
+        Q(visibility__in=[Visibility.PUBLIC, Visibility.INTERNAL])
+        | Q(organization__in=organizations_of(user))
+    )
+
+
+def user_can_steward(user, organization: Organization) -> bool:
+    return organizations_stewarded_by(user).filter(pk=organization.pk).exists()
+
+
+def dataset_get_by_path(*, path: str, organization: Organization | None = None, user=None) -> Dataset:
+    """The dataset at `<layer>/<name>`, seen as `user` sees it (all of them when None).
+
+    Raises NotFound for a malformed path, an unknown dataset, or one the user may not
+    see, with the same message, so nobody learns that a hidden dataset exists; and
+    InvalidInput when the path names datasets in several of the user's organisations.
+    """
+    from catalog.exceptions import InvalidInput, NotFound
+
+    layer, sep, name = path.strip().partition("/")
+    if not sep or not layer or not name or "/" in name:
+        raise NotFound(f"No dataset {path!r}: datasets are addressed as <layer>/<name>.")
+    datasets = Dataset.objects.select_related("organization") if user is None else datasets_visible_to(user)
+    datasets = datasets.filter(layer=layer, name=name)
+    if organization is not None:
+        datasets = datasets.filter(organization=organization)
+    found = list(datasets[:2])
+    if not found:
+        raise NotFound(f"No dataset {path!r}.")
+    if len(found) > 1:
+        raise InvalidInput(
+            f"Several organisations have a dataset {path!r}: name the organisation.",
+            details={"organizations": sorted(d.organization.slug for d in found)},
+        )
+    return found[0]

@@ -1,0 +1,265 @@
+"""Object storage: the one place that talks to the bucket.
+
+Two implementations of one small interface: local files (the embedded mode, under
+./var/objects) and S3-compatible storage (django-storages' S3Storage for configuration
+and connection, boto3 for the streaming calls it does not offer). Everything else in the
+project goes through `get_object_store()`.
+
+Rules both keep:
+- writes stream in chunks and appear atomically: nobody ever sees half an object at a key;
+- `open()` streams, it never buffers a whole object;
+- `copy_immutable()` refuses to put other bytes at a key that already holds an object.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, BinaryIO, Protocol
+from urllib.parse import quote, urlencode
+
+from django.conf import settings
+from django.core.files.storage import FileSystemStorage, storages
+from django.utils.crypto import constant_time_compare, salted_hmac
+
+from catalog.exceptions import Conflict, NotFound, StorageUnavailable
+
+ProgressCallback = Callable[[int], None]
+
+_SIGNING_SALT = "catalog.storage.signed-download"
+
+
+class ObjectStore(Protocol):
+    def write(
+        self,
+        key: str,
+        stream: IO[bytes],
+        *,
+        content_type: str = "application/octet-stream",
+        on_progress: ProgressCallback | None = None,
+    ) -> int: ...
+    def open(self, key: str) -> BinaryIO: ...
+    def copy(self, source: str, destination: str) -> None: ...
+    def delete(self, key: str) -> None: ...
+    def exists(self, key: str) -> bool: ...
+    def size(self, key: str) -> int: ...
+    def signed_url(self, key: str, *, ttl: int, filename: str | None = None) -> str: ...
+
+
+def _chunks(stream: IO[bytes], chunk_size: int) -> Iterator[bytes]:
+    while chunk := stream.read(chunk_size):
+        yield chunk
+
+
+class LocalObjectStore:
+    """Objects as files below a folder; signed URLs served and checked by the app."""
+
+    def __init__(self, storage: FileSystemStorage) -> None:
+        self.root = Path(storage.location)
+        self.chunk_size = settings.STREAM_CHUNK_BYTES
+
+    def _path(self, key: str) -> Path:
+        path = (self.root / key).resolve()
+        if self.root.resolve() not in path.parents:
+            raise NotFound(f"Object key {key!r} is outside the storage root.")
+        return path
+
+    def write(self, key, stream, *, content_type="application/octet-stream", on_progress=None):
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        written = 0
+        # Write beside the target and rename: the key holds the whole object or nothing.
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".incoming-")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                for chunk in _chunks(stream, self.chunk_size):
+                    out.write(chunk)
+                    written += len(chunk)
+                    if on_progress:
+                        on_progress(written)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return written
+
+    def open(self, key):
+        try:
+            return open(self._path(key), "rb")  # noqa: SIM115 - the caller closes it
+        except FileNotFoundError:
+            raise NotFound(f"No object at {key!r}.") from None
+
+    def copy(self, source, destination):
+        src = self._path(source)
+        if not src.exists():
+            raise NotFound(f"No object at {source!r}.")
+        dst = self._path(destination)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=".incoming-")
+        os.close(fd)
+        try:
+            shutil.copyfile(src, tmp)
+            os.replace(tmp, dst)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def delete(self, key):
+        self._path(key).unlink(missing_ok=True)
+
+    def exists(self, key):
+        return self._path(key).is_file()
+
+    def size(self, key):
+        try:
+            return self._path(key).stat().st_size
+        except FileNotFoundError:
+            raise NotFound(f"No object at {key!r}.") from None
+
+    def path(self, key: str) -> Path:
+        """The file behind a key, for the embedded download view."""
+        return self._path(key)
+
+    def signed_url(self, key, *, ttl, filename=None):
+        expires = int(time.time()) + ttl
+        query = {"expires": expires, "signature": download_signature(key, expires)}
+        return f"{settings.PUBLIC_BASE_URL.rstrip('/')}/objects/{quote(key)}?{urlencode(query)}"
+
+
+def download_signature(key: str, expires: int) -> str:
+    """HMAC over the key and the expiry time, keyed by SECRET_KEY."""
+    return salted_hmac(_SIGNING_SALT, f"{key}\n{expires}", algorithm="sha256").hexdigest()
+
+
+def verify_download_signature(key: str, expires: str, signature: str) -> bool:
+    """True when the signature is this key's and has not expired (checked in constant time)."""
+    try:
+        expires_at = int(expires)
+    except (TypeError, ValueError):
+        return False
+    expected = download_signature(key, expires_at)
+    return constant_time_compare(expected, signature or "") and expires_at >= time.time()
+
+
+class S3ObjectStore:
+    """Objects in an S3-compatible bucket; signed URLs are S3 presigned GETs."""
+
+    def __init__(self, storage) -> None:
+        self.storage = storage
+        self.bucket = storage.bucket_name
+        self.chunk_size = settings.STREAM_CHUNK_BYTES
+
+    @property
+    def client(self):
+        return self.storage.connection.meta.client
+
+    @contextmanager
+    def _errors(self, key: str):
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            yield
+        except ClientError as err:
+            status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            code = err.response.get("Error", {}).get("Code")
+            if status == 404 or code in {"NoSuchKey", "404", "NotFound"}:
+                raise NotFound(f"No object at {key!r}.") from None
+            raise StorageUnavailable(f"Storage refused the request for {key!r}: {code}.") from err
+        except BotoCoreError as err:
+            raise StorageUnavailable(f"Storage could not be reached: {err}.") from err
+
+    def write(self, key, stream, *, content_type="application/octet-stream", on_progress=None):
+        from boto3.s3.transfer import TransferConfig
+
+        written = 0
+
+        def progress(n: int) -> None:
+            nonlocal written
+            written += n
+            if on_progress:
+                on_progress(written)
+
+        config = TransferConfig(
+            multipart_threshold=self.chunk_size, multipart_chunksize=self.chunk_size
+        )
+        # A multipart upload becomes visible only when it completes: never half an object.
+        with self._errors(key):
+            self.client.upload_fileobj(
+                stream,
+                self.bucket,
+                key,
+                ExtraArgs={"ContentType": content_type},
+                Config=config,
+                Callback=progress,
+            )
+        return written
+
+    def open(self, key):
+        with self._errors(key):
+            return self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
+
+    def copy(self, source, destination):
+        with self._errors(source):
+            self.client.copy(
+                {"Bucket": self.bucket, "Key": source}, self.bucket, destination
+            )
+
+    def delete(self, key):
+        with self._errors(key):
+            self.client.delete_object(Bucket=self.bucket, Key=key)
+
+    def exists(self, key):
+        try:
+            self.size(key)
+        except NotFound:
+            return False
+        return True
+
+    def size(self, key):
+        with self._errors(key):
+            return self.client.head_object(Bucket=self.bucket, Key=key)["ContentLength"]
+
+    def signed_url(self, key, *, ttl, filename=None):
+        params = {"Bucket": self.bucket, "Key": key}
+        if filename:
+            params["ResponseContentDisposition"] = f'attachment; filename="{filename}"'
+        with self._errors(key):
+            return self.client.generate_presigned_url("get_object", Params=params, ExpiresIn=ttl)
+
+
+def get_object_store() -> ObjectStore:
+    storage = storages["datasets"]
+    if isinstance(storage, FileSystemStorage):
+        return LocalObjectStore(storage)
+    return S3ObjectStore(storage)
+
+
+def sha256_of(store: ObjectStore, key: str) -> str:
+    digest = hashlib.sha256()
+    with store.open(key) as stream:
+        for chunk in _chunks(stream, settings.STREAM_CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def copy_immutable(store: ObjectStore, source: str, destination: str, *, sha256: str) -> None:
+    """Copies `source` to `destination`, a key that must never change once written.
+
+    If `destination` already holds the same bytes (a re-run of the same publish), this
+    is a no-op; if it holds other bytes, Conflict is raised and nothing is written.
+    """
+    if store.exists(destination):
+        if sha256_of(store, destination) == sha256:
+            return
+        raise Conflict(
+            f"The key {destination!r} already holds other bytes; published objects "
+            "are never overwritten."
+        )
+    store.copy(source, destination)
+

@@ -1,0 +1,18 @@
+"""Outbox delivery tasks. Thin: they pass ids to `catalog.events`."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from catalog import events
+
+
+@shared_task(name="catalog.deliver_events")
+def deliver_events(delivery_ids: list[int]) -> int:
+    return events.events_deliver(delivery_ids=delivery_ids)
+
+
+@shared_task(name="catalog.sweep_events")
+def sweep_events() -> int:
+    """Delivers what the after-commit dispatch missed (broker down, worker killed)."""
+    return events.events_deliver(delivery_ids=events.events_pending_ids())

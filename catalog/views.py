@@ -1,0 +1,98 @@
+"""Plain Django views of the catalog: the embedded mode's signed object downloads."""
+
+from __future__ import annotations
+
+import mimetypes
+import re
+
+from django.http import FileResponse, HttpResponse, JsonResponse
+from django.views.decorators.http import require_GET
+
+from catalog.storage import LocalObjectStore, get_object_store, verify_download_signature
+
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+class _Limited:
+    """A file object that stops after `remaining` bytes, for a Range response."""
+
+    def __init__(self, handle, remaining: int) -> None:
+        self.handle, self.remaining = handle, remaining
+
+    def read(self, size: int = -1) -> bytes:
+        if self.remaining <= 0:
+            return b""
+        size = self.remaining if size is None or size < 0 else min(size, self.remaining)
+        data = self.handle.read(size)
+        self.remaining -= len(data)
+        return data
+
+    def close(self) -> None:
+        self.handle.close()
+
+
+def _forbidden() -> JsonResponse:
+    return JsonResponse(
+        {
+            "error": {
+                "code": "forbidden",
+                "message": "This download link is invalid or has expired.",
+                "details": {},
+            }
+        },
+        status=403,
+    )
+
+
+@require_GET
+def signed_object_download(request, key: str):
+    """Streams an object to whoever holds a valid, unexpired signed URL for its key."""
+    store = get_object_store()
+    if not isinstance(store, LocalObjectStore):
+        return _forbidden()
+    if not verify_download_signature(
+        key, request.GET.get("expires", ""), request.GET.get("signature", "")
+    ):
+        return _forbidden()
+    try:
+        path = store.path(key)
+        stat = path.stat()
+    except (FileNotFoundError, Exception):
+        return _forbidden()
+    etag = f'"{stat.st_size:x}-{int(stat.st_mtime_ns):x}"'
+    if request.headers.get("If-None-Match") == etag:
+        response = HttpResponse(status=304)
+        response["ETag"] = etag
+        return response
+    content_type = mimetypes.guess_type(key)[0] or "application/octet-stream"
+    if key.endswith(".gz"):
+        content_type = "application/gzip"  # never Content-Encoding: the bytes are the file
+    size = stat.st_size
+    handle = open(path, "rb")  # noqa: SIM115 - FileResponse closes it
+    match = _RANGE.match(request.headers.get("Range", ""))
+    if match and (match.group(1) or match.group(2)):
+        first, last = match.groups()
+        if first:
+            start, end = int(first), min(int(last) if last else size - 1, size - 1)
+        else:
+            start, end = max(0, size - int(last)), size - 1
+        if start > end or start >= size:
+            handle.close()
+            response = HttpResponse(status=416)
+            response["Content-Range"] = f"bytes */{size}"
+            return response
+        handle.seek(start)
+        response = FileResponse(_Limited(handle, end - start + 1), content_type=content_type, status=206)
+        response["Content-Length"] = str(end - start + 1)
+        response["Content-Range"] = f"bytes {start}-{end}/{size}"
+    else:
+        response = FileResponse(handle, content_type=content_type)
+        response["Content-Length"] = str(size)
+    response["Accept-Ranges"] = "bytes"
+    response["ETag"] = etag
+    response["Content-Disposition"] = f'attachment; filename="{path.name}"'
+    return response
+
+
+def healthz(request):
+    return JsonResponse({"status": "ok"})

@@ -1,0 +1,12 @@
+from django.apps import AppConfig
+
+
+class VersioningConfig(AppConfig):
+    name = "versioning"
+    verbose_name = "Versioning"
+
+    def ready(self) -> None:
+        from catalog import events
+        from versioning import handlers
+
+        events.subscribe("manifest.generated", handlers.write_manifest_to_storage)

@@ -1,0 +1,40 @@
+"""Reactions of the versioning app to its own events."""
+
+from __future__ import annotations
+
+import io
+
+from django.utils import timezone
+
+from catalog.keys import manifest_latest_key
+from catalog.models import DomainEvent
+from catalog.storage import get_object_store
+from versioning.manifest import canonical_json, manifest_latest
+from versioning.models import Manifest
+
+
+def write_manifest_to_storage(event: DomainEvent) -> None:
+    """Writes the manifest's immutable history copy and, if it is still the newest,
+    `latest.json`. Idempotent: a redelivery writes the same bytes again."""
+    manifest = Manifest.objects.select_related("organization").filter(
+        pk=event.payload["manifest_id"]
+    ).first()
+    if manifest is None:
+        return
+    store = get_object_store()
+    if not store.exists(manifest.key):
+        store.write(
+            manifest.key, io.BytesIO(canonical_json(manifest.body)), content_type="application/json"
+        )
+    # Two handlers may race; whoever writes last checks again that it wrote the newest.
+    written = None
+    while (latest := manifest_latest(organization=manifest.organization)) != written:
+        store.write(
+            manifest_latest_key(org=manifest.organization.slug),
+            io.BytesIO(canonical_json(latest.body)),
+            content_type="application/json",
+        )
+        written = latest
+    Manifest.objects.filter(pk=manifest.pk, written_at__isnull=True).update(
+        written_at=timezone.now()
+    )

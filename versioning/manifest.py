@@ -1,0 +1,107 @@
+"""The manifest: the client contract's `latest.json` (seed 001).
+
+    {"generated_at", "version", "total_datasets",
+     "datasets": {"<layer>/<name>": {"latest_csv", "date", "row_count", "sha256",
+                                     "size_bytes", "content_type", "schema_version",
+                                     "last_modified", "description"}},
+     "integrity": {"manifest_sha256", "total_size_bytes"}}
+
+`integrity.manifest_sha256` is the SHA-256 of the canonical JSON (keys sorted, no
+whitespace, UTF-8) of the manifest with that one field set to "", so any client can
+check it with `manifest_checksum()`'s three lines.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime
+
+from django.utils import timezone
+
+from catalog import events
+from catalog.keys import manifest_history_key
+from catalog.models import Organization
+from versioning.models import DatasetVersion, Manifest
+
+MANIFEST_FORMAT_VERSION = "1.0.0"
+
+
+def isoformat_z(moment: datetime) -> str:
+    """`2024-08-10T02:15:00.000Z`, the timestamp form of the contract."""
+    return moment.astimezone(timezone.UTC).strftime("%Y-%m-%dT%H:%M:%S.") + (
+        f"{moment.microsecond // 1000:03d}Z"
+    )
+
+
+def canonical_json(body: dict) -> bytes:
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def manifest_checksum(body: dict) -> str:
+    blank = {**body, "integrity": {**body["integrity"], "manifest_sha256": ""}}
+    return hashlib.sha256(canonical_json(blank)).hexdigest()
+
+
+def manifest_build(*, organization: Organization, generated_at: datetime) -> dict:
+    versions = (
+        DatasetVersion.objects.filter(dataset__organization=organization, is_current=True)
+        .select_related("dataset")
+        .order_by("dataset__layer", "dataset__name")
+    )
+    datasets = {
+        v.dataset.path: {
+            # The leading slash keeps seed 001's form, which clients append to a bucket URL.
+            "latest_csv": f"/{v.key}",
+            "date": v.published_at.date().isoformat(),
+            "row_count": v.row_count,
+            "sha256": v.sha256,
+            "size_bytes": v.size_bytes,
+            "content_type": v.content_type,
+            "schema_version": v.version,
+            "last_modified": isoformat_z(v.published_at),
+            "description": v.dataset.description or v.dataset.title,
+        }
+        for v in versions
+    }
+    body = {
+        "generated_at": isoformat_z(generated_at),
+        "version": MANIFEST_FORMAT_VERSION,
+        "total_datasets": len(datasets),
+        "datasets": datasets,
+        "integrity": {
+            "manifest_sha256": "",
+            "total_size_bytes": sum(d["size_bytes"] for d in datasets.values()),
+        },
+    }
+    body["integrity"]["manifest_sha256"] = manifest_checksum(body)
+    return body
+
+
+def manifest_generate(*, organization: Organization) -> Manifest:
+    """Builds and stores the organisation's manifest from its current versions.
+
+    Call it inside the transaction that changed a current version: the row and the
+    `manifest.generated` event commit with that change, and a handler writes the file to
+    storage after commit.
+    """
+    generated_at = timezone.now()
+    body = manifest_build(organization=organization, generated_at=generated_at)
+    sha = body["integrity"]["manifest_sha256"]
+    manifest = Manifest.objects.create(
+        organization=organization,
+        body=body,
+        sha256=sha,
+        generated_at=generated_at,
+        key=manifest_history_key(org=organization.slug, generated_at=generated_at, sha256=sha),
+    )
+    events.event_record(
+        topic="manifest.generated",
+        payload={"manifest_id": manifest.pk, "organization": organization.slug, "sha256": sha},
+        organization=organization,
+    )
+    return manifest
+
+
+def manifest_latest(*, organization: Organization) -> Manifest | None:
+    return Manifest.objects.filter(organization=organization).order_by("-generated_at", "-id").first()
