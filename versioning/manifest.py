@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 
 from django.utils import timezone
 
@@ -29,7 +29,7 @@ MANIFEST_FORMAT_VERSION = "1.0.0"
 
 def isoformat_z(moment: datetime) -> str:
     """`2024-08-10T02:15:00.000Z`, the timestamp form of the contract."""
-    return moment.astimezone(timezone.UTC).strftime("%Y-%m-%dT%H:%M:%S.") + (
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + (
         f"{moment.microsecond // 1000:03d}Z"
     )
 

@@ -1,0 +1,159 @@
+"""The steward admin for the registry: organisations, members, the audit log, events.
+
+Stewards are staff users without Django model permissions: what they may see and change
+follows their memberships (`OrganizationScopedAdmin`). Superusers see everything.
+"""
+
+from __future__ import annotations
+
+from django.contrib import admin
+
+from catalog.models import (
+    STEWARD_ROLES,
+    AuditEntry,
+    DomainEvent,
+    EventDelivery,
+    Membership,
+    Organization,
+)
+from catalog.selectors import organizations_of, organizations_stewarded_by
+
+
+class OrganizationScopedAdmin(admin.ModelAdmin):
+    """Shows a staff user only the rows of organisations they belong to, and lets them
+    change rows only where they are a steward or admin."""
+
+    organization_path = "organization"
+    steward_may_add = True
+    steward_may_change = True
+
+    def _orgs(self, request, *, stewarded=False):
+        user = request.user
+        return organizations_stewarded_by(user) if stewarded else organizations_of(user)
+
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request)
+        if request.user.is_superuser:
+            return queryset
+        return queryset.filter(**{f"{self.organization_path}__in": self._orgs(request)})
+
+    def has_module_permission(self, request):
+        user = request.user
+        return user.is_active and user.is_staff and (
+            user.is_superuser or user.memberships.exists()
+        )
+
+    def has_view_permission(self, request, obj=None):
+        return self.has_module_permission(request)
+
+    def _stewards(self, request, obj) -> bool:
+        if request.user.is_superuser:
+            return True
+        if obj is None:
+            return request.user.memberships.filter(role__in=STEWARD_ROLES).exists()
+        org = obj
+        for part in self.organization_path.split("__"):
+            org = getattr(org, part)
+        return self._orgs(request, stewarded=True).filter(pk=org.pk).exists()
+
+    def has_add_permission(self, request):
+        return self.steward_may_add and self._stewards(request, None)
+
+    def has_change_permission(self, request, obj=None):
+        return self.steward_may_change and self._stewards(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return request.user.is_superuser
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "organization" and not request.user.is_superuser:
+            kwargs["queryset"] = self._orgs(request, stewarded=True)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+
+class ReadOnlyAdmin(OrganizationScopedAdmin):
+    """Rows only the services write: visible, never editable here."""
+
+    steward_may_add = False
+    steward_may_change = False
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    extra = 0
+    autocomplete_fields = ["user"]
+    fields = ["user", "role", "created_at"]
+    readonly_fields = ["created_at"]
+
+
+@admin.register(Organization)
+class OrganizationAdmin(OrganizationScopedAdmin):
+    organization_path = "pk"
+    list_display = ["slug", "name", "created_at"]
+    search_fields = ["slug", "name"]
+    inlines = [MembershipInline]
+
+    def get_queryset(self, request):
+        queryset = admin.ModelAdmin.get_queryset(self, request)
+        if request.user.is_superuser:
+            return queryset
+        return queryset.filter(pk__in=self._orgs(request))
+
+    def has_add_permission(self, request):
+        return request.user.is_superuser
+
+    def _stewards(self, request, obj) -> bool:
+        if request.user.is_superuser:
+            return True
+        if obj is None:
+            return request.user.memberships.filter(role__in=STEWARD_ROLES).exists()
+        return self._orgs(request, stewarded=True).filter(pk=obj.pk).exists()
+
+
+@admin.register(Membership)
+class MembershipAdmin(OrganizationScopedAdmin):
+    list_display = ["user", "organization", "role", "created_at"]
+    list_filter = ["role", "organization"]
+    search_fields = ["user__username", "user__email", "organization__slug"]
+    list_select_related = ["user", "organization"]
+    autocomplete_fields = ["user"]
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "actor_name", "action", "object_repr", "organization", "via", "ip_address"]
+    list_filter = ["action", "via", "organization"]
+    search_fields = ["actor_name", "object_repr", "object_id", "action"]
+    list_select_related = ["organization"]
+    date_hierarchy = "created_at"
+    show_full_result_count = False
+
+
+class EventDeliveryInline(admin.TabularInline):
+    model = EventDelivery
+    extra = 0
+    can_delete = False
+    fields = ["handler", "attempts", "delivered_at", "failed_at", "last_error"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(DomainEvent)
+class DomainEventAdmin(ReadOnlyAdmin):
+    list_display = ["id", "topic", "organization", "created_at"]
+    list_filter = ["topic", "organization"]
+    search_fields = ["topic"]
+    list_select_related = ["organization"]
+    inlines = [EventDeliveryInline]
+    show_full_result_count = False

@@ -1,0 +1,225 @@
+"""The shared cast and the real parts the tests run against.
+
+- PostgreSQL and Redis on localhost (DATABASE_URL, REDIS_URL; see tests/settings.py);
+- an S3 server on loopback: moto's standalone server, started once per session;
+- real Celery worker processes, started per test by `start_worker`.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+from django.conf import settings
+
+from catalog.audit import Actor
+from catalog.models import Organization, Role
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def wait_for(condition: Callable[[], object], *, timeout: float = 30, interval: float = 0.1,
+             message: str = "condition"):
+    """Polls until `condition()` is truthy and returns it; fails after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"Timed out after {timeout} s waiting for {message}.")
+        time.sleep(interval)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def s3_server():
+    endpoint = os.environ["S3_ENDPOINT_URL"]
+    port = urlparse(endpoint).port
+    Path(settings.VAR_DIR).mkdir(parents=True, exist_ok=True)
+    log = open(Path(settings.VAR_DIR) / "moto.log", "w")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=log, stderr=subprocess.STDOUT,
+    )
+    import boto3
+
+    client = boto3.client(
+        "s3", endpoint_url=endpoint, aws_access_key_id="testing",
+        aws_secret_access_key="testing", region_name="us-east-1",
+    )
+
+    def up():
+        try:
+            client.list_buckets()
+        except Exception:
+            return False
+        return True
+
+    wait_for(up, timeout=30, message="the S3 server")
+    client.create_bucket(Bucket=os.environ["S3_BUCKET"])
+    yield client
+    proc.terminate()
+    proc.wait(10)
+    log.close()
+
+
+@pytest.fixture(autouse=True)
+def empty_bucket(s3_server):
+    """Each test starts with an empty bucket."""
+    yield
+    bucket = os.environ["S3_BUCKET"]
+    paginator = s3_server.get_paginator("list_objects_v2")
+    for page in paginator.paginate(Bucket=bucket):
+        keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+        if keys:
+            s3_server.delete_objects(Bucket=bucket, Delete={"Objects": keys})
+
+
+@pytest.fixture
+def bucket_keys(s3_server):
+    def keys(prefix: str = "") -> list[str]:
+        response = s3_server.list_objects_v2(Bucket=os.environ["S3_BUCKET"], Prefix=prefix)
+        return sorted(o["Key"] for o in response.get("Contents", []))
+
+    return keys
+
+
+# --- The cast -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def system() -> Actor:
+    return Actor(via="command")
+
+
+@pytest.fixture
+def acme(db, system) -> Organization:
+    from catalog.services import organization_create
+
+    return organization_create(slug="acme", name="Acme", actor=system)
+
+
+@pytest.fixture
+def globex(db, system) -> Organization:
+    from catalog.services import organization_create
+
+    return organization_create(slug="globex", name="Globex", actor=system)
+
+
+def _member(django_user_model, org, username, role, system):
+    from catalog.services import membership_set
+
+    user = django_user_model.objects.create_user(username=username, password="pw-" + username, is_staff=True)
+    membership_set(organization=org, user=user, role=role, actor=system)
+    return user
+
+
+@pytest.fixture
+def steward(django_user_model, acme, system):
+    return _member(django_user_model, acme, "stella", Role.STEWARD, system)
+
+
+@pytest.fixture
+def viewer(django_user_model, acme, system):
+    return _member(django_user_model, acme, "victor", Role.VIEWER, system)
+
+
+@pytest.fixture
+def outsider(django_user_model, globex, system):
+    """A steward of another organisation."""
+    return _member(django_user_model, globex, "oscar", Role.STEWARD, system)
+
+
+@pytest.fixture
+def dataset(acme, system):
+    from catalog.services import dataset_create
+
+    return dataset_create(
+        organization=acme, layer="gold", name="txn_daily", actor=system,
+        title="Daily transactions", description="Daily transaction aggregates",
+    )
+
+
+@pytest.fixture
+def publish(system):
+    """Publishes bytes through the real pipeline in this process; returns the job."""
+    from versioning.models import JobSource
+    from versioning.services import publish_job_create, publish_job_run
+
+    def run(dataset, data: bytes, *, version: str = "", filename: str = "data.csv",
+            actor: Actor | None = None):
+        job = publish_job_create(
+            dataset=dataset, stream=io.BytesIO(data), filename=filename,
+            actor=actor or system, source=JobSource.COMMAND, requested_version=version,
+        )
+        publish_job_run(job_id=job.pk)
+        job.refresh_from_db()
+        return job
+
+    return run
+
+
+# --- Real workers ---------------------------------------------------------------------
+
+
+class Worker:
+    def __init__(self, proc: subprocess.Popen, log: Path) -> None:
+        self.proc, self.log = proc, log
+
+    def kill(self) -> None:
+        """SIGKILL the whole worker (main process and pool children): no goodbye."""
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+def _test_database_url() -> str:
+    db = settings.DATABASES["default"]
+    return f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+
+
+@pytest.fixture
+def start_worker(tmp_path):
+    """Starts real `celery worker` processes on the test database; stops them after."""
+    workers: list[Worker] = []
+
+    def start(*, env: dict | None = None, concurrency: int = 1) -> Worker:
+        log = tmp_path / f"worker-{len(workers)}.log"
+        proc = subprocess.Popen(
+            [str(BIN / "celery"), "-A", "config", "worker", "--loglevel", "INFO",
+             "--concurrency", str(concurrency), "--without-gossip", "--without-mingle",
+             "--hostname", f"test{len(workers)}@%h"],
+            cwd=ROOT,
+            env={**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings",
+                 "DATABASE_URL": _test_database_url(), **(env or {})},
+            stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        worker = Worker(proc, log)
+        workers.append(worker)
+        wait_for(lambda: "ready." in log.read_text() or proc.poll() is not None,
+                 timeout=60, message="the worker to start")
+        assert proc.poll() is None, log.read_text()
+        return worker
+
+    yield start
+    for worker in workers:
+        worker.stop()

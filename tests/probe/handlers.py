@@ -1,0 +1,19 @@
+"""Writes one line per delivery to a file named in the event; sleeps first when asked,
+so a test can kill the worker while the handler runs."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+
+def record_delivery(event) -> None:
+    log = Path(event.payload["log"])
+    with log.open("a") as handle:
+        handle.write(f"start {event.pk} {os.getpid()}\n")
+    sleep = event.payload.get("sleep_first_time", 0)
+    if sleep and log.read_text().count("start") == 1:
+        time.sleep(sleep)
+    with log.open("a") as handle:
+        handle.write(f"done {event.pk} {os.getpid()}\n")

@@ -1,0 +1,37 @@
+"""Test settings: the services mode (PostgreSQL, Redis, S3 on loopback) with short
+leases, so that the fault tests see a dead worker's job taken over within seconds.
+
+Worker processes started by the tests use this module too, so everything they need is
+read from the environment that the test session sets up (see conftest.py).
+"""
+
+import os
+import socket
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/dataset_publisher")
+os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/13")
+os.environ.setdefault("S3_ENDPOINT_URL", f"http://127.0.0.1:{_free_port()}")
+os.environ.setdefault("S3_BUCKET", "datasets-test")
+os.environ.setdefault("S3_ACCESS_KEY_ID", "testing")
+os.environ.setdefault("S3_SECRET_ACCESS_KEY", "testing")
+os.environ.setdefault("SECRET_KEY", "tests-only-" + "x" * 50)
+os.environ.setdefault("VAR_DIR", "/tmp/dataset-publisher-tests")
+os.environ.setdefault("PUBLISH_JOB_LEASE_SECONDS", "6")
+os.environ.setdefault("PUBLISH_JOB_REDISPATCH_SECONDS", "2")
+os.environ.setdefault("OUTBOX_LEASE_SECONDS", "3")
+os.environ.setdefault("ALLOWED_HOSTS", "testserver,127.0.0.1,localhost")
+
+from config.settings import *  # noqa: E402,F403
+
+SECURE_SSL_REDIRECT = False
+SESSION_COOKIE_SECURE = False
+CSRF_COOKIE_SECURE = False
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+INSTALLED_APPS = [*INSTALLED_APPS, "tests.probe"]  # noqa: F405

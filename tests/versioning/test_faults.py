@@ -1,0 +1,227 @@
+"""Faults that must never lose a publish or leave one half-done: killed workers, a
+broker that is down, a crash between storing and committing, a key written twice."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import socket
+import subprocess
+import time
+
+import pytest
+from celery import current_app
+from django.db import connection
+
+from catalog.exceptions import Conflict
+from catalog.storage import copy_immutable, get_object_store, sha256_of
+from tests.conftest import wait_for
+from versioning.manifest import manifest_latest
+from versioning.models import DatasetVersion, JobSource, JobStatus, PublishJob
+from versioning.services import publish_job_create, publish_job_run, publish_jobs_sweep
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker]
+
+CSV = b"day,store,revenue\n2024-08-10,ST1,10.5\n2024-08-10,ST2,7\n"
+
+
+def big_csv(megabytes: int) -> bytes:
+    row = b"2024-08-10,ST0001,1234.56,some text that takes a little room\n"
+    return b"day,store,revenue,comment\n" + row * (megabytes * 1024 * 1024 // len(row))
+
+
+def queue(dataset, data, system, **kwargs):
+    return publish_job_create(dataset=dataset, stream=io.BytesIO(data), filename="data.csv",
+                              actor=system, source=JobSource.COMMAND, **kwargs)
+
+
+def finished(job):
+    job.refresh_from_db()
+    return job.is_finished
+
+
+def test_a_real_worker_publishes_a_queued_job(dataset, system, start_worker):
+    start_worker()
+    job = queue(dataset, CSV, system)
+    wait_for(lambda: finished(job), message="the job")
+    assert job.status == JobStatus.SUCCEEDED, job.message
+    # The manifest handler ran in the worker, after commit, through the outbox.
+    manifest = manifest_latest(organization=dataset.organization)
+    wait_for(lambda: manifest.__class__.objects.get(pk=manifest.pk).written_at, message="manifest")
+    with get_object_store().open("acme/v1/manifests/latest.json") as stream:
+        assert job.version.sha256.encode() in stream.read()
+
+
+def test_a_worker_killed_mid_publish_is_replaced_and_the_job_completes_once(
+    dataset, system, start_worker
+):
+    first = publish_job_run(job_id=queue(dataset, CSV, system).pk)
+    assert first.status == JobStatus.SUCCEEDED
+
+    worker = start_worker()
+    job = queue(dataset, big_csv(120), system)
+    wait_for(lambda: PublishJob.objects.filter(pk=job.pk, status=JobStatus.RUNNING,
+                                               bytes_done__gt=0).exists(),
+             timeout=60, interval=0.05, message="the job to be running")
+    worker.kill()
+    job.refresh_from_db()
+    assert job.status == JobStatus.RUNNING  # killed half-way: nobody finished it
+
+    start_worker()
+
+    def sweep_until_finished():
+        publish_jobs_sweep()
+        return finished(job)
+
+    wait_for(sweep_until_finished, timeout=120, interval=1, message="the job to be taken over")
+    assert job.status == JobStatus.SUCCEEDED, job.message
+    assert job.attempts == 2
+    assert DatasetVersion.objects.filter(dataset=dataset).count() == 2
+    assert DatasetVersion.objects.get(is_current=True).pk == job.version_id
+
+
+# --- The broker down ------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class PrivateRedis:
+    """A redis-server of this test's own, so the test can stop and start it."""
+
+    def __init__(self) -> None:
+        self.port = _free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [shutil.which("redis-server"), "--port", str(self.port), "--bind", "127.0.0.1",
+             "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+
+        def up():
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+            except OSError:
+                return False
+            return True
+
+        wait_for(up, timeout=10, message="redis-server")
+
+    def stop(self) -> None:
+        if self.proc:
+            self.proc.kill()
+            self.proc.wait(5)
+
+
+@pytest.fixture
+def private_redis():
+    if not shutil.which("redis-server"):
+        pytest.fail("redis-server is needed for this test (apt-get install redis-server)")
+    redis = PrivateRedis()
+    redis.start()
+    conf = current_app.conf
+    saved = conf.broker_url
+    conf.broker_url = redis.url
+    current_app._pool = None
+    yield redis
+    redis.stop()
+    conf.broker_url = saved
+    current_app._pool = None
+
+
+def test_with_the_broker_down_an_upload_is_queued_promptly_and_runs_once_it_is_back(
+    dataset, system, start_worker, private_redis
+):
+    private_redis.stop()
+    started = time.monotonic()
+    job = queue(dataset, CSV, system)
+    assert time.monotonic() - started < 5
+    job.refresh_from_db()
+    assert job.status == JobStatus.QUEUED
+    assert job.dispatched_at is None  # the task could not be sent
+
+    private_redis.start()
+    # Nothing was sent while the broker was down: only the sweeper can bring the job back.
+    start_worker(env={"REDIS_URL": private_redis.url})
+
+    def sweep_until_finished():
+        publish_jobs_sweep()
+        return finished(job)
+
+    wait_for(sweep_until_finished, timeout=60, interval=1, message="the swept job")
+    assert job.status == JobStatus.SUCCEEDED, job.message
+    assert DatasetVersion.objects.filter(dataset=dataset).count() == 1
+
+
+# --- A crash between storing the object and committing the version ------------------
+
+
+class VersionInsertTrigger:
+    """A database trigger that makes the commit of a new version fail, as a crash there
+    would: the object is already at its final key, the version row never commits."""
+
+    def install(self) -> None:
+        with connection.cursor() as cursor:
+            cursor.execute("""
+                CREATE FUNCTION refuse_version() RETURNS trigger AS $$
+                BEGIN RAISE EXCEPTION 'simulated crash before commit'; END $$ LANGUAGE plpgsql;
+                CREATE TRIGGER refuse_version BEFORE INSERT ON versioning_datasetversion
+                FOR EACH ROW EXECUTE FUNCTION refuse_version();
+            """)
+
+    def lift(self) -> None:
+        with connection.cursor() as cursor:
+            cursor.execute("DROP TRIGGER IF EXISTS refuse_version ON versioning_datasetversion;"
+                           "DROP FUNCTION IF EXISTS refuse_version();")
+
+
+@pytest.fixture
+def version_insert_trigger():
+    trigger = VersionInsertTrigger()
+    yield trigger
+    trigger.lift()
+
+
+def test_a_crash_between_storing_and_committing_leaves_the_previous_version_current(
+    dataset, system, version_insert_trigger, bucket_keys
+):
+    first = publish_job_run(job_id=queue(dataset, CSV, system).pk)
+    assert first.status == JobStatus.SUCCEEDED
+    version_insert_trigger.install()
+
+    newer = CSV + b"2024-08-11,ST3,1\n"
+    job = publish_job_run(job_id=queue(dataset, newer, system).pk)
+    assert job.status == JobStatus.FAILED
+    assert job.target_key  # it got as far as the final key
+    store = get_object_store()
+    current = DatasetVersion.objects.get(is_current=True)
+    assert current.pk == first.version_id
+    assert sha256_of(store, current.key) == current.sha256
+    assert bucket_keys("acme/v1/gold/") == [current.key]
+    assert manifest_latest(organization=dataset.organization).body["datasets"]["gold/txn_daily"][
+        "sha256"
+    ] == current.sha256
+
+    version_insert_trigger.lift()
+    again = publish_job_run(job_id=queue(dataset, newer, system).pk)
+    assert again.status == JobStatus.SUCCEEDED, again.message
+    assert DatasetVersion.objects.filter(dataset=dataset).count() == 2
+
+
+def test_a_published_key_is_never_overwritten_with_other_bytes(dataset, system):
+    store = get_object_store()
+    store.write("acme/staging/a.csv", io.BytesIO(b"a\n1\n"))
+    store.write("acme/staging/b.csv", io.BytesIO(b"a\n2\n"))
+    key = "acme/v1/gold/x/x_2024-08-10_v1.0.0.csv"
+    copy_immutable(store, "acme/staging/a.csv", key, sha256=sha256_of(store, "acme/staging/a.csv"))
+    # The same bytes again: a harmless re-run.
+    copy_immutable(store, "acme/staging/a.csv", key, sha256=sha256_of(store, "acme/staging/a.csv"))
+    with pytest.raises(Conflict, match="never overwritten"):
+        copy_immutable(store, "acme/staging/b.csv", key, sha256=sha256_of(store, "acme/staging/b.csv"))
+    assert sha256_of(store, key) == sha256_of(store, "acme/staging/a.csv")

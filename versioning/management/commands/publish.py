@@ -1,0 +1,99 @@
+"""python manage.py publish <layer>/<name> <path> [--org ORG] [--version X.Y.Z] [--wait]"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError
+from tqdm import tqdm
+
+from catalog.audit import Actor
+from catalog.exceptions import DomainError
+from versioning.management.commands._common import dataset_or_error
+from versioning.models import JobSource, JobStatus, PublishJob
+from versioning.services import publish_job_create, publish_job_run
+
+
+class Command(BaseCommand):
+    help = (
+        "Publish a CSV (plain or gzip) or Parquet file as a new version of a dataset. The "
+        "file is streamed to staging and a background job publishes it; --wait follows "
+        "the job to its end, --in-process runs it here without a worker."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("dataset", help="<layer>/<name>, e.g. gold/txn_daily")
+        parser.add_argument("path", type=Path, help="the file to publish")
+        parser.add_argument("--org", help="the organisation, when several have that dataset")
+        parser.add_argument("--version", dest="requested_version", default="",
+                            help="the semantic version (default: the next minor)")
+        parser.add_argument("--note", default="", help="a changelog note (markdown)")
+        mode = parser.add_mutually_exclusive_group()
+        mode.add_argument("--wait", action="store_true", help="wait for the worker to finish")
+        mode.add_argument("--in-process", action="store_true",
+                          help="run the publish in this process (no worker needed)")
+        parser.add_argument("--timeout", type=int, default=3600,
+                            help="seconds --wait waits at most (default 3600)")
+
+    def handle(self, *args, **options):
+        path: Path = options["path"]
+        if not path.is_file():
+            raise CommandError(f"No file at {path}.")
+        dataset = dataset_or_error(options["dataset"], options["org"])
+        size = path.stat().st_size
+        quiet = options["verbosity"] == 0
+        bar = tqdm(total=size, unit="B", unit_scale=True, desc="upload", disable=quiet,
+                   file=self.stderr._out)
+        try:
+            with path.open("rb") as stream:
+                job = publish_job_create(
+                    dataset=dataset,
+                    stream=stream,
+                    filename=path.name,
+                    actor=Actor(via="command"),
+                    source=JobSource.COMMAND,
+                    requested_version=options["requested_version"],
+                    note=options["note"],
+                    on_progress=lambda done: bar.update(done - bar.n),
+                )
+        except DomainError as exc:
+            raise CommandError(exc.message) from None
+        finally:
+            bar.close()
+        if options["in_process"]:
+            job = publish_job_run(job_id=job.pk) or job
+        elif options["wait"]:
+            job = self._wait(job, options["timeout"], quiet)
+        else:
+            self.stdout.write(f"Queued publish job {job.pk} for {dataset.path}.")
+            return
+        self._report(job)
+
+    def _wait(self, job: PublishJob, timeout: int, quiet: bool) -> PublishJob:
+        deadline = time.monotonic() + timeout
+        bar = tqdm(total=job.bytes_total or 0, unit="B", unit_scale=True, desc="publish",
+                   disable=quiet, file=self.stderr._out)
+        try:
+            while True:
+                job.refresh_from_db()
+                bar.update(max(0, job.bytes_done - bar.n))
+                if job.is_finished:
+                    return job
+                if time.monotonic() > deadline:
+                    raise CommandError(
+                        f"Job {job.pk} is still {job.status} after {timeout} s; is a worker "
+                        "running (make worker)?"
+                    )
+                time.sleep(0.5)
+        finally:
+            bar.close()
+
+    def _report(self, job: PublishJob) -> None:
+        if job.status != JobStatus.SUCCEEDED:
+            raise CommandError(f"Publish failed: {job.message}")
+        version = job.version
+        self.stdout.write(job.message)
+        self.stdout.write(f"version: {version.version}")
+        self.stdout.write(f"key:     {version.key}")
+        self.stdout.write(f"sha256:  {version.sha256}")
