@@ -561,20 +561,39 @@ def _check_names(names: list[str]) -> None:
 def _csv_error(
     exc: Exception, names: list[str], invalid_rows: list, rows_read: int
 ) -> FileRejected:
-    reason = str(exc)
-    where = f" The first {rows_read:,} data rows are fine." if rows_read else ""
-    if invalid_rows or _FIELD_COUNT_RE.search(reason):
+    # pyarrow quotes the offending row in full, which can be megabytes long.
+    reason = _shorten(str(exc), 500)
+    where = _rows_fine(rows_read)
+    field_count = _FIELD_COUNT_RE.search(reason)
+    if invalid_rows or field_count:
         if invalid_rows:
             row = invalid_rows[0]
             expected, actual, text = row.expected_columns, row.actual_columns, row.text
         else:
-            found = _FIELD_COUNT_RE.search(reason)
-            expected, actual, text = int(found.group(1)), int(found.group(2)), ""
-        shown = f": {_shorten(text)}" if text else ""
+            expected, actual, text = int(field_count.group(1)), int(field_count.group(2)), ""
+        fields = "1 field" if actual == 1 else f"{actual} fields"
+        line_breaks = text.count("\n")
+        if line_breaks:
+            first_line = text[: text.index("\n")].rstrip("\r")
+            shown = (
+                f" The row starting with {_shorten(first_line, 80)!r} runs over "
+                f"{line_breaks + 1:,} "
+                "lines: a quote (\") that is opened and never closed joins the following lines "
+                "into one value."
+            )
+        elif text:
+            shown = f" The row is: {_shorten(text, 120)!r}."
+        else:
+            shown = ""
         return FileRejected(
-            f"A row has {actual} fields but the header has {expected} columns{shown}. "
-            f"Every row must have as many fields as the header.{where}",
-            details={"reason": reason, "expected": expected, "actual": actual, "row_text": text},
+            f"A row has {fields} but the header has {expected} columns; every row must have "
+            f"as many fields as the header.{shown}{where}",
+            details={
+                "reason": reason,
+                "expected": expected,
+                "actual": actual,
+                "row_text": _shorten(text, 500),
+            },
         )
     if "invalid UTF8" in reason:
         found = _COLUMN_INDEX_RE.search(reason)
@@ -597,7 +616,15 @@ def _csv_error(
     return FileRejected(f"The file could not be read as CSV.{where}", details={"reason": reason})
 
 
-def _shorten(text: str, limit: int = 120) -> str:
+def _rows_fine(rows_read: int) -> str:
+    if rows_read == 0:
+        return ""
+    if rows_read == 1:
+        return " The first data row is fine."
+    return f" The first {rows_read:,} data rows are fine."
+
+
+def _shorten(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 

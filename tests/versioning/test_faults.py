@@ -10,10 +10,10 @@ import subprocess
 import time
 
 import pytest
-from celery import current_app
 from django.db import connection
 
 from catalog.exceptions import Conflict
+from config.celery import app as celery_app
 from catalog.storage import copy_immutable, get_object_store, sha256_of
 from tests.conftest import wait_for
 from versioning.manifest import manifest_latest
@@ -125,14 +125,18 @@ def private_redis():
         pytest.fail("redis-server is needed for this test (apt-get install redis-server)")
     redis = PrivateRedis()
     redis.start()
-    conf = current_app.conf
-    saved = conf.broker_url
-    conf.broker_url = redis.url
-    current_app._pool = None
+    saved = celery_app.conf.broker_url
+    _point_celery_at(redis.url)
     yield redis
     redis.stop()
-    conf.broker_url = saved
-    current_app._pool = None
+    _point_celery_at(saved)
+
+
+def _point_celery_at(url: str) -> None:
+    """Sends this process's tasks to `url` from now on (drops the cached connections)."""
+    celery_app.conf.broker_url = url
+    celery_app._pool = None
+    celery_app.amqp._producer_pool = None
 
 
 def test_with_the_broker_down_an_upload_is_queued_promptly_and_runs_once_it_is_back(
