@@ -39,9 +39,7 @@ class OrganizationScopedAdmin(admin.ModelAdmin):
 
     def has_module_permission(self, request):
         user = request.user
-        return user.is_active and user.is_staff and (
-            user.is_superuser or user.memberships.exists()
-        )
+        return user.is_active and user.is_staff and (user.is_superuser or user.memberships.exists())
 
     def has_view_permission(self, request, obj=None):
         return self.has_module_permission(request)
@@ -130,7 +128,15 @@ class MembershipAdmin(OrganizationScopedAdmin):
 
 @admin.register(AuditEntry)
 class AuditEntryAdmin(ReadOnlyAdmin):
-    list_display = ["created_at", "actor_name", "action", "object_repr", "organization", "via", "ip_address"]
+    list_display = [
+        "created_at",
+        "actor_name",
+        "action",
+        "object_repr",
+        "organization",
+        "via",
+        "ip_address",
+    ]
     list_filter = ["action", "via", "organization"]
     search_fields = ["actor_name", "object_repr", "object_id", "action"]
     list_select_related = ["organization"]

@@ -22,7 +22,11 @@ class Actor:
     def from_request(cls, request, *, via: str) -> Actor:
         forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
         ip = forwarded.split(",")[0].strip() if forwarded else request.META.get("REMOTE_ADDR")
-        return cls(user=request.user if request.user.is_authenticated else None, ip_address=ip or None, via=via)
+        return cls(
+            user=request.user if request.user.is_authenticated else None,
+            ip_address=ip or None,
+            via=via,
+        )
 
 
 def audit_record(

@@ -421,7 +421,11 @@ def _inspect_csv(
         if reader.schema.names != names:
             raise FileRejected(
                 "The header row could not be read consistently; check its quoting.",
-                details={"reason": "header mismatch", "expected": names, "found": reader.schema.names},
+                details={
+                    "reason": "header mismatch",
+                    "expected": names,
+                    "found": reader.schema.names,
+                },
             )
         for batch in reader:
             row_count += batch.num_rows
@@ -578,7 +582,7 @@ def _csv_error(
             shown = (
                 f" The row starting with {_shorten(first_line, 80)!r} runs over "
                 f"{line_breaks + 1:,} "
-                "lines: a quote (\") that is opened and never closed joins the following lines "
+                'lines: a quote (") that is opened and never closed joins the following lines '
                 "into one value."
             )
         elif text:
@@ -605,7 +609,7 @@ def _csv_error(
         )
     if "straddling object" in reason:
         return FileRejected(
-            f"A row is longer than {_CSV_BLOCK_SIZE // _MiB} MiB. This usually means a quote (\") "
+            f'A row is longer than {_CSV_BLOCK_SIZE // _MiB} MiB. This usually means a quote (") '
             f"is opened and never closed.{where}",
             details={"reason": reason},
         )
@@ -808,9 +812,7 @@ def _read_parquet_footer(file: _Unclosable) -> tuple[int, tuple[ColumnProfile, .
             "The Parquet file has columns but no data rows.", details={"reason": "no data rows"}
         )
 
-    leaf_index = {
-        metadata.schema.column(i).path: i for i in range(metadata.num_columns)
-    }
+    leaf_index = {metadata.schema.column(i).path: i for i in range(metadata.num_columns)}
     columns = []
     for field in schema:
         nulls = _parquet_nulls_from_statistics(metadata, leaf_index.get(field.name), field)

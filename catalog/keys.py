@@ -1,9 +1,9 @@
 """Object keys, as the client contract fixes them (seed 001):
 
-    <org>/v1/<layer>/<name>/<name>_<YYYY-MM-DD>_v<version><ext>   a published version
-    <org>/v1/manifests/latest.json                               the latest manifest
-    <org>/v1/manifests/history/<timestamp>_<sha>.json            every manifest, kept
-    <org>/staging/<job id><ext>                                  an upload being published
+<org>/v1/<layer>/<name>/<name>_<YYYY-MM-DD>_v<version><ext>   a published version
+<org>/v1/manifests/latest.json                               the latest manifest
+<org>/v1/manifests/history/<timestamp>_<sha>.json            every manifest, kept
+<org>/staging/<job id><ext>                                  an upload being published
 """
 
 from __future__ import annotations

@@ -40,7 +40,9 @@ def user_can_steward(user, organization: Organization) -> bool:
     return organizations_stewarded_by(user).filter(pk=organization.pk).exists()
 
 
-def dataset_get_by_path(*, path: str, organization: Organization | None = None, user=None) -> Dataset:
+def dataset_get_by_path(
+    *, path: str, organization: Organization | None = None, user=None
+) -> Dataset:
     """The dataset at `<layer>/<name>`, seen as `user` sees it (all of them when None).
 
     Raises NotFound for a malformed path, an unknown dataset, or one the user may not
@@ -52,7 +54,11 @@ def dataset_get_by_path(*, path: str, organization: Organization | None = None, 
     layer, sep, name = path.strip().partition("/")
     if not sep or not layer or not name or "/" in name:
         raise NotFound(f"No dataset {path!r}: datasets are addressed as <layer>/<name>.")
-    datasets = Dataset.objects.select_related("organization") if user is None else datasets_visible_to(user)
+    datasets = (
+        Dataset.objects.select_related("organization")
+        if user is None
+        else datasets_visible_to(user)
+    )
     datasets = datasets.filter(layer=layer, name=name)
     if organization is not None:
         datasets = datasets.filter(organization=organization)

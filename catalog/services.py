@@ -88,7 +88,9 @@ def dataset_create(
     try:
         with transaction.atomic():
             dataset.save()
-            audit_record(actor=actor, action="dataset.create", obj=dataset, organization=organization)
+            audit_record(
+                actor=actor, action="dataset.create", obj=dataset, organization=organization
+            )
     except IntegrityError:
         raise InvalidInput(
             f"The organisation {organization.slug!r} already has a dataset {dataset.path!r}."

@@ -206,9 +206,7 @@ class S3ObjectStore:
 
     def copy(self, source, destination):
         with self._errors(source):
-            self.client.copy(
-                {"Bucket": self.bucket, "Key": source}, self.bucket, destination
-            )
+            self.client.copy({"Bucket": self.bucket, "Key": source}, self.bucket, destination)
 
     def delete(self, key):
         with self._errors(key):
@@ -262,4 +260,3 @@ def copy_immutable(store: ObjectStore, source: str, destination: str, *, sha256:
             "are never overwritten."
         )
     store.copy(source, destination)
-

@@ -82,7 +82,9 @@ def signed_object_download(request, key: str):
             response["Content-Range"] = f"bytes */{size}"
             return response
         handle.seek(start)
-        response = FileResponse(_Limited(handle, end - start + 1), content_type=content_type, status=206)
+        response = FileResponse(
+            _Limited(handle, end - start + 1), content_type=content_type, status=206
+        )
         response["Content-Length"] = str(end - start + 1)
         response["Content-Range"] = f"bytes {start}-{end}/{size}"
     else:

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import signal
@@ -27,8 +28,13 @@ ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
 
-def wait_for(condition: Callable[[], object], *, timeout: float = 30, interval: float = 0.1,
-             message: str = "condition"):
+def wait_for(
+    condition: Callable[[], object],
+    *,
+    timeout: float = 30,
+    interval: float = 0.1,
+    message: str = "condition",
+):
     """Polls until `condition()` is truthy and returns it; fails after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while True:
@@ -48,13 +54,17 @@ def s3_server():
     log = open(Path(settings.VAR_DIR) / "moto.log", "w")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
         [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-        stdout=log, stderr=subprocess.STDOUT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     import boto3
 
     client = boto3.client(
-        "s3", endpoint_url=endpoint, aws_access_key_id="testing",
-        aws_secret_access_key="testing", region_name="us-east-1",
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="us-east-1",
     )
 
     def up():
@@ -118,7 +128,9 @@ def globex(db, system) -> Organization:
 def _member(django_user_model, org, username, role, system):
     from catalog.services import membership_set
 
-    user = django_user_model.objects.create_user(username=username, password="pw-" + username, is_staff=True)
+    user = django_user_model.objects.create_user(
+        username=username, password="pw-" + username, is_staff=True
+    )
     membership_set(organization=org, user=user, role=role, actor=system)
     return user
 
@@ -144,8 +156,12 @@ def dataset(acme, system):
     from catalog.services import dataset_create
 
     return dataset_create(
-        organization=acme, layer="gold", name="txn_daily", actor=system,
-        title="Daily transactions", description="Daily transaction aggregates",
+        organization=acme,
+        layer="gold",
+        name="txn_daily",
+        actor=system,
+        title="Daily transactions",
+        description="Daily transaction aggregates",
     )
 
 
@@ -155,11 +171,21 @@ def publish(system):
     from versioning.models import JobSource
     from versioning.services import publish_job_create, publish_job_run
 
-    def run(dataset, data: bytes, *, version: str = "", filename: str = "data.csv",
-            actor: Actor | None = None):
+    def run(
+        dataset,
+        data: bytes,
+        *,
+        version: str = "",
+        filename: str = "data.csv",
+        actor: Actor | None = None,
+    ):
         job = publish_job_create(
-            dataset=dataset, stream=io.BytesIO(data), filename=filename,
-            actor=actor or system, source=JobSource.COMMAND, requested_version=version,
+            dataset=dataset,
+            stream=io.BytesIO(data),
+            filename=filename,
+            actor=actor or system,
+            source=JobSource.COMMAND,
+            requested_version=version,
         )
         publish_job_run(job_id=job.pk)
         job.refresh_from_db()
@@ -177,10 +203,8 @@ class Worker:
 
     def kill(self) -> None:
         """SIGKILL the whole worker (main process and pool children): no goodbye."""
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         self.proc.wait(10)
 
     def stop(self) -> None:
@@ -205,18 +229,38 @@ def start_worker(tmp_path):
     def start(*, env: dict | None = None, concurrency: int = 1) -> Worker:
         log = tmp_path / f"worker-{len(workers)}.log"
         proc = subprocess.Popen(
-            [str(BIN / "celery"), "-A", "config", "worker", "--loglevel", "INFO",
-             "--concurrency", str(concurrency), "--without-gossip", "--without-mingle",
-             "--hostname", f"test{len(workers)}@%h"],
+            [
+                str(BIN / "celery"),
+                "-A",
+                "config",
+                "worker",
+                "--loglevel",
+                "INFO",
+                "--concurrency",
+                str(concurrency),
+                "--without-gossip",
+                "--without-mingle",
+                "--hostname",
+                f"test{len(workers)}@%h",
+            ],
             cwd=ROOT,
-            env={**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings",
-                 "DATABASE_URL": _test_database_url(), **(env or {})},
-            stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
+            env={
+                **os.environ,
+                "DJANGO_SETTINGS_MODULE": "tests.settings",
+                "DATABASE_URL": _test_database_url(),
+                **(env or {}),
+            },
+            stdout=log.open("w"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         worker = Worker(proc, log)
         workers.append(worker)
-        wait_for(lambda: "ready." in log.read_text() or proc.poll() is not None,
-                 timeout=60, message="the worker to start")
+        wait_for(
+            lambda: "ready." in log.read_text() or proc.poll() is not None,
+            timeout=60,
+            message="the worker to start",
+        )
         assert proc.poll() is None, log.read_text()
         return worker
 

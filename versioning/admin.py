@@ -37,7 +37,16 @@ class VersionInline(admin.TabularInline):
     extra = 0
     can_delete = False
     show_change_link = True
-    fields = ["version", "status", "is_current", "row_count", "size_bytes", "sha256", "published_by", "published_at"]
+    fields = [
+        "version",
+        "status",
+        "is_current",
+        "row_count",
+        "size_bytes",
+        "sha256",
+        "published_by",
+        "published_at",
+    ]
     readonly_fields = fields
     ordering = ["-published_at"]
 
@@ -50,23 +59,46 @@ class VersionInline(admin.TabularInline):
 
 @admin.register(Dataset)
 class DatasetAdmin(OrganizationScopedAdmin):
-    list_display = ["path_display", "organization", "visibility", "current_version", "rows", "size", "updated_at"]
+    list_display = [
+        "path_display",
+        "organization",
+        "visibility",
+        "current_version",
+        "rows",
+        "size",
+        "updated_at",
+    ]
     list_filter = ["layer", "visibility", "organization", "update_frequency"]
     search_fields = ["name", "title", "description"]
     list_select_related = ["organization"]
     readonly_fields = ["created_at", "updated_at", "current_facts"]
     fields = [
-        "organization", "layer", "name", "title", "description", "tags", "visibility",
-        "update_frequency", "freshness_hours", "owner", "current_facts", "created_at", "updated_at",
+        "organization",
+        "layer",
+        "name",
+        "title",
+        "description",
+        "tags",
+        "visibility",
+        "update_frequency",
+        "freshness_hours",
+        "owner",
+        "current_facts",
+        "created_at",
+        "updated_at",
     ]
     inlines = [VersionInline]
     change_form_template = "admin/versioning/dataset/change_form.html"
 
     def get_queryset(self, request):
-        return super().get_queryset(request).annotate(
-            current_version=_current("version"),
-            current_rows=_current("row_count"),
-            current_size=_current("size_bytes"),
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                current_version=_current("version"),
+                current_rows=_current("row_count"),
+                current_size=_current("size_bytes"),
+            )
         )
 
     def get_readonly_fields(self, request, obj=None):
@@ -84,7 +116,11 @@ class DatasetAdmin(OrganizationScopedAdmin):
 
     @admin.display(description="rows", ordering="current_rows")
     def rows(self, obj):
-        return number_format(obj.current_rows, force_grouping=True) if obj.current_rows is not None else "—"
+        return (
+            number_format(obj.current_rows, force_grouping=True)
+            if obj.current_rows is not None
+            else "—"
+        )
 
     @admin.display(description="size", ordering="current_size")
     def size(self, obj):
@@ -101,8 +137,11 @@ class DatasetAdmin(OrganizationScopedAdmin):
         return format_html(
             "<b>{}</b> · {} rows · {} bytes<br>key <code>{}</code><br>SHA-256 <code>{}</code>"
             "<br>columns: {}",
-            version.version, number_format(version.row_count, force_grouping=True),
-            number_format(version.size_bytes, force_grouping=True), version.key, version.sha256,
+            version.version,
+            number_format(version.row_count, force_grouping=True),
+            number_format(version.size_bytes, force_grouping=True),
+            version.key,
+            version.sha256,
             columns,
         )
 
@@ -136,7 +175,9 @@ class DatasetAdmin(OrganizationScopedAdmin):
             except DomainError as exc:
                 form.add_error(None, exc.message)
             else:
-                messages.info(request, f"Upload received; publishing {dataset.path} in the background.")
+                messages.info(
+                    request, f"Upload received; publishing {dataset.path} in the background."
+                )
                 return redirect("admin:versioning_publishjob_change", job.pk)
         context = {
             **self.admin_site.each_context(request),
@@ -153,7 +194,16 @@ class DatasetAdmin(OrganizationScopedAdmin):
 @admin.register(DatasetVersion)
 class DatasetVersionAdmin(ReadOnlyAdmin):
     organization_path = "dataset__organization"
-    list_display = ["__str__", "status", "is_current", "change_type", "row_count", "size_bytes", "published_by", "published_at"]
+    list_display = [
+        "__str__",
+        "status",
+        "is_current",
+        "change_type",
+        "row_count",
+        "size_bytes",
+        "published_by",
+        "published_at",
+    ]
     list_filter = ["status", "is_current", "format", "dataset__layer", "dataset__organization"]
     search_fields = ["dataset__name", "version", "sha256", "key"]
     list_select_related = ["dataset__organization", "published_by"]
@@ -164,7 +214,9 @@ class DatasetVersionAdmin(ReadOnlyAdmin):
     @admin.display(description="schema")
     def schema_table(self, obj):
         rows = "".join(
-            format_html("<tr><td>{}</td><td>{}</td><td>{}</td></tr>", c["name"], c["type"], c["nulls"])
+            format_html(
+                "<tr><td>{}</td><td>{}</td><td>{}</td></tr>", c["name"], c["type"], c["nulls"]
+            )
             for c in obj.schema
         )
         return format_html(
@@ -175,7 +227,16 @@ class DatasetVersionAdmin(ReadOnlyAdmin):
 @admin.register(PublishJob)
 class PublishJobAdmin(ReadOnlyAdmin):
     organization_path = "dataset__organization"
-    list_display = ["created_at", "dataset", "status", "outcome", "progress", "version", "requested_by", "source"]
+    list_display = [
+        "created_at",
+        "dataset",
+        "status",
+        "outcome",
+        "progress",
+        "version",
+        "requested_by",
+        "source",
+    ]
     list_filter = ["status", "outcome", "source", "dataset__organization"]
     search_fields = ["dataset__name", "source_name", "message"]
     list_select_related = ["dataset__organization", "version__dataset", "requested_by"]
@@ -189,7 +250,12 @@ class PublishJobAdmin(ReadOnlyAdmin):
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         job = self.get_object(request, object_id)
-        extra = {"job": job, "dataset_url": reverse("admin:catalog_dataset_change", args=[job.dataset_id]) if job else ""}
+        extra = {
+            "job": job,
+            "dataset_url": reverse("admin:catalog_dataset_change", args=[job.dataset_id])
+            if job
+            else "",
+        }
         return super().change_view(request, object_id, form_url, {**(extra_context or {}), **extra})
 
 

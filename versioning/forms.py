@@ -11,5 +11,7 @@ class PublishForm(forms.Form):
         help_text="Semantic version, e.g. 1.4.0. Leave empty for the next minor version.",
     )
     note = forms.CharField(
-        required=False, widget=forms.Textarea(attrs={"rows": 3}), help_text="Changelog note (markdown)."
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="Changelog note (markdown).",
     )

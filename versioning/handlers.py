@@ -16,9 +16,11 @@ from versioning.models import Manifest
 def write_manifest_to_storage(event: DomainEvent) -> None:
     """Writes the manifest's immutable history copy and, if it is still the newest,
     `latest.json`. Idempotent: a redelivery writes the same bytes again."""
-    manifest = Manifest.objects.select_related("organization").filter(
-        pk=event.payload["manifest_id"]
-    ).first()
+    manifest = (
+        Manifest.objects.select_related("organization")
+        .filter(pk=event.payload["manifest_id"])
+        .first()
+    )
     if manifest is None:
         return
     store = get_object_store()

@@ -104,4 +104,6 @@ def manifest_generate(*, organization: Organization) -> Manifest:
 
 
 def manifest_latest(*, organization: Organization) -> Manifest | None:
-    return Manifest.objects.filter(organization=organization).order_by("-generated_at", "-id").first()
+    return (
+        Manifest.objects.filter(organization=organization).order_by("-generated_at", "-id").first()
+    )

@@ -13,8 +13,8 @@ import pytest
 from django.db import connection
 
 from catalog.exceptions import Conflict
-from config.celery import app as celery_app
 from catalog.storage import copy_immutable, get_object_store, sha256_of
+from config.celery import app as celery_app
 from tests.conftest import wait_for
 from versioning.manifest import manifest_latest
 from versioning.models import DatasetVersion, JobSource, JobStatus, PublishJob
@@ -31,8 +31,14 @@ def big_csv(megabytes: int) -> bytes:
 
 
 def queue(dataset, data, system, **kwargs):
-    return publish_job_create(dataset=dataset, stream=io.BytesIO(data), filename="data.csv",
-                              actor=system, source=JobSource.COMMAND, **kwargs)
+    return publish_job_create(
+        dataset=dataset,
+        stream=io.BytesIO(data),
+        filename="data.csv",
+        actor=system,
+        source=JobSource.COMMAND,
+        **kwargs,
+    )
 
 
 def finished(job):
@@ -60,9 +66,14 @@ def test_a_worker_killed_mid_publish_is_replaced_and_the_job_completes_once(
 
     worker = start_worker()
     job = queue(dataset, big_csv(120), system)
-    wait_for(lambda: PublishJob.objects.filter(pk=job.pk, status=JobStatus.RUNNING,
-                                               bytes_done__gt=0).exists(),
-             timeout=60, interval=0.05, message="the job to be running")
+    wait_for(
+        lambda: PublishJob.objects.filter(
+            pk=job.pk, status=JobStatus.RUNNING, bytes_done__gt=0
+        ).exists(),
+        timeout=60,
+        interval=0.05,
+        message="the job to be running",
+    )
     worker.kill()
     job.refresh_from_db()
     assert job.status == JobStatus.RUNNING  # killed half-way: nobody finished it
@@ -99,9 +110,19 @@ class PrivateRedis:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            [shutil.which("redis-server"), "--port", str(self.port), "--bind", "127.0.0.1",
-             "--save", "", "--appendonly", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                shutil.which("redis-server"),
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
 
         def up():
@@ -181,8 +202,10 @@ class VersionInsertTrigger:
 
     def lift(self) -> None:
         with connection.cursor() as cursor:
-            cursor.execute("DROP TRIGGER IF EXISTS refuse_version ON versioning_datasetversion;"
-                           "DROP FUNCTION IF EXISTS refuse_version();")
+            cursor.execute(
+                "DROP TRIGGER IF EXISTS refuse_version ON versioning_datasetversion;"
+                "DROP FUNCTION IF EXISTS refuse_version();"
+            )
 
 
 @pytest.fixture
@@ -208,9 +231,12 @@ def test_a_crash_between_storing_and_committing_leaves_the_previous_version_curr
     assert current.pk == first.version_id
     assert sha256_of(store, current.key) == current.sha256
     assert bucket_keys("acme/v1/gold/") == [current.key]
-    assert manifest_latest(organization=dataset.organization).body["datasets"]["gold/txn_daily"][
-        "sha256"
-    ] == current.sha256
+    assert (
+        manifest_latest(organization=dataset.organization).body["datasets"]["gold/txn_daily"][
+            "sha256"
+        ]
+        == current.sha256
+    )
 
     version_insert_trigger.lift()
     again = publish_job_run(job_id=queue(dataset, newer, system).pk)
@@ -227,5 +253,7 @@ def test_a_published_key_is_never_overwritten_with_other_bytes(dataset, system):
     # The same bytes again: a harmless re-run.
     copy_immutable(store, "acme/staging/a.csv", key, sha256=sha256_of(store, "acme/staging/a.csv"))
     with pytest.raises(Conflict, match="never overwritten"):
-        copy_immutable(store, "acme/staging/b.csv", key, sha256=sha256_of(store, "acme/staging/b.csv"))
+        copy_immutable(
+            store, "acme/staging/b.csv", key, sha256=sha256_of(store, "acme/staging/b.csv")
+        )
     assert sha256_of(store, key) == sha256_of(store, "acme/staging/a.csv")

@@ -19,7 +19,10 @@ from versioning.models import DatasetVersion, JobOutcome, JobStatus, PublishJob
 
 pytestmark = pytest.mark.django_db
 
-CSV = b"date_key,store_id,revenue,is_holiday\n2024-08-10,ST0001,10.5,false\n2024-08-10,ST0002,7,true\n"
+CSV = (
+    b"date_key,store_id,revenue,is_holiday\n"
+    b"2024-08-10,ST0001,10.5,false\n2024-08-10,ST0002,7,true\n"
+)
 CSV_2 = CSV + b"2024-08-11,ST0001,3.25,false\n"
 
 
@@ -27,7 +30,9 @@ def current(dataset):
     return DatasetVersion.objects.get(dataset=dataset, is_current=True)
 
 
-def test_publishing_a_csv_stores_it_under_its_immutable_key_with_its_facts(dataset, publish, bucket_keys):
+def test_publishing_a_csv_stores_it_under_its_immutable_key_with_its_facts(
+    dataset, publish, bucket_keys
+):
     job = publish(dataset, CSV)
 
     assert job.status == JobStatus.SUCCEEDED, job.message
@@ -67,8 +72,15 @@ def test_the_manifest_lists_the_current_version_and_checks_itself(dataset, publi
     assert body["integrity"]["total_size_bytes"] == len(CSV_2)
     assert body["integrity"]["manifest_sha256"] == manifest_checksum(body)
     assert set(entry) == {
-        "latest_csv", "date", "row_count", "sha256", "size_bytes", "content_type",
-        "schema_version", "last_modified", "description",
+        "latest_csv",
+        "date",
+        "row_count",
+        "sha256",
+        "size_bytes",
+        "content_type",
+        "schema_version",
+        "last_modified",
+        "description",
     }
 
 
@@ -95,7 +107,9 @@ def test_a_publish_records_its_event_and_audit_entry(dataset, publish):
     event = DomainEvent.objects.get(topic="version.published")
     assert event.payload["version"] == "1.0.0"
     assert event.payload["dataset"] == "gold/txn_daily"
-    assert AuditEntry.objects.filter(action="version.publish", object_id=str(job.version_id)).exists()
+    assert AuditEntry.objects.filter(
+        action="version.publish", object_id=str(job.version_id)
+    ).exists()
 
 
 def test_gzip_and_parquet_files_publish_with_their_own_formats(dataset, publish, acme, system):
@@ -124,7 +138,10 @@ def test_gzip_and_parquet_files_publish_with_their_own_formats(dataset, publish,
 # --- Bad input: a clear message, nothing half-published, the previous version current ---
 
 BAD_FILES = {
-    "binary posing as csv": (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)) * 4, "data.csv"),
+    "binary posing as csv": (
+        b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)) * 4,
+        "data.csv",
+    ),
     "ragged rows": (b"a,b,c\n1,2,3\n4,5\n", "data.csv"),
     "header only": (b"a,b,c\n", "data.csv"),
     "duplicate column names": (b"a,b,a\n1,2,3\n", "data.csv"),
@@ -159,7 +176,12 @@ def test_a_bad_file_fails_its_job_clearly_and_leaves_the_previous_version_curren
     assert DatasetVersion.objects.filter(dataset=dataset).count() == 1
     assert bucket_keys("acme/v1/gold/") == keys_before
     assert bucket_keys("acme/staging/") == []
-    assert manifest_latest(organization=dataset.organization).body["datasets"]["gold/txn_daily"]["sha256"] == before.sha256
+    assert (
+        manifest_latest(organization=dataset.organization).body["datasets"]["gold/txn_daily"][
+            "sha256"
+        ]
+        == before.sha256
+    )
 
 
 def test_an_empty_file_is_refused_before_anything_is_stored(dataset, publish, bucket_keys):
@@ -196,8 +218,14 @@ def test_a_version_that_became_too_low_while_queued_fails_the_job(dataset, publi
     from versioning.models import JobSource
     from versioning.services import publish_job_create, publish_job_run
 
-    queued = publish_job_create(dataset=dataset, stream=io.BytesIO(CSV_2), filename="d.csv",
-                                actor=system, source=JobSource.COMMAND, requested_version="1.2.0")
+    queued = publish_job_create(
+        dataset=dataset,
+        stream=io.BytesIO(CSV_2),
+        filename="d.csv",
+        actor=system,
+        source=JobSource.COMMAND,
+        requested_version="1.2.0",
+    )
     publish(dataset, CSV, version="2.0.0")
     job = publish_job_run(job_id=queued.pk)
     assert job.status == JobStatus.FAILED
@@ -205,7 +233,9 @@ def test_a_version_that_became_too_low_while_queued_fails_the_job(dataset, publi
     assert current(dataset).version == "2.0.0"
 
 
-def test_publishing_into_an_organisation_you_do_not_steward_is_refused(dataset, publish, outsider, viewer):
+def test_publishing_into_an_organisation_you_do_not_steward_is_refused(
+    dataset, publish, outsider, viewer
+):
     for user in (outsider, viewer):
         with pytest.raises(Forbidden, match="not a steward of the organisation 'acme'"):
             publish(dataset, CSV, actor=Actor(user=user, via="api"))

@@ -38,11 +38,18 @@ class Command(BaseCommand):
         self._steward(org, actor)
         published = 0
         for spec in DATASETS:
-            dataset = Dataset.objects.filter(organization=org, layer=spec.layer, name=spec.name).first()
+            dataset = Dataset.objects.filter(
+                organization=org, layer=spec.layer, name=spec.name
+            ).first()
             if dataset is None:
                 dataset = dataset_create(
-                    organization=org, layer=spec.layer, name=spec.name, actor=actor,
-                    title=spec.title, description=spec.description, tags=list(spec.tags),
+                    organization=org,
+                    layer=spec.layer,
+                    name=spec.name,
+                    actor=actor,
+                    title=spec.title,
+                    description=spec.description,
+                    tags=list(spec.tags),
                     update_frequency=spec.frequency,
                     freshness_hours=26 if spec.frequency == "daily" else 24 * 8,
                 )
@@ -55,14 +62,20 @@ class Command(BaseCommand):
                 published += self._publish(dataset, data, "1.1.0", "Adds the latest day.")
         self.stdout.write(
             f"Demo organisation {ORG!r}: {len(DATASETS)} datasets, {published} versions "
-            "published now." if published else f"Demo organisation {ORG!r} is up to date."
+            "published now."
+            if published
+            else f"Demo organisation {ORG!r} is up to date."
         )
 
     def _publish(self, dataset: Dataset, data: bytes, version: str, note: str) -> int:
         job = publish_job_create(
-            dataset=dataset, stream=io.BytesIO(data), filename=f"{dataset.name}.csv",
-            actor=Actor(via="command"), source=JobSource.COMMAND,
-            requested_version=version, note=note,
+            dataset=dataset,
+            stream=io.BytesIO(data),
+            filename=f"{dataset.name}.csv",
+            actor=Actor(via="command"),
+            source=JobSource.COMMAND,
+            requested_version=version,
+            note=note,
         )
         job = publish_job_run(job_id=job.pk) or job
         if job.status != JobStatus.SUCCEEDED:
@@ -78,7 +91,9 @@ class Command(BaseCommand):
             if user is None:
                 password = wanted or secrets.token_urlsafe(12)
                 user = User.objects.create_user(
-                    username=STEWARD, password=password, is_staff=True,
+                    username=STEWARD,
+                    password=password,
+                    is_staff=True,
                     email="steward@scout.example",
                 )
                 self.stdout.write(f"Steward login: {STEWARD} / {password}")
@@ -91,5 +106,7 @@ class Command(BaseCommand):
                     f"Steward login: {STEWARD} (password unchanged; set DEMO_PASSWORD or run "
                     f"`manage.py changepassword {STEWARD}` to choose one)"
                 )
-            if not Membership.objects.filter(user=user, organization=org, role=Role.STEWARD).exists():
+            if not Membership.objects.filter(
+                user=user, organization=org, role=Role.STEWARD
+            ).exists():
                 membership_set(organization=org, user=user, role=Role.STEWARD, actor=actor)

@@ -28,11 +28,14 @@ class Command(BaseCommand):
         versions = DatasetVersion.objects.filter(dataset=dataset)
         wanted = options["requested_version"]
         version = (
-            versions.filter(version=wanted).first() if wanted else versions.filter(is_current=True).first()
+            versions.filter(version=wanted).first()
+            if wanted
+            else versions.filter(is_current=True).first()
         )
         if version is None:
             raise CommandError(
-                f"{dataset.path} has no version {wanted}." if wanted
+                f"{dataset.path} has no version {wanted}."
+                if wanted
                 else f"{dataset.path} has no published version yet."
             )
         output: Path = options["output"]

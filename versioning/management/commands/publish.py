@@ -26,15 +26,23 @@ class Command(BaseCommand):
         parser.add_argument("dataset", help="<layer>/<name>, e.g. gold/txn_daily")
         parser.add_argument("path", type=Path, help="the file to publish")
         parser.add_argument("--org", help="the organisation, when several have that dataset")
-        parser.add_argument("--version", dest="requested_version", default="",
-                            help="the semantic version (default: the next minor)")
+        parser.add_argument(
+            "--version",
+            dest="requested_version",
+            default="",
+            help="the semantic version (default: the next minor)",
+        )
         parser.add_argument("--note", default="", help="a changelog note (markdown)")
         mode = parser.add_mutually_exclusive_group()
         mode.add_argument("--wait", action="store_true", help="wait for the worker to finish")
-        mode.add_argument("--in-process", action="store_true",
-                          help="run the publish in this process (no worker needed)")
-        parser.add_argument("--timeout", type=int, default=3600,
-                            help="seconds --wait waits at most (default 3600)")
+        mode.add_argument(
+            "--in-process",
+            action="store_true",
+            help="run the publish in this process (no worker needed)",
+        )
+        parser.add_argument(
+            "--timeout", type=int, default=3600, help="seconds --wait waits at most (default 3600)"
+        )
 
     def handle(self, *args, **options):
         path: Path = options["path"]
@@ -43,8 +51,14 @@ class Command(BaseCommand):
         dataset = dataset_or_error(options["dataset"], options["org"])
         size = path.stat().st_size
         quiet = options["verbosity"] == 0
-        bar = tqdm(total=size, unit="B", unit_scale=True, desc="upload", disable=quiet,
-                   file=self.stderr._out)
+        bar = tqdm(
+            total=size,
+            unit="B",
+            unit_scale=True,
+            desc="upload",
+            disable=quiet,
+            file=self.stderr._out,
+        )
         try:
             with path.open("rb") as stream:
                 job = publish_job_create(
@@ -72,8 +86,14 @@ class Command(BaseCommand):
 
     def _wait(self, job: PublishJob, timeout: int, quiet: bool) -> PublishJob:
         deadline = time.monotonic() + timeout
-        bar = tqdm(total=job.bytes_total or 0, unit="B", unit_scale=True, desc="publish",
-                   disable=quiet, file=self.stderr._out)
+        bar = tqdm(
+            total=job.bytes_total or 0,
+            unit="B",
+            unit_scale=True,
+            desc="publish",
+            disable=quiet,
+            file=self.stderr._out,
+        )
         try:
             while True:
                 job.refresh_from_db()
