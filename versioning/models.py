@@ -49,6 +49,11 @@ class DatasetVersion(models.Model):
     sha256 = models.CharField(max_length=64, db_index=True)
     row_count = models.BigIntegerField()
     schema = models.JSONField(default=list)
+    columnar_key = models.CharField(
+        max_length=512,
+        blank=True,
+        help_text="A Parquet copy with small row groups, made after publish for fast row reads.",
+    )
     change_type = models.CharField(max_length=16, choices=ChangeType.choices, blank=True)
     breaking = models.BooleanField(default=False)
     note = models.TextField(blank=True, help_text="The publisher's changelog note (markdown).")

@@ -28,7 +28,14 @@ from django.utils import timezone
 
 from catalog import events
 from catalog.audit import Actor, audit_record
-from catalog.exceptions import Conflict, DomainError, FileRejected, InvalidInput, StorageUnavailable
+from catalog.exceptions import (
+    Conflict,
+    DomainError,
+    FileRejected,
+    InvalidInput,
+    NotFound,
+    StorageUnavailable,
+)
 from catalog.inspection import FileProfile, detect_format, inspect_stream
 from catalog.keys import CONTENT_TYPES, staging_key, version_key
 from catalog.locks import dataset_lock
@@ -152,6 +159,43 @@ def publish_job_create(
         store.delete(key)
         raise
     return job
+
+
+def publish_job_create_from_object(
+    *,
+    dataset: Dataset,
+    source_key: str,
+    actor: Actor,
+    source: str = JobSource.OBJECT,
+    requested_version: str = "",
+    note: str = "",
+) -> PublishJob:
+    """Queues the publish of an object already in the bucket (a pipeline wrote it there).
+
+    The object is copied to a staging key first, so that what is published cannot change
+    under the job. Raises NotFound when there is no such object, or when it lies outside
+    the dataset's organisation's prefix (one organisation never publishes another's bytes).
+    """
+    ensure_steward(actor=actor, organization=dataset.organization)
+    org_prefix = f"{dataset.organization.slug}/"
+    if not source_key.startswith(org_prefix) or ".." in source_key.split("/"):
+        raise NotFound(f"No object {source_key!r} in the organisation's storage.")
+    store = get_object_store()
+    if not store.exists(source_key):
+        raise NotFound(f"No object {source_key!r} in the organisation's storage.")
+    with store.open(source_key) as stream:
+        head = stream.read(_HEAD_BYTES)
+    if not head:
+        raise FileRejected("The file is empty.")
+    return publish_job_create(
+        dataset=dataset,
+        stream=store.open(source_key),
+        filename=source_key.rsplit("/", 1)[-1],
+        actor=actor,
+        source=source,
+        requested_version=requested_version,
+        note=note,
+    )
 
 
 def _dispatch(job_id) -> None:
