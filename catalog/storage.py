@@ -161,10 +161,13 @@ class S3ObjectStore:
 
     @contextmanager
     def _errors(self, key: str):
+        from boto3.exceptions import S3UploadFailedError
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
             yield
+        except S3UploadFailedError as err:
+            raise StorageUnavailable(f"Storage failed while writing {key!r}.") from err
         except ClientError as err:
             status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
             code = err.response.get("Error", {}).get("Code")

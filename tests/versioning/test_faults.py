@@ -4,10 +4,12 @@ broker that is down, a crash between storing and committing, a key written twice
 from __future__ import annotations
 
 import io
+import os
 import shutil
 import socket
 import subprocess
 import time
+from urllib.parse import urlparse
 
 import pytest
 from django.db import connection
@@ -16,6 +18,7 @@ from catalog.exceptions import Conflict
 from catalog.storage import copy_immutable, get_object_store, sha256_of
 from config.celery import app as celery_app
 from tests.conftest import wait_for
+from tests.faults import FlakyProxy
 from versioning.manifest import manifest_latest
 from versioning.models import DatasetVersion, JobSource, JobStatus, PublishJob
 from versioning.services import publish_job_create, publish_job_run, publish_jobs_sweep
@@ -257,3 +260,34 @@ def test_a_published_key_is_never_overwritten_with_other_bytes(dataset, system):
             store, "acme/staging/b.csv", key, sha256=sha256_of(store, "acme/staging/b.csv")
         )
     assert sha256_of(store, key) == sha256_of(store, "acme/staging/a.csv")
+
+
+def test_storage_failing_while_copying_to_the_final_key_retries_and_leaves_nothing_there(
+    dataset, system, settings, bucket_keys
+):
+    first = publish_job_run(job_id=queue(dataset, CSV, system).pk)
+    job = queue(dataset, CSV + b"2024-08-11,ST3,1\n", system)
+
+    proxy = FlakyProxy(urlparse(os.environ["S3_ENDPOINT_URL"]).port)
+    options = {**settings.STORAGES["datasets"]["OPTIONS"], "endpoint_url": proxy.url}
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "datasets": {**settings.STORAGES["datasets"], "OPTIONS": options},
+    }
+    proxy.refuse_marker = b"x-amz-copy-source"  # the copy to the final key fails
+    try:
+        publish_job_run(job_id=job.pk)
+        job.refresh_from_db()
+        assert proxy.cuts >= 1
+        assert job.status == JobStatus.QUEUED  # a temporary failure: it will be retried
+        assert "Storage failed" in job.message
+        assert bucket_keys("acme/v1/gold/") == [first.version.key]
+        assert DatasetVersion.objects.get(is_current=True).pk == first.version_id
+
+        proxy.heal()
+        publish_job_run(job_id=job.pk)
+        job.refresh_from_db()
+        assert job.status == JobStatus.SUCCEEDED, job.message
+        assert job.attempts == 2
+    finally:
+        proxy.close()

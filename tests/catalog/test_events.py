@@ -1,0 +1,117 @@
+"""The domain event outbox, delivered by real worker processes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from django.db import transaction
+
+from catalog import events
+from catalog.models import DomainEvent, EventDelivery
+from tests.conftest import wait_for
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def log_lines(path: Path) -> list[str]:
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def test_an_event_is_recorded_with_one_delivery_per_subscribed_handler(tmp_path):
+    with transaction.atomic():
+        event = events.event_record(topic="probe.hello", payload={"log": str(tmp_path / "log")})
+    assert [d.handler for d in event.deliveries.all()] == ["tests.probe.handlers.record_delivery"]
+    # No handler subscribes to this topic: the event is kept, nothing is to deliver.
+    with transaction.atomic():
+        quiet = events.event_record(topic="nobody.listens", payload={})
+    assert not quiet.deliveries.exists()
+
+
+@pytest.mark.worker
+def test_an_event_is_delivered_by_a_worker_after_commit(tmp_path, start_worker):
+    start_worker()
+    log = tmp_path / "log"
+    with transaction.atomic():
+        event = events.event_record(topic="probe.hello", payload={"log": str(log)})
+    wait_for(
+        lambda: EventDelivery.objects.filter(event=event, delivered_at__isnull=False).exists(),
+        message="the delivery",
+    )
+    assert [line.split()[0] for line in log_lines(log)] == ["start", "done"]
+
+
+@pytest.mark.worker
+def test_an_event_recorded_in_a_transaction_that_rolls_back_is_never_delivered(
+    tmp_path, start_worker
+):
+    start_worker()
+    rolled_back, committed = tmp_path / "rolled-back", tmp_path / "committed"
+
+    class Abort(Exception):
+        pass
+
+    with pytest.raises(Abort), transaction.atomic():
+        events.event_record(topic="probe.rollback", payload={"log": str(rolled_back)})
+        raise Abort
+    # A committed event sent after it shows the worker is up and has drained the queue.
+    with transaction.atomic():
+        events.event_record(topic="probe.commit", payload={"log": str(committed)})
+    wait_for(
+        lambda: "done" in committed.read_text() if committed.exists() else False,
+        message="the committed event",
+    )
+    events.events_deliver(delivery_ids=events.events_pending_ids())  # the sweeper, too
+
+    assert not rolled_back.exists()
+    assert not DomainEvent.objects.filter(topic="probe.rollback").exists()
+
+
+@pytest.mark.worker
+def test_an_event_is_delivered_after_its_worker_was_killed_before_acknowledging(
+    tmp_path, start_worker
+):
+    worker = start_worker()
+    log = tmp_path / "log"
+    with transaction.atomic():
+        event = events.event_record(
+            topic="probe.slow", payload={"log": str(log), "sleep_first_time": 60}
+        )
+    wait_for(lambda: len(log_lines(log)) == 1, message="the handler to start")
+    worker.kill()  # mid-handler: the delivery was claimed, never marked delivered
+    delivery = EventDelivery.objects.get(event=event)
+    assert delivery.delivered_at is None and delivery.attempts == 1
+
+    start_worker()
+
+    def sweep():
+        # What the periodic sweeper does once the dead worker's lease has run out.
+        from catalog.tasks import sweep_events
+
+        sweep_events.delay()
+        delivery.refresh_from_db()
+        return delivery.delivered_at
+
+    wait_for(sweep, timeout=60, interval=1, message="the redelivery")
+    assert delivery.attempts == 2
+    assert [line.split()[0] for line in log_lines(log)] == ["start", "start", "done"]
+
+
+def test_a_failing_handler_is_retried_later_and_given_up_after_the_last_attempt(settings, tmp_path):
+    settings.OUTBOX_MAX_ATTEMPTS = 2
+    with transaction.atomic():
+        event = events.event_record(topic="probe.broken", payload={})  # no "log": KeyError
+    delivery = event.deliveries.get()
+
+    assert events.events_deliver(delivery_ids=[delivery.pk]) == 0
+    delivery.refresh_from_db()
+    assert delivery.attempts == 1 and delivery.lease_until is not None
+    assert "log" in delivery.last_error
+    # Backed off: not pending until its lease has run out.
+    assert delivery.pk not in events.events_pending_ids()
+
+    EventDelivery.objects.filter(pk=delivery.pk).update(lease_until=None)
+    events.events_deliver(delivery_ids=[delivery.pk])
+    delivery.refresh_from_db()
+    assert delivery.failed_at is not None and delivery.attempts == 2
+    assert delivery.pk not in events.events_pending_ids()
