@@ -15,6 +15,9 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+# One id per test session, inherited by the worker processes it starts: test runs side by
+# side on one machine get their own test database and task queue.
+RUN_ID = os.environ.setdefault("TEST_RUN_ID", str(os.getpid()))
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/dataset_publisher")
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/13")
 os.environ.setdefault("S3_ENDPOINT_URL", f"http://127.0.0.1:{_free_port()}")
@@ -22,7 +25,7 @@ os.environ.setdefault("S3_BUCKET", "datasets-test")
 os.environ.setdefault("S3_ACCESS_KEY_ID", "testing")
 os.environ.setdefault("S3_SECRET_ACCESS_KEY", "testing")
 os.environ.setdefault("SECRET_KEY", "tests-only-" + "x" * 50)
-os.environ.setdefault("VAR_DIR", "/tmp/dataset-publisher-tests")
+os.environ.setdefault("VAR_DIR", f"/tmp/dataset-publisher-tests-{RUN_ID}")
 os.environ.setdefault("PUBLISH_JOB_LEASE_SECONDS", "6")
 os.environ.setdefault("PUBLISH_JOB_REDISPATCH_SECONDS", "2")
 os.environ.setdefault("OUTBOX_LEASE_SECONDS", "3")
@@ -34,5 +37,7 @@ STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # noqa: F405
 SECURE_SSL_REDIRECT = False
 SESSION_COOKIE_SECURE = False
 CSRF_COOKIE_SECURE = False
+DATABASES["default"]["TEST"] = {"NAME": f"test_dataset_publisher_{RUN_ID}"}  # noqa: F405
+CELERY_TASK_DEFAULT_QUEUE = f"tests-{RUN_ID}"
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 INSTALLED_APPS = [*INSTALLED_APPS, "tests.probe"]  # noqa: F405

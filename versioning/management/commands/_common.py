@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.core.management.base import CommandError
+from django.core.management.base import BaseCommand, CommandError
 
 from catalog.exceptions import DomainError
 from catalog.models import Dataset, Organization
@@ -24,3 +24,10 @@ def dataset_or_error(path: str, org_slug: str | None) -> Dataset:
         return dataset_get_by_path(path=path, organization=organization_or_error(org_slug))
     except DomainError as exc:
         raise CommandError(exc.message) from None
+
+
+class VersionOptionCommand(BaseCommand):
+    """A command whose `--version` names a dataset version, not Django's own version."""
+
+    def create_parser(self, prog_name, subcommand, **kwargs):
+        return super().create_parser(prog_name, subcommand, conflict_handler="resolve", **kwargs)

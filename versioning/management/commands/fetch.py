@@ -7,14 +7,14 @@ import os
 from pathlib import Path
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from catalog.storage import get_object_store
-from versioning.management.commands._common import dataset_or_error
+from versioning.management.commands._common import VersionOptionCommand, dataset_or_error
 from versioning.models import DatasetVersion
 
 
-class Command(BaseCommand):
+class Command(VersionOptionCommand):
     help = "Write the stored bytes of a dataset version (the current one by default) to a file."
 
     def add_arguments(self, parser):

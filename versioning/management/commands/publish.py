@@ -5,17 +5,17 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 from tqdm import tqdm
 
 from catalog.audit import Actor
 from catalog.exceptions import DomainError
-from versioning.management.commands._common import dataset_or_error
+from versioning.management.commands._common import VersionOptionCommand, dataset_or_error
 from versioning.models import JobSource, JobStatus, PublishJob
 from versioning.services import publish_job_create, publish_job_run
 
 
-class Command(BaseCommand):
+class Command(VersionOptionCommand):
     help = (
         "Publish a CSV (plain or gzip) or Parquet file as a new version of a dataset. The "
         "file is streamed to staging and a background job publishes it; --wait follows "
