@@ -1,0 +1,97 @@
+"""The embedded mode, as `make run` starts it: no variable set, SQLite and files under
+VAR_DIR, a real Celery worker on the folder queue, no external service at all."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import wait_for
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+SERVICE_VARIABLES = {"DATABASE_URL", "REDIS_URL", "S3_BUCKET", "S3_ENDPOINT_URL",
+                     "DJANGO_SETTINGS_MODULE", "SECRET_KEY", "TEST_RUN_ID"}
+
+
+@pytest.fixture
+def embedded(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in SERVICE_VARIABLES}
+    env.update(DEBUG="true", VAR_DIR=str(tmp_path / "var"), DEMO_PASSWORD="demo-password-1")
+
+    def manage(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=300, check=check)
+
+    manage.env = env
+    return manage
+
+
+def test_the_embedded_mode_publishes_through_its_own_worker(embedded, tmp_path):
+    embedded("migrate", "--noinput")
+    demo = embedded("demo")
+    assert "Steward login: steward / demo-password-1" in demo.stdout
+    assert (tmp_path / "var" / "db.sqlite3").exists()
+
+    log = tmp_path / "worker.log"
+    worker = subprocess.Popen(
+        [str(BIN / "celery"), "-A", "config", "worker", "--beat", "--concurrency", "1",
+         "--schedule", str(tmp_path / "beat-schedule"), "--loglevel", "INFO"],
+        cwd=ROOT, env=embedded.env, stdout=log.open("w"), stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        wait_for(lambda: "ready." in log.read_text() or worker.poll() is not None,
+                 timeout=60, message="the embedded worker")
+        assert worker.poll() is None, log.read_text()
+
+        data = b"date_key,store_id,revenue\n2024-08-12,ST0001,99.5\n2024-08-12,ST0002,12\n"
+        source = tmp_path / "txn.csv"
+        source.write_bytes(data)
+        published = embedded("publish", "gold/txn_daily", str(source), "--org", "scout",
+                             "--wait", "--timeout", "120", "--verbosity", "0")
+        assert "version: 1.2.0" in published.stdout
+        sha = hashlib.sha256(data).hexdigest()
+        assert f"sha256:  {sha}" in published.stdout
+
+        manifest = json.loads(embedded("manifest", "--org", "scout").stdout)
+        assert manifest["total_datasets"] == 9
+        assert manifest["datasets"]["gold/txn_daily"]["sha256"] == sha
+        key = manifest["datasets"]["gold/txn_daily"]["latest_csv"].lstrip("/")
+        assert (tmp_path / "var" / "objects" / key).read_bytes() == data
+
+        out = tmp_path / "fetched.csv"
+        embedded("fetch", "gold/txn_daily", "--org", "scout", "-o", str(out))
+        assert out.read_bytes() == data
+
+        # The worker also wrote latest.json after commit, through the outbox.
+        latest = tmp_path / "var" / "objects" / "scout" / "v1" / "manifests" / "latest.json"
+        wait_for(lambda: latest.exists() and sha in latest.read_text(), timeout=60,
+                 message="latest.json")
+        assert json.loads(latest.read_text())["integrity"]["manifest_sha256"] == (
+            manifest["integrity"]["manifest_sha256"]
+        )
+    finally:
+        os.killpg(worker.pid, signal.SIGTERM)
+        worker.wait(20)
+
+
+def test_the_embedded_mode_refuses_to_start_without_a_secret_key_when_debug_is_off(embedded):
+    embedded.env["DEBUG"] = "false"
+    result = embedded("check", check=False)
+    assert result.returncode != 0
+    assert "SECRET_KEY must be set when DEBUG is off" in result.stderr
+
+
+def test_a_bad_setting_fails_at_start_up_with_its_name(embedded):
+    embedded.env["PUBLISH_JOB_LEASE_SECONDS"] = "soon"
+    result = embedded("check", check=False)
+    assert result.returncode != 0
+    assert "PUBLISH_JOB_LEASE_SECONDS must be a whole number" in result.stderr
