@@ -85,6 +85,15 @@ class UpdateFrequency(models.TextChoices):
     AD_HOC = "ad_hoc", "Ad hoc"
 
 
+class Compatibility(models.TextChoices):
+    """How new versions of a dataset are checked against its current schema (the schema
+    registry's compatibility mode); the versioning app applies it."""
+
+    MAJOR = "major", "Major: breaking changes only with a major version"
+    STRICT = "strict", "Strict: breaking changes refused"
+    NONE = "none", "None: no checks"
+
+
 class Dataset(models.Model):
     """A table an organisation publishes, addressed as `<layer>/<name>`.
 
@@ -117,6 +126,12 @@ class Dataset(models.Model):
         null=True,
         blank=True,
         related_name="owned_datasets",
+    )
+    compatibility = models.CharField(
+        max_length=16,
+        choices=Compatibility.choices,
+        default=Compatibility.MAJOR,
+        help_text="How a new version's schema is checked against the current one.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
