@@ -239,3 +239,58 @@ class AuditEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.actor_name or 'system'} {self.action} {self.object_repr}"
+
+
+class TokenScope(models.TextChoices):
+    READ = "read", "Read datasets, versions, manifests and rows"
+    PUBLISH = "publish", "Publish new versions"
+    ADMIN = "admin", "Everything its user may do, including datasets and tokens"
+
+
+class TokenKind(models.TextChoices):
+    PERSONAL = "personal", "Personal"
+    DEVICE = "device", "Device (publishes to one dataset)"
+
+
+class ApiToken(models.Model):
+    """A bearer token for the REST API, acting for its user within its scopes.
+
+    Only the SHA-256 of the secret is kept: the secret is shown once, when the token is
+    made. A device token (an edge device's upload credential) is bound to one dataset,
+    may only publish to it, and always expires.
+    """
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens"
+    )
+    name = models.CharField(max_length=100)
+    kind = models.CharField(max_length=16, choices=TokenKind.choices, default=TokenKind.PERSONAL)
+    scopes = models.JSONField(default=list)
+    dataset = models.ForeignKey(
+        Dataset, on_delete=models.CASCADE, null=True, blank=True, related_name="device_tokens"
+    )
+    prefix = models.CharField(max_length=16, help_text="The first characters, to recognise it.")
+    digest = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=(Q(kind=TokenKind.PERSONAL) & Q(dataset__isnull=True))
+                | (
+                    Q(kind=TokenKind.DEVICE)
+                    & Q(dataset__isnull=False)
+                    & Q(expires_at__isnull=False)
+                ),
+                name="apitoken_device_has_dataset_and_expiry",
+                violation_error_message="A device token names one dataset and expires; "
+                "a personal token names none.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
