@@ -37,9 +37,18 @@ class OrganizationScopedAdmin(admin.ModelAdmin):
             return queryset
         return queryset.filter(**{f"{self.organization_path}__in": self._orgs(request)})
 
+    @staticmethod
+    def _roles(request) -> set[str]:
+        """The user's roles across organisations, read once per request."""
+        if not hasattr(request, "_catalog_roles"):
+            request._catalog_roles = set(request.user.memberships.values_list("role", flat=True))
+        return request._catalog_roles
+
     def has_module_permission(self, request):
         user = request.user
-        return user.is_active and user.is_staff and (user.is_superuser or user.memberships.exists())
+        return (
+            user.is_active and user.is_staff and (user.is_superuser or bool(self._roles(request)))
+        )
 
     def has_view_permission(self, request, obj=None):
         return self.has_module_permission(request)
@@ -48,7 +57,7 @@ class OrganizationScopedAdmin(admin.ModelAdmin):
         if request.user.is_superuser:
             return True
         if obj is None:
-            return request.user.memberships.filter(role__in=STEWARD_ROLES).exists()
+            return bool(self._roles(request) & set(STEWARD_ROLES))
         org = obj
         for part in self.organization_path.split("__"):
             org = getattr(org, part)
@@ -113,14 +122,14 @@ class OrganizationAdmin(OrganizationScopedAdmin):
         if request.user.is_superuser:
             return True
         if obj is None:
-            return request.user.memberships.filter(role__in=STEWARD_ROLES).exists()
+            return bool(self._roles(request) & set(STEWARD_ROLES))
         return self._orgs(request, stewarded=True).filter(pk=obj.pk).exists()
 
 
 @admin.register(Membership)
 class MembershipAdmin(OrganizationScopedAdmin):
     list_display = ["user", "organization", "role", "created_at"]
-    list_filter = ["role", "organization"]
+    list_filter = ["role", ("organization", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["user__username", "user__email", "organization__slug"]
     list_select_related = ["user", "organization"]
     autocomplete_fields = ["user"]
@@ -137,7 +146,7 @@ class AuditEntryAdmin(ReadOnlyAdmin):
         "via",
         "ip_address",
     ]
-    list_filter = ["action", "via", "organization"]
+    list_filter = ["action", "via", ("organization", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["actor_name", "object_repr", "object_id", "action"]
     list_select_related = ["organization"]
     date_hierarchy = "created_at"
@@ -158,7 +167,7 @@ class EventDeliveryInline(admin.TabularInline):
 @admin.register(DomainEvent)
 class DomainEventAdmin(ReadOnlyAdmin):
     list_display = ["id", "topic", "organization", "created_at"]
-    list_filter = ["topic", "organization"]
+    list_filter = ["topic", ("organization", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["topic"]
     list_select_related = ["organization"]
     inlines = [EventDeliveryInline]

@@ -68,7 +68,12 @@ class DatasetAdmin(OrganizationScopedAdmin):
         "size",
         "updated_at",
     ]
-    list_filter = ["layer", "visibility", "organization", "update_frequency"]
+    list_filter = [
+        "layer",
+        "visibility",
+        ("organization", admin.RelatedOnlyFieldListFilter),
+        "update_frequency",
+    ]
     search_fields = ["name", "title", "description"]
     list_select_related = ["organization"]
     readonly_fields = ["created_at", "updated_at", "current_facts"]
@@ -204,7 +209,13 @@ class DatasetVersionAdmin(ReadOnlyAdmin):
         "published_by",
         "published_at",
     ]
-    list_filter = ["status", "is_current", "format", "dataset__layer", "dataset__organization"]
+    list_filter = [
+        "status",
+        "is_current",
+        "format",
+        "dataset__layer",
+        ("dataset__organization", admin.RelatedOnlyFieldListFilter),
+    ]
     search_fields = ["dataset__name", "version", "sha256", "key"]
     list_select_related = ["dataset__organization", "published_by"]
     date_hierarchy = "published_at"
@@ -237,7 +248,12 @@ class PublishJobAdmin(ReadOnlyAdmin):
         "requested_by",
         "source",
     ]
-    list_filter = ["status", "outcome", "source", "dataset__organization"]
+    list_filter = [
+        "status",
+        "outcome",
+        "source",
+        ("dataset__organization", admin.RelatedOnlyFieldListFilter),
+    ]
     search_fields = ["dataset__name", "source_name", "message"]
     list_select_related = ["dataset__organization", "version__dataset", "requested_by"]
     date_hierarchy = "created_at"
@@ -262,7 +278,7 @@ class PublishJobAdmin(ReadOnlyAdmin):
 @admin.register(Manifest)
 class ManifestAdmin(ReadOnlyAdmin):
     list_display = ["organization", "generated_at", "datasets", "sha256", "written_at"]
-    list_filter = ["organization"]
+    list_filter = [("organization", admin.RelatedOnlyFieldListFilter)]
     list_select_related = ["organization"]
     readonly_fields = ["pretty_body"]
     exclude = ["body"]
