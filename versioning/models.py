@@ -6,7 +6,7 @@ import uuid
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 
 from catalog.models import Dataset, Organization
 
@@ -56,7 +56,26 @@ class DatasetVersion(models.Model):
     )
     change_type = models.CharField(max_length=16, choices=ChangeType.choices, blank=True)
     breaking = models.BooleanField(default=False)
+    diff = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="The schema diff against the parent (versioning.services.diff).",
+    )
     note = models.TextField(blank=True, help_text="The publisher's changelog note (markdown).")
+    deprecation_message = models.TextField(
+        blank=True, help_text="Why the version is deprecated and what to use instead."
+    )
+    sunset_date = models.DateField(
+        null=True, blank=True, help_text="After this day the version may be archived."
+    )
+    deprecated_at = models.DateTimeField(null=True, blank=True)
+    archived_at = models.DateTimeField(null=True, blank=True)
+    status_before_archive = models.CharField(
+        max_length=16,
+        choices=VersionStatus.choices,
+        blank=True,
+        help_text="What restoring the archived version brings it back to.",
+    )
     parent = models.ForeignKey(
         "self", on_delete=models.PROTECT, null=True, blank=True, related_name="children"
     )
@@ -85,10 +104,134 @@ class DatasetVersion(models.Model):
                 name="datasetversion_current_is_active",
                 violation_error_message="Only an active version can be current.",
             ),
+            models.CheckConstraint(
+                condition=Q(status__in=VersionStatus.values),
+                name="datasetversion_status_valid",
+                violation_error_message="Unknown version status.",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status=VersionStatus.DEPRECATED)
+                | (Q(sunset_date__isnull=False) & ~Q(deprecation_message="")),
+                name="datasetversion_deprecated_has_message_and_sunset",
+                violation_error_message="A deprecated version needs a message and a sunset date.",
+            ),
         ]
 
     def __str__(self) -> str:
         return f"{self.dataset.path}@{self.version}"
+
+    @property
+    def is_draft(self) -> bool:
+        return self.status == VersionStatus.DRAFT
+
+
+class ChangeKind(models.TextChoices):
+    INITIAL = "initial", "First version"
+    COLUMN_ADDED = "column_added", "Column added"
+    COLUMN_REMOVED = "column_removed", "Column removed"
+    COLUMN_RETYPED = "column_retyped", "Column retyped"
+    NULLS_APPEARED = "nulls_appeared", "Column gained nulls"
+    COLUMNS_REORDERED = "columns_reordered", "Columns reordered"
+    DATA_CHANGED = "data_changed", "Data changed"
+    BREAKING_ALLOWED = "breaking_allowed", "Breaking change allowed"
+    NOTE = "note", "Publisher's note"
+
+
+class ChangelogEntry(models.Model):
+    """One line of a version's changelog: written from the schema diff when the version
+    is published (or rebased on promotion), plus the publisher's note and any override of
+    the compatibility check. Read-only afterwards."""
+
+    version = models.ForeignKey(DatasetVersion, on_delete=models.CASCADE, related_name="changes")
+    position = models.PositiveIntegerField()
+    kind = models.CharField(max_length=32, choices=ChangeKind.choices)
+    column = models.CharField(max_length=300, blank=True)
+    old_type = models.CharField(max_length=16, blank=True)
+    new_type = models.CharField(max_length=16, blank=True)
+    breaking = models.BooleanField(default=False)
+    text = models.TextField(help_text="Markdown.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["version", "position"]
+        verbose_name_plural = "changelog entries"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["version", "position"], name="changelogentry_unique_position"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.version}: {self.text[:80]}"
+
+
+class VersionInput(models.Model):
+    """An edge of the lineage graph: `version` was built from `upstream`.
+
+    Edges are written with the version they lead to and only ever point at versions
+    that existed before it, so the graph has no cycles.
+    """
+
+    version = models.ForeignKey(DatasetVersion, on_delete=models.CASCADE, related_name="inputs")
+    upstream = models.ForeignKey(DatasetVersion, on_delete=models.PROTECT, related_name="outputs")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["version", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["version", "upstream"],
+                name="versioninput_unique_edge",
+                violation_error_message="This input is already recorded.",
+            ),
+            models.CheckConstraint(
+                condition=~Q(version=F("upstream")),
+                name="versioninput_not_itself",
+                violation_error_message="A version cannot be its own input.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.upstream} -> {self.version}"
+
+
+class DatasetRollback(models.Model):
+    """A steward made an older (or newer) version current again. Nothing is deleted: the
+    row keeps both versions, the reason, and the key of the manifest that was in force
+    before, whose immutable copy stays in storage as the backup."""
+
+    dataset = models.ForeignKey(Dataset, on_delete=models.PROTECT, related_name="rollbacks")
+    from_version = models.ForeignKey(
+        DatasetVersion, on_delete=models.PROTECT, related_name="rollbacks_from"
+    )
+    to_version = models.ForeignKey(
+        DatasetVersion, on_delete=models.PROTECT, related_name="rollbacks_to"
+    )
+    reason = models.TextField()
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    actor_name = models.CharField(max_length=150, blank=True)
+    backup_manifest_key = models.CharField(
+        max_length=512, blank=True, help_text="The manifest in force before the rollback."
+    )
+    manifest = models.ForeignKey(
+        "Manifest", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=~Q(from_version=F("to_version")),
+                name="datasetrollback_changes_version",
+                violation_error_message="A rollback goes to another version.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.dataset.path}: {self.from_version.version} -> {self.to_version.version}"
 
 
 class JobStatus(models.TextChoices):
@@ -130,6 +273,15 @@ class PublishJob(models.Model):
     format = models.CharField(max_length=16)
     requested_version = models.CharField(max_length=64, blank=True)
     note = models.TextField(blank=True)
+    allow_breaking = models.BooleanField(
+        default=False, help_text="The publisher accepted a breaking change without a major bump."
+    )
+    draft = models.BooleanField(
+        default=False, help_text="Publish as a draft for a steward to promote."
+    )
+    inputs = models.JSONField(
+        default=list, blank=True, help_text='Lineage inputs, as ["gold/txn_daily@1.2.0", ...].'
+    )
     status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.QUEUED)
     outcome = models.CharField(max_length=16, choices=JobOutcome.choices, blank=True)
     message = models.TextField(blank=True)
