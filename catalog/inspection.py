@@ -11,9 +11,11 @@ How the pieces fit:
   on the way to the parser, so the checksum costs no second pass. For csv.gz it sits
   under the decompressor and so sees the compressed bytes.
 * CSV is parsed by pyarrow's streaming reader (`pyarrow.csv.open_csv`), which pulls
-  blocks through that chain from one of its own I/O threads. Exceptions raised there
-  reach us as opaque pyarrow errors, so each reader records its own failure and the
-  main thread re-raises it with a steward-facing message.
+  blocks through that chain from one of its own I/O threads. Left alone, that thread
+  queues up to 32 blocks ahead of the consumer; `_ParserFeed` holds it to a few.
+  Exceptions raised on that thread reach us as opaque pyarrow errors, so each reader
+  records its own failure and the main thread re-raises it with a steward-facing
+  message. Progress is reported from the main thread, between batches.
 * pyarrow's own type inference looks only at the first block and then fails on a later
   block that does not fit (an integer column with "1.5" after a million rows). So the
   header is read first (`_read_header`: the first bytes are peeked, then replayed to
@@ -39,6 +41,7 @@ import hashlib
 import io
 import re
 import tempfile
+import threading
 import zlib
 from collections import Counter
 from collections.abc import Callable
@@ -57,10 +60,15 @@ COLUMN_TYPES = ("integer", "float", "boolean", "date", "timestamp", "string")
 
 _MiB = 1024 * 1024
 
-# The parser's block size is also the longest row it accepts: pyarrow refuses a row
-# that spans more than two blocks (which is what bounds memory when a quote is never
-# closed). A few MiB keeps Python's per-batch work small next to the parsing.
-_CSV_BLOCK_SIZE = 4 * _MiB
+# The parser's block size also bounds the longest row: pyarrow refuses a row that
+# straddles more than about two blocks, which is what keeps memory bounded when a
+# quote is never closed. 2 MiB keeps Python's per-batch work small next to the
+# parsing while the blocks held in flight stay small.
+_CSV_BLOCK_SIZE = 2 * _MiB
+# How many blocks pyarrow's reader thread may run ahead of the batches consumed, and
+# how long a read waits for the consumer before going ahead anyway.
+_BLOCKS_AHEAD = 3
+_BLOCKS_AHEAD_WAIT = 1.0
 # How much is read at a time from the caller's stream (compressed bytes for csv.gz,
 # the whole file for Parquet while hashing).
 _READ_CHUNK = 4 * _MiB
@@ -78,6 +86,8 @@ _PARQUET_MAGIC = b"PAR1"
 _UTF8_BOM = codecs.BOM_UTF8
 
 # Recognisable binary formats, so a wrong upload is named rather than called "binary".
+# Each signature is long or non-ASCII enough not to be the start of a CSV header
+# (bzip2 is only recognised at its default block size, "BZh9").
 _KNOWN_BINARY = (
     (b"PK\x03\x04", "a ZIP archive (or an Excel .xlsx workbook)"),
     (b"PK\x05\x06", "an empty ZIP archive"),
@@ -88,14 +98,17 @@ _KNOWN_BINARY = (
     (b"GIF89a", "a GIF image"),
     (b"%PDF-", "a PDF document"),
     (b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive"),
-    (b"BZh", "a bzip2-compressed file"),
+    (b"BZh91AY&SY", "a bzip2-compressed file"),
     (b"\xfd7zXZ\x00", "an xz-compressed file"),
     (b"\x28\xb5\x2f\xfd", "a zstd-compressed file"),
     (b"SQLite format 3\x00", "an SQLite database"),
 )
+_TAB_SEPARATED = (
+    "Tab-separated files are not supported: save the data as a comma-separated .csv file."
+)
 _REFUSED_EXTENSIONS = {
-    ".tsv": "Tab-separated files (.tsv) are not supported: save the data as a comma-separated .csv file.",
-    ".tab": "Tab-separated files (.tab) are not supported: save the data as a comma-separated .csv file.",
+    ".tsv": _TAB_SEPARATED,
+    ".tab": _TAB_SEPARATED,
     ".xlsx": "Excel workbooks are not supported: export the sheet as a .csv file.",
     ".xls": "Excel workbooks are not supported: export the sheet as a .csv file.",
     ".ods": "Spreadsheet files are not supported: export the sheet as a .csv file.",
@@ -243,8 +256,9 @@ class _HashingReader:
     def read(self, size: int = -1) -> bytes:
         if size is None or size < 0:
             size = _READ_CHUNK
-        # A short read from pyarrow's point of view means the end of the stream, while
-        # sockets and upload wrappers may return less than asked: fill the request.
+        # Sockets and upload wrappers may return less than asked, and pyarrow parses
+        # whatever one read returns as a block of its own: fill the request, so that
+        # batches keep their intended size.
         parts = []
         wanted = size
         try:
@@ -296,7 +310,8 @@ class _GunzipReader:
             return self._read(size)
         except zlib.error as exc:
             self.failure = FileRejected(
-                "The file is not a valid gzip file, or it is damaged: it could not be decompressed.",
+                "The file is not a valid gzip file, or it is damaged: "
+                "it could not be decompressed.",
                 details={"reason": str(exc)},
             )
             raise _ReadFailure(str(exc)) from exc
@@ -318,6 +333,10 @@ class _GunzipReader:
                 inflater = self._inflater = zlib.decompressobj(wbits=31)
             else:
                 data = self._raw.read(_READ_CHUNK)
+                if not data and self._raw.bytes_read == 0:
+                    # Nothing at all: reported as an empty file, not as bad gzip.
+                    self._done = True
+                    break
                 if not data:
                     self.failure = FileRejected(
                         "The gzip file is truncated: it ends before its compressed data does.",
@@ -340,23 +359,55 @@ class _GunzipReader:
         self.closed = True
 
 
-class _Replay:
-    """Serves the already-peeked head again, then the rest of the stream."""
+class _ParserFeed:
+    """What pyarrow's CSV reader reads: the peeked head again, then the rest of the stream.
+
+    pyarrow reads the input on a background thread that queues up to 32 blocks ahead
+    of the batches taken from it, whatever their size: 64 MiB of 2 MiB blocks whenever
+    the consumer is slower than the disk. So each read waits until the consumer is at
+    most `_BLOCKS_AHEAD` blocks behind. A block normally yields exactly one batch (an
+    empty one if it holds only blank lines); the wait has a time limit so that a block
+    yielding none (part of a row spanning blocks) can only slow the reading down,
+    never hang it.
+    """
 
     def __init__(self, head: bytes, rest: _HashingReader | _GunzipReader) -> None:
         self._head = head
         self._rest = rest
+        self._turn = threading.Condition()
+        self._reads = 0
+        self._batches = 0
+        self._stopped = False
         self.closed = False
 
     def read(self, size: int = -1) -> bytes:
         if size is None or size < 0:
             size = _READ_CHUNK
+        with self._turn:
+            self._turn.wait_for(
+                lambda: self._stopped or self._reads - self._batches < _BLOCKS_AHEAD,
+                timeout=_BLOCKS_AHEAD_WAIT,
+            )
+            if self._stopped:
+                return b""
+            self._reads += 1
         if not self._head:
             return self._rest.read(size)
         head, self._head = self._head[:size], self._head[size:]
         if len(head) < size:
             head += self._rest.read(size - len(head))
         return head
+
+    def batch_taken(self) -> None:
+        with self._turn:
+            self._batches += 1
+            self._turn.notify_all()
+
+    def stop(self) -> None:
+        """End the feed: pyarrow's reader thread sees the end of the stream."""
+        with self._turn:
+            self._stopped = True
+            self._turn.notify_all()
 
     def readable(self) -> bool:
         return True
@@ -406,9 +457,10 @@ def _inspect_csv(
 
     states = [_ColumnState() for _ in names]
     row_count = 0
+    feed = _ParserFeed(head, text_source)
     try:
         reader = pacsv.open_csv(
-            pa.PythonFile(_Replay(head, text_source), mode="r"),
+            pa.PythonFile(feed, mode="r"),
             read_options=pacsv.ReadOptions(block_size=_CSV_BLOCK_SIZE),
             parse_options=pacsv.ParseOptions(
                 newlines_in_values=True, invalid_row_handler=on_invalid_row
@@ -428,8 +480,9 @@ def _inspect_csv(
                 },
             )
         for batch in reader:
+            feed.batch_taken()
             row_count += batch.num_rows
-            for state, column in zip(states, batch.columns):
+            for state, column in zip(states, batch.columns, strict=True):
                 state.observe(column)
             progress.update(source.bytes_read)
     except (pa.ArrowException, OSError) as exc:
@@ -437,6 +490,8 @@ def _inspect_csv(
         if failure is not None:
             raise failure from None
         raise _csv_error(exc, names, invalid_rows, row_count) from None
+    finally:
+        feed.stop()
 
     # The parser stops at the end of the text; make sure the checksum covers any
     # bytes it did not need (there are none for a well-formed stream).
@@ -451,12 +506,12 @@ def _inspect_csv(
         )
     return row_count, tuple(
         ColumnProfile(name=name, type=state.type, nulls=state.nulls)
-        for name, state in zip(names, states)
+        for name, state in zip(names, states, strict=True)
     )
 
 
 def _first_failure(readers) -> FileRejected | None:
-    # The decompressor is asked first: a read error below it is reported by both.
+    # The reader that failed knows why; the pyarrow error that carried it here does not.
     for reader in readers:
         if reader.failure is not None:
             return reader.failure
@@ -609,8 +664,8 @@ def _csv_error(
         )
     if "straddling object" in reason:
         return FileRejected(
-            f'A row is longer than {_CSV_BLOCK_SIZE // _MiB} MiB. This usually means a quote (") '
-            f"is opened and never closed.{where}",
+            "A row is too long to be read (rows of several MiB are refused). This usually "
+            f'means a quote (") is opened and never closed.{where}',
             details={"reason": reason},
         )
     if "Empty CSV file" in reason:
@@ -687,11 +742,11 @@ class _ColumnState:
                 pc.cast(values, pa.int64())
                 if pc.all(pc.ascii_is_decimal(values)).as_py() is not False:
                     return True
-                # The integer parser also reads hexadecimal ("0x1F"), which in a data
-                # file is a code rather than a number.
+                # Signs are fine, but the integer parser also reads hexadecimal ("0x1F"),
+                # which in a data file is a code rather than a number.
                 return not (
-                    pc.any(pc.match_substring(values, "x")).as_py()
-                    or pc.any(pc.match_substring(values, "X")).as_py()
+                    pc.any(pc.starts_with(values, "0x")).as_py()
+                    or pc.any(pc.starts_with(values, "0X")).as_py()
                 )
             if kind == "float":
                 pc.cast(values, pa.float64())
