@@ -53,7 +53,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from catalog.exceptions import FileRejected
+from catalog.exceptions import FileRejected, StorageUnavailable
 
 FORMATS = ("csv", "csv.gz", "parquet")
 COLUMN_TYPES = ("integer", "float", "boolean", "date", "timestamp", "string")
@@ -268,6 +268,10 @@ class _HashingReader:
                     break
                 parts.append(part)
                 wanted -= len(part)
+        except StorageUnavailable as exc:
+            # Not the file's fault: the caller may retry the whole inspection later.
+            self.failure = exc
+            raise _ReadFailure(str(exc)) from exc
         except Exception as exc:
             self.failure = FileRejected(
                 "The file could not be read to its end; please upload it again.",

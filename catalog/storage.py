@@ -49,7 +49,10 @@ class ObjectStore(Protocol):
     def delete(self, key: str) -> None: ...
     def exists(self, key: str) -> bool: ...
     def size(self, key: str) -> int: ...
-    def signed_url(self, key: str, *, ttl: int, filename: str | None = None) -> str: ...
+    def read_range(self, key: str, start: int, length: int) -> bytes: ...
+    def signed_url(
+        self, key: str, *, ttl: int, filename: str | None = None, version: str = ""
+    ) -> str: ...
 
 
 def _chunks(stream: IO[bytes], chunk_size: int) -> Iterator[bytes]:
@@ -122,29 +125,64 @@ class LocalObjectStore:
         except FileNotFoundError:
             raise NotFound(f"No object at {key!r}.") from None
 
+    def read_range(self, key, start, length):
+        with self.open(key) as handle:
+            handle.seek(start)
+            return handle.read(length)
+
     def path(self, key: str) -> Path:
         """The file behind a key, for the embedded download view."""
         return self._path(key)
 
-    def signed_url(self, key, *, ttl, filename=None):
+    def signed_url(self, key, *, ttl, filename=None, version=""):
         expires = int(time.time()) + ttl
-        query = {"expires": expires, "signature": download_signature(key, expires)}
+        query = {"expires": expires}
+        if version:
+            query["version"] = version
+        query["signature"] = download_signature(key, expires, version)
         return f"{settings.PUBLIC_BASE_URL.rstrip('/')}/objects/{quote(key)}?{urlencode(query)}"
 
 
-def download_signature(key: str, expires: int) -> str:
-    """HMAC over the key and the expiry time, keyed by SECRET_KEY."""
-    return salted_hmac(_SIGNING_SALT, f"{key}\n{expires}", algorithm="sha256").hexdigest()
+def download_signature(key: str, expires: int, version: str = "") -> str:
+    """HMAC over the key, the version and the expiry time, keyed by SECRET_KEY."""
+    message = f"{key}\n{version}\n{expires}"
+    return salted_hmac(_SIGNING_SALT, message, algorithm="sha256").hexdigest()
 
 
-def verify_download_signature(key: str, expires: str, signature: str) -> bool:
-    """True when the signature is this key's and has not expired (checked in constant time)."""
+def verify_download_signature(key: str, expires: str, signature: str, version: str = "") -> bool:
+    """True when the signature is this key's and version's and has not expired (checked in
+    constant time)."""
     try:
         expires_at = int(expires)
     except (TypeError, ValueError):
         return False
-    expected = download_signature(key, expires_at)
+    expected = download_signature(key, expires_at, version or "")
     return constant_time_compare(expected, signature or "") and expires_at >= time.time()
+
+
+class _S3Reader:
+    """A streaming S3 object body whose network failures are StorageUnavailable."""
+
+    def __init__(self, body, key: str, errors) -> None:
+        self._body, self._key, self._errors = body, key, errors
+
+    def read(self, size: int = -1) -> bytes:
+        from urllib3.exceptions import HTTPError
+
+        with self._errors(self._key):
+            try:
+                return self._body.read(None if size is None or size < 0 else size)
+            except (HTTPError, OSError) as err:
+                raise StorageUnavailable(f"Reading {self._key!r} from storage failed.") from err
+
+    def close(self) -> None:
+        self._body.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 class S3ObjectStore:
@@ -205,7 +243,8 @@ class S3ObjectStore:
 
     def open(self, key):
         with self._errors(key):
-            return self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
+            body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
+        return _S3Reader(body, key, self._errors)
 
     def copy(self, source, destination):
         with self._errors(source):
@@ -226,7 +265,17 @@ class S3ObjectStore:
         with self._errors(key):
             return self.client.head_object(Bucket=self.bucket, Key=key)["ContentLength"]
 
-    def signed_url(self, key, *, ttl, filename=None):
+    def read_range(self, key, start, length):
+        if length <= 0:
+            return b""
+        with self._errors(key):
+            response = self.client.get_object(
+                Bucket=self.bucket, Key=key, Range=f"bytes={start}-{start + length - 1}"
+            )
+            return response["Body"].read()
+
+    def signed_url(self, key, *, ttl, filename=None, version=""):
+        # The key names the version already: one presigned GET is for exactly one key.
         params = {"Bucket": self.bucket, "Key": key}
         if filename:
             params["ResponseContentDisposition"] = f'attachment; filename="{filename}"'

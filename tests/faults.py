@@ -9,14 +9,17 @@ import threading
 
 class FlakyProxy:
     """Forwards 127.0.0.1:<port> to the target, except that, when told to, it cuts every
-    connection once `cut_after` bytes in all have come from clients (the storage is gone
-    from then on), or drops the requests whose head contains `refuse_marker` (e.g.
+    connection once `cut_after` bytes in all have come from clients, or once
+    `cut_downstream_after` bytes have gone back to them (the storage is gone from then
+    on), or drops the requests whose head contains `refuse_marker` (e.g.
     b"x-amz-copy-source", an S3 copy)."""
 
     def __init__(self, target_port: int) -> None:
         self.target_port = target_port
         self.cut_after: int | None = None
         self.refuse_marker: bytes | None = None
+        self.cut_downstream_after: int | None = None
+        self._received = 0
         self.cuts = 0
         self._sent = 0
         self._lock = threading.Lock()
@@ -29,7 +32,9 @@ class FlakyProxy:
     def heal(self) -> None:
         self.cut_after = None
         self.refuse_marker = None
+        self.cut_downstream_after = None
         self._sent = 0
+        self._received = 0
 
     def close(self) -> None:
         self._closed = True
@@ -68,10 +73,21 @@ class FlakyProxy:
                     sock.shutdown(socket.SHUT_RDWR)
                 sock.close()
 
-    @staticmethod
-    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
+        """Server to client; cut once `cut_downstream_after` bytes in all went down."""
         try:
             while data := source.recv(65536):
-                sink.sendall(data)
+                with self._lock:
+                    allowed = len(data)
+                    if self.cut_downstream_after is not None:
+                        allowed = max(0, min(allowed, self.cut_downstream_after - self._received))
+                    self._received += allowed
+                sink.sendall(data[:allowed])
+                if allowed < len(data):
+                    self.cuts += 1
+                    break
         except OSError:
             pass
+        finally:
+            with contextlib.suppress(OSError):
+                sink.shutdown(socket.SHUT_RDWR)

@@ -262,18 +262,43 @@ def test_a_published_key_is_never_overwritten_with_other_bytes(dataset, system):
     assert sha256_of(store, key) == sha256_of(store, "acme/staging/a.csv")
 
 
-def test_storage_failing_while_copying_to_the_final_key_retries_and_leaves_nothing_there(
-    dataset, system, settings, bucket_keys
-):
-    first = publish_job_run(job_id=queue(dataset, CSV, system).pk)
-    job = queue(dataset, CSV + b"2024-08-11,ST3,1\n", system)
-
+@pytest.fixture
+def flaky_storage(settings):
+    """Routes this process's storage calls through a FlakyProxy to the S3 server."""
     proxy = FlakyProxy(urlparse(os.environ["S3_ENDPOINT_URL"]).port)
     options = {**settings.STORAGES["datasets"]["OPTIONS"], "endpoint_url": proxy.url}
     settings.STORAGES = {
         **settings.STORAGES,
         "datasets": {**settings.STORAGES["datasets"], "OPTIONS": options},
     }
+    yield proxy
+    proxy.close()
+
+
+def test_storage_failing_while_reading_the_staged_file_retries_the_job(
+    dataset, system, flaky_storage
+):
+    job = queue(dataset, big_csv(24), system)
+    flaky_storage.cut_downstream_after = 6 * 1024 * 1024
+    publish_job_run(job_id=job.pk)
+    job.refresh_from_db()
+    assert flaky_storage.cuts >= 1
+    assert job.status == JobStatus.QUEUED, job.message
+    assert "Storage failed" in job.message
+    assert not DatasetVersion.objects.exists()
+
+    flaky_storage.heal()
+    publish_job_run(job_id=job.pk)
+    job.refresh_from_db()
+    assert job.status == JobStatus.SUCCEEDED, job.message
+
+
+def test_storage_failing_while_copying_to_the_final_key_retries_and_leaves_nothing_there(
+    dataset, system, flaky_storage, bucket_keys
+):
+    first = publish_job_run(job_id=queue(dataset, CSV, system).pk)
+    job = queue(dataset, CSV + b"2024-08-11,ST3,1\n", system)
+    proxy = flaky_storage
     proxy.refuse_marker = b"x-amz-copy-source"  # the copy to the final key fails
     try:
         publish_job_run(job_id=job.pk)
@@ -290,4 +315,4 @@ def test_storage_failing_while_copying_to_the_final_key_retries_and_leaves_nothi
         assert job.status == JobStatus.SUCCEEDED, job.message
         assert job.attempts == 2
     finally:
-        proxy.close()
+        proxy.heal()
