@@ -62,7 +62,7 @@ def test_the_manifest_lists_the_current_version_and_checks_itself(dataset, publi
     entry = body["datasets"]["gold/txn_daily"]
     version = current(dataset)
     assert body["total_datasets"] == 1
-    assert entry["schema_version"] == "1.1.0"
+    assert entry["schema_version"] == "1.0.1"
     assert entry["sha256"] == hashlib.sha256(CSV_2).hexdigest()
     assert entry["row_count"] == 3
     assert entry["size_bytes"] == len(CSV_2)
@@ -84,10 +84,11 @@ def test_the_manifest_lists_the_current_version_and_checks_itself(dataset, publi
     }
 
 
-def test_without_a_version_the_next_minor_is_taken(dataset, publish):
+def test_without_a_version_a_data_only_change_takes_the_next_patch(dataset, publish):
     publish(dataset, CSV, version="1.4.2")
     job = publish(dataset, CSV_2)
-    assert job.version.version == "1.5.0"
+    assert job.version.version == "1.4.3"
+    assert job.version.change_type == "patch"
     assert job.version.parent.version == "1.4.2"
 
 

@@ -3,9 +3,13 @@
     publish_job_create   stream the file to a staging key, write a queued job, send its
                          task after commit; the request returns at once with the job
     publish_job_run      in a worker: claim the job, inspect the staged file in one
-                         streaming pass, decide the version, copy to the immutable key,
-                         then in one transaction write the version, make it current,
-                         regenerate the manifest and record the events
+                         streaming pass, then under the dataset's lock: diff the schema
+                         against the current version's, decide the version the diff calls
+                         for (or check the publisher's against it and the dataset's
+                         compatibility mode), copy to the immutable key, and in one
+                         transaction write the version, its changelog and lineage, make it
+                         current (unless it is a draft), regenerate the manifest and record
+                         the events
     publish_jobs_sweep   periodically: send again the tasks of queued jobs whose dispatch
                          was lost, and take over running jobs whose worker died
 
@@ -18,6 +22,8 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import IO
 
@@ -45,7 +51,6 @@ from catalog.services import ensure_steward
 from catalog.storage import ObjectStore, copy_immutable, get_object_store
 from versioning.manifest import manifest_generate
 from versioning.models import (
-    ChangeType,
     DatasetVersion,
     JobOutcome,
     JobSource,
@@ -53,7 +58,11 @@ from versioning.models import (
     PublishJob,
     VersionStatus,
 )
-from versioning.semver import Version, next_minor, parse_version, version_fields
+from versioning.semver import Version, parse_version, version_fields
+from versioning.services.changelog import breaking_override_text, changelog_write
+from versioning.services.compatibility import compatibility_check, version_for_change
+from versioning.services.diff import SchemaDiff, schema_diff
+from versioning.services.lineage import input_label, inputs_record, inputs_resolve
 
 logger = logging.getLogger(__name__)
 
@@ -109,16 +118,27 @@ def publish_job_create(
     requested_version: str = "",
     note: str = "",
     on_progress=None,
+    allow_breaking: bool = False,
+    inputs: Sequence[str] = (),
+    draft: bool = False,
 ) -> PublishJob:
     """Streams `stream` to a staging key and queues a job that publishes it.
 
+    `allow_breaking` lets a breaking change through with less than a major bump (the
+    changelog records it; a dataset in strict mode still refuses it). `inputs` names the
+    versions this one is built from (`["gold/txn_daily@1.2.0", ...]`), pinned now.
+    `draft` (implied by a pre-release version such as 1.3.0-rc.1) publishes without
+    making the version current: a steward promotes it later.
+
     Raises Forbidden unless the actor stewards the dataset's organisation, InvalidInput
-    for a malformed or too-low version, FileRejected for an empty or unknown file.
+    for a malformed, taken or too-low version or a bad input, FileRejected for an empty
+    or unknown file.
     """
     ensure_steward(actor=actor, organization=dataset.organization)
     if source not in JobSource.values:
         raise InvalidInput(f"Unknown publish source {source!r}.")
     _check_requested_version(dataset, requested_version)
+    pinned = [input_label(v) for v in inputs_resolve(dataset=dataset, inputs=inputs)]
     head = stream.read(_HEAD_BYTES)
     if not head:
         raise FileRejected("The file is empty.")
@@ -144,6 +164,9 @@ def publish_job_create(
                 format=file_format,
                 requested_version=requested_version.strip(),
                 note=note,
+                allow_breaking=allow_breaking,
+                draft=draft,
+                inputs=pinned,
                 bytes_total=size,
                 ip_address=actor.ip_address,
             )
@@ -152,7 +175,15 @@ def publish_job_create(
                 action="version.publish_requested",
                 obj=job,
                 organization=dataset.organization,
-                details={"dataset": dataset.path, "file": filename, "size_bytes": size},
+                details={
+                    "dataset": dataset.path,
+                    "file": filename,
+                    "size_bytes": size,
+                    "requested_version": requested_version.strip(),
+                    "allow_breaking": allow_breaking,
+                    "draft": draft,
+                    "inputs": pinned,
+                },
             )
             transaction.on_commit(lambda: _dispatch(job.pk))
     except BaseException:
@@ -169,6 +200,9 @@ def publish_job_create_from_object(
     source: str = JobSource.OBJECT,
     requested_version: str = "",
     note: str = "",
+    allow_breaking: bool = False,
+    inputs: Sequence[str] = (),
+    draft: bool = False,
 ) -> PublishJob:
     """Queues the publish of an object already in the bucket (a pipeline wrote it there).
 
@@ -195,6 +229,9 @@ def publish_job_create_from_object(
         source=source,
         requested_version=requested_version,
         note=note,
+        allow_breaking=allow_breaking,
+        inputs=inputs,
+        draft=draft,
     )
 
 
@@ -288,29 +325,69 @@ def _run(job: PublishJob, store: ObjectStore) -> None:
         if current is not None and current.sha256 == profile.sha256:
             _finish_unchanged(job, current, store)
             return
-        version = _decide_version(dataset, current, job.requested_version)
-        key = _target_key(job, dataset, version)
+        decision = _decide(job, dataset, current, profile)
+        key = _target_key(job, dataset, decision.version)
         copy_immutable(store, job.staging_key, key, sha256=profile.sha256)
-        _commit(job, dataset, current, version, key, profile)
+        _commit(job, dataset, current, decision, key, profile)
     store.delete(job.staging_key)
 
 
-def _decide_version(dataset: Dataset, current: DatasetVersion | None, requested: str) -> Version:
-    existing = set(DatasetVersion.objects.filter(dataset=dataset).values_list("version", flat=True))
-    if requested:
-        version = parse_version(requested)
-        if current is not None and version <= Version.parse(current.version):
+@dataclass(frozen=True)
+class _Decision:
+    version: Version
+    diff: SchemaDiff
+    draft: bool
+    override: str  # the changelog's record of an allowed breaking change, or ""
+
+
+def _decide(
+    job: PublishJob, dataset: Dataset, current: DatasetVersion | None, profile: FileProfile
+) -> _Decision:
+    """Classifies the file against the current version and decides its number. Runs
+    under the dataset's lock, so `current` is the result of any publish before it."""
+    base = Version.parse(current.version) if current else None
+    diff = schema_diff(
+        old=current.schema if current else None,
+        new=profile.schema,
+        old_rows=current.row_count if current else None,
+        new_rows=profile.row_count,
+        old_size=current.size_bytes if current else None,
+        new_size=profile.size_bytes,
+        base_version=current.version if current else None,
+    )
+    taken = set(DatasetVersion.objects.filter(dataset=dataset).values_list("version", flat=True))
+    override = ""
+    if job.requested_version:
+        version = parse_version(job.requested_version)
+        if base is not None and version <= base:
             raise InvalidInput(
                 f"Version {version} is not above the current version {current.version}."
             )
-        if str(version) in existing:
+        if str(version) in taken:
             raise InvalidInput(f"{dataset.path} already has a version {version}.")
-        return version
-    version = next_minor(Version.parse(current.version) if current else None)
-    # After a rollback, higher numbers may exist already: never reuse one.
-    while str(version) in existing:
-        version = version.bump_minor()
-    return version
+        claim = compatibility_check(
+            dataset_path=dataset.path,
+            mode=dataset.compatibility,
+            diff=diff,
+            base=base,
+            candidate=version,
+            allow_breaking=job.allow_breaking,
+        )
+        if claim:
+            who = job.requested_by.get_username() if job.requested_by else ""
+            override = breaking_override_text(claim=claim, columns=diff.breaking_columns, who=who)
+    else:
+        version = version_for_change(
+            dataset_path=dataset.path,
+            mode=dataset.compatibility,
+            diff=diff,
+            base=base,
+            taken=taken,
+        )
+    diff = replace(diff, target_version=str(version))
+    return _Decision(
+        version=version, diff=diff, draft=job.draft or bool(version.prerelease), override=override
+    )
 
 
 def _target_key(job: PublishJob, dataset: Dataset, version: Version) -> str:
@@ -335,23 +412,24 @@ def _commit(
     job: PublishJob,
     dataset: Dataset,
     current: DatasetVersion | None,
-    version: Version,
+    decision: _Decision,
     key: str,
     profile: FileProfile,
 ) -> None:
     now = timezone.now()
+    version = decision.version
     try:
         with transaction.atomic():
             locked = PublishJob.objects.select_for_update().get(pk=job.pk)
             if locked.status != JobStatus.RUNNING:
                 return  # another worker finished this job meanwhile
-            if current is not None:
+            if current is not None and not decision.draft:
                 DatasetVersion.objects.filter(pk=current.pk).update(is_current=False)
             new = DatasetVersion.objects.create(
                 dataset=dataset,
                 **version_fields(version),
-                status=VersionStatus.ACTIVE,
-                is_current=True,
+                status=VersionStatus.DRAFT if decision.draft else VersionStatus.ACTIVE,
+                is_current=not decision.draft,
                 key=key,
                 format=profile.format,
                 content_type=CONTENT_TYPES[profile.format],
@@ -359,44 +437,81 @@ def _commit(
                 sha256=profile.sha256,
                 row_count=profile.row_count,
                 schema=profile.schema,
-                change_type=ChangeType.INITIAL if current is None else ChangeType.MINOR,
+                change_type=decision.diff.change_type,
+                breaking=decision.diff.breaking,
+                diff=decision.diff.as_dict(),
                 note=job.note,
                 parent=current,
                 published_by=job.requested_by,
                 published_at=now,
             )
-            Dataset.objects.filter(pk=dataset.pk).update(updated_at=now)
-            manifest_generate(organization=dataset.organization)
-            events.event_record(
-                topic="version.published",
-                payload={
-                    "dataset_id": dataset.pk,
-                    "dataset": dataset.path,
-                    "organization": dataset.organization.slug,
-                    "version_id": new.pk,
-                    "version": new.version,
-                    "previous_version": current.version if current else None,
-                    "sha256": new.sha256,
-                    "key": new.key,
-                },
-                organization=dataset.organization,
+            changelog_write(
+                version=new, diff=decision.diff, note=job.note, override=decision.override
             )
+            inputs_record(version=new, inputs=job.inputs)
+            payload = {
+                "dataset_id": dataset.pk,
+                "dataset": dataset.path,
+                "organization": dataset.organization.slug,
+                "version_id": new.pk,
+                "version": new.version,
+                "previous_version": current.version if current else None,
+                "status": new.status,
+                "change_type": new.change_type,
+                "breaking": new.breaking,
+                "breaking_columns": decision.diff.breaking_columns,
+                "sha256": new.sha256,
+                "key": new.key,
+                "inputs": list(job.inputs),
+            }
+            if decision.draft:
+                events.event_record(
+                    topic="version.drafted", payload=payload, organization=dataset.organization
+                )
+                message = (
+                    f"Published {dataset.path} {new.version} as a draft ({new.change_type}"
+                    f"{', breaking' if new.breaking else ''}): {new.row_count:,} rows, "
+                    f"{new.size_bytes:,} bytes. "
+                    + (
+                        f"{current.version} stays current until a steward promotes it."
+                        if current
+                        else "A steward promotes it to make it current."
+                    )
+                )
+            else:
+                Dataset.objects.filter(pk=dataset.pk).update(updated_at=now)
+                manifest_generate(organization=dataset.organization)
+                events.event_record(
+                    topic="version.published", payload=payload, organization=dataset.organization
+                )
+                message = (
+                    f"Published {dataset.path} {new.version} ({new.change_type}"
+                    f"{', breaking' if new.breaking else ''}): {new.row_count:,} rows, "
+                    f"{new.size_bytes:,} bytes, SHA-256 {new.sha256}."
+                )
             PublishJob.objects.filter(pk=job.pk).update(
                 status=JobStatus.SUCCEEDED,
                 outcome=JobOutcome.PUBLISHED,
                 version=new,
                 bytes_done=profile.size_bytes,
-                message=f"Published {dataset.path} {new.version}: {new.row_count:,} rows, "
-                f"{new.size_bytes:,} bytes, SHA-256 {new.sha256}.",
+                message=message,
                 finished_at=now,
                 lease_until=None,
             )
             audit_record(
                 actor=Actor(user=job.requested_by, ip_address=job.ip_address, via=job.source),
-                action="version.publish",
+                action="version.publish_draft" if decision.draft else "version.publish",
                 obj=new,
                 organization=dataset.organization,
-                details={"job": str(job.pk), "sha256": new.sha256, "key": new.key},
+                details={
+                    "job": str(job.pk),
+                    "sha256": new.sha256,
+                    "key": new.key,
+                    "change_type": new.change_type,
+                    "breaking": new.breaking,
+                    "breaking_allowed": bool(decision.override),
+                    "inputs": list(job.inputs),
+                },
             )
     except IntegrityError as exc:
         raise Conflict(
