@@ -215,6 +215,14 @@ PUBLISH_JOB_MAX_ATTEMPTS = env_int("PUBLISH_JOB_MAX_ATTEMPTS", 3, minimum=1)
 # A claimed event delivery whose handler has not finished for this long is retried.
 OUTBOX_LEASE_SECONDS = env_int("OUTBOX_LEASE_SECONDS", 300, minimum=1)
 OUTBOX_MAX_ATTEMPTS = env_int("OUTBOX_MAX_ATTEMPTS", 10, minimum=1)
+# OpenLineage run events for each publish: an HTTP endpoint (e.g. Marquez) and/or a file
+# of JSON lines; both empty means off.
+OPENLINEAGE_URL = env_str("OPENLINEAGE_URL")
+OPENLINEAGE_ENDPOINT = env_str("OPENLINEAGE_ENDPOINT", "api/v1/lineage")
+OPENLINEAGE_FILE = env_str("OPENLINEAGE_FILE")
+OPENLINEAGE_NAMESPACE = env_str("OPENLINEAGE_NAMESPACE", "dataset-publisher")
+OPENLINEAGE_PRODUCER = env_str("OPENLINEAGE_PRODUCER", "urn:dataset-publisher:versioning")
+OPENLINEAGE_TIMEOUT = env_int("OPENLINEAGE_TIMEOUT", 5, minimum=1)
 
 # --- Signed download URLs (embedded mode) ---------------------------------------------
 SIGNED_URL_DEFAULT_TTL = 3600
