@@ -10,3 +10,4 @@ class VersioningConfig(AppConfig):
         from versioning import handlers
 
         events.subscribe("manifest.generated", handlers.write_manifest_to_storage)
+        events.subscribe("version.published", handlers.emit_openlineage)

@@ -40,3 +40,22 @@ def write_manifest_to_storage(event: DomainEvent) -> None:
     Manifest.objects.filter(pk=manifest.pk, written_at__isnull=True).update(
         written_at=timezone.now()
     )
+
+
+def emit_openlineage(event: DomainEvent) -> None:
+    """Sends the OpenLineage run event of a published version (when OPENLINEAGE_URL or
+    OPENLINEAGE_FILE is set). The publish has committed already, so a failure here never
+    undoes it: it raises, and the outbox tries again with backoff."""
+    from versioning.models import DatasetVersion
+    from versioning.services.lineage import openlineage_emit, openlineage_enabled
+
+    if not openlineage_enabled():
+        return
+    version = (
+        DatasetVersion.objects.select_related("dataset__organization")
+        .filter(pk=event.payload.get("version_id"))
+        .first()
+    )
+    if version is None:
+        return
+    openlineage_emit(version=version)
