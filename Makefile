@@ -28,7 +28,7 @@ demo: migrate
 	DEBUG=true $(PY) manage.py demo
 
 run: demo
-	DEBUG=true HOST=$(HOST) PORT=$(PORT) PY=$(PY) bash scripts/run-embedded.sh
+	DEBUG=true HOST=$(HOST) PORT=$(PORT) $(PY) scripts/run_embedded.py
 
 worker: install
 	$(VENV)/bin/celery -A config worker --beat --loglevel INFO --concurrency 2
