@@ -18,6 +18,8 @@ def main() -> int:
     port = os.environ.get("PORT", "8000")
     env = {**os.environ, "DEBUG": os.environ.get("DEBUG", "true")}
     env.setdefault("PUBLIC_BASE_URL", f"http://{host}:{port}")
+    var_dir = Path(os.environ.get("VAR_DIR", ROOT / "var"))
+    var_dir.mkdir(parents=True, exist_ok=True)
     python = sys.executable
     bin_dir = Path(python).parent
     children = [
@@ -33,7 +35,7 @@ def main() -> int:
                 "--concurrency",
                 "2",
                 "--schedule",
-                str(ROOT / "var" / "celerybeat-schedule"),
+                str(var_dir / "celerybeat-schedule"),
             ],
             cwd=ROOT,
             env=env,

@@ -17,8 +17,15 @@ from tests.conftest import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-SERVICE_VARIABLES = {"DATABASE_URL", "REDIS_URL", "S3_BUCKET", "S3_ENDPOINT_URL",
-                     "DJANGO_SETTINGS_MODULE", "SECRET_KEY", "TEST_RUN_ID"}
+SERVICE_VARIABLES = {
+    "DATABASE_URL",
+    "REDIS_URL",
+    "S3_BUCKET",
+    "S3_ENDPOINT_URL",
+    "DJANGO_SETTINGS_MODULE",
+    "SECRET_KEY",
+    "TEST_RUN_ID",
+}
 
 
 @pytest.fixture
@@ -27,8 +34,15 @@ def embedded(tmp_path):
     env.update(DEBUG="true", VAR_DIR=str(tmp_path / "var"), DEMO_PASSWORD="demo-password-1")
 
     def manage(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env,
-                              capture_output=True, text=True, timeout=300, check=check)
+        return subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=check,
+        )
 
     manage.env = env
     return manage
@@ -42,21 +56,48 @@ def test_the_embedded_mode_publishes_through_its_own_worker(embedded, tmp_path):
 
     log = tmp_path / "worker.log"
     worker = subprocess.Popen(
-        [str(BIN / "celery"), "-A", "config", "worker", "--beat", "--concurrency", "1",
-         "--schedule", str(tmp_path / "beat-schedule"), "--loglevel", "INFO"],
-        cwd=ROOT, env=embedded.env, stdout=log.open("w"), stderr=subprocess.STDOUT,
+        [
+            str(BIN / "celery"),
+            "-A",
+            "config",
+            "worker",
+            "--beat",
+            "--concurrency",
+            "1",
+            "--schedule",
+            str(tmp_path / "beat-schedule"),
+            "--loglevel",
+            "INFO",
+        ],
+        cwd=ROOT,
+        env=embedded.env,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
         start_new_session=True,
     )
     try:
-        wait_for(lambda: "ready." in log.read_text() or worker.poll() is not None,
-                 timeout=60, message="the embedded worker")
+        wait_for(
+            lambda: "ready." in log.read_text() or worker.poll() is not None,
+            timeout=60,
+            message="the embedded worker",
+        )
         assert worker.poll() is None, log.read_text()
 
         data = b"date_key,store_id,revenue\n2024-08-12,ST0001,99.5\n2024-08-12,ST0002,12\n"
         source = tmp_path / "txn.csv"
         source.write_bytes(data)
-        published = embedded("publish", "gold/txn_daily", str(source), "--org", "scout",
-                             "--wait", "--timeout", "120", "--verbosity", "0")
+        published = embedded(
+            "publish",
+            "gold/txn_daily",
+            str(source),
+            "--org",
+            "scout",
+            "--wait",
+            "--timeout",
+            "120",
+            "--verbosity",
+            "0",
+        )
         assert "version: 1.2.0" in published.stdout
         sha = hashlib.sha256(data).hexdigest()
         assert f"sha256:  {sha}" in published.stdout
@@ -73,10 +114,12 @@ def test_the_embedded_mode_publishes_through_its_own_worker(embedded, tmp_path):
 
         # The worker also wrote latest.json after commit, through the outbox.
         latest = tmp_path / "var" / "objects" / "scout" / "v1" / "manifests" / "latest.json"
-        wait_for(lambda: latest.exists() and sha in latest.read_text(), timeout=60,
-                 message="latest.json")
-        assert json.loads(latest.read_text())["integrity"]["manifest_sha256"] == (
-            manifest["integrity"]["manifest_sha256"]
+        wait_for(
+            lambda: latest.exists() and sha in latest.read_text(), timeout=60, message="latest.json"
+        )
+        assert (
+            json.loads(latest.read_text())["integrity"]["manifest_sha256"]
+            == (manifest["integrity"]["manifest_sha256"])
         )
     finally:
         os.killpg(worker.pid, signal.SIGTERM)
@@ -95,3 +138,45 @@ def test_a_bad_setting_fails_at_start_up_with_its_name(embedded):
     result = embedded("check", check=False)
     assert result.returncode != 0
     assert "PUBLISH_JOB_LEASE_SECONDS must be a whole number" in result.stderr
+
+
+def test_make_runs_supervisor_serves_the_app_and_ctrl_c_stops_everything(embedded, tmp_path):
+    import socket
+    import urllib.request
+
+    embedded("migrate", "--noinput")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**embedded.env, "PORT": str(port)}
+    runner = subprocess.Popen(
+        [sys.executable, "scripts/run_embedded.py"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+    def healthy():
+        try:
+            return urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1).status
+        except OSError:
+            return None
+
+    try:
+        assert wait_for(healthy, timeout=60, message="the web app") == 200
+        children = subprocess.run(
+            ["pgrep", "-f", f"runserver 127.0.0.1:{port}"], capture_output=True, text=True
+        ).stdout.split()
+        assert children
+        runner.send_signal(signal.SIGINT)
+        assert runner.wait(30) == 0
+        wait_for(lambda: healthy() is None, timeout=10, message="the web app to stop")
+        for pid in children:
+            assert (
+                not Path(f"/proc/{pid}").exists()
+                or "zombie" in Path(f"/proc/{pid}/status").read_text()
+            )
+    finally:
+        if runner.poll() is None:
+            runner.kill()
