@@ -1,0 +1,61 @@
+"""Helpers for the versioning tests: CSV files built from columns, and a publish that
+takes every option of the pipeline."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from catalog.audit import Actor
+
+
+def csv_of(columns: dict[str, list], *, order: list[str] | None = None) -> bytes:
+    """A CSV with one column per key (None is an empty value)."""
+    names = order or list(columns)
+    rows = zip(*(columns[n] for n in names), strict=True)
+    lines = [",".join(names)]
+    lines += [",".join("" if v is None else str(v) for v in row) for row in rows]
+    return ("\n".join(lines) + "\n").encode()
+
+
+BASE = {
+    "date_key": ["2024-08-10", "2024-08-11", "2024-08-12"],
+    "store_id": ["ST1", "ST2", "ST3"],
+    "revenue": [10.5, 7.25, 3.0],
+    "units": [1, 2, 3],
+}
+
+
+def base_csv(**changes) -> bytes:
+    """BASE with columns replaced (a list), added (a new name) or dropped (None)."""
+    columns = dict(BASE)
+    for name, values in changes.items():
+        if values is None:
+            columns.pop(name)
+        else:
+            columns[name] = values
+    return csv_of(columns)
+
+
+@pytest.fixture
+def publish_with(system):
+    """Publishes bytes through the real pipeline in this process, with any option of
+    `publish_job_create`; returns the finished job."""
+    from versioning.models import JobSource
+    from versioning.services import publish_job_create, publish_job_run
+
+    def run(dataset, data: bytes, *, actor: Actor | None = None, **options):
+        job = publish_job_create(
+            dataset=dataset,
+            stream=io.BytesIO(data),
+            filename=options.pop("filename", "data.csv"),
+            actor=actor or system,
+            source=JobSource.COMMAND,
+            **options,
+        )
+        publish_job_run(job_id=job.pk)
+        job.refresh_from_db()
+        return job
+
+    return run
