@@ -46,12 +46,16 @@ def _forbidden() -> JsonResponse:
 
 @require_GET
 def signed_object_download(request, key: str):
-    """Streams an object to whoever holds a valid, unexpired signed URL for its key."""
+    """Streams an object to whoever holds a valid, unexpired signed URL for its key and
+    version; a tampered, expired or other key's URL gets 403."""
     store = get_object_store()
     if not isinstance(store, LocalObjectStore):
         return _forbidden()
     if not verify_download_signature(
-        key, request.GET.get("expires", ""), request.GET.get("signature", "")
+        key,
+        request.GET.get("expires", ""),
+        request.GET.get("signature", ""),
+        request.GET.get("version", ""),
     ):
         return _forbidden()
     try:
@@ -98,3 +102,47 @@ def signed_object_download(request, key: str):
 
 def healthz(request):
     return JsonResponse({"status": "ok"})
+
+
+def _is_api(request) -> bool:
+    return request.path.startswith("/api/")
+
+
+def page_not_found(request, exception=None):
+    from django.views import defaults
+
+    from catalog.api.errors import api_not_found
+
+    if _is_api(request):
+        return api_not_found(request, exception)
+    return defaults.page_not_found(request, exception)
+
+
+def server_error(request):
+    from django.views import defaults
+
+    from catalog.api.errors import api_server_error
+
+    if _is_api(request):
+        return api_server_error(request)
+    return defaults.server_error(request)
+
+
+def bad_request(request, exception=None):
+    from django.views import defaults
+
+    from catalog.api.errors import api_bad_request
+
+    if _is_api(request):
+        return api_bad_request(request, exception)
+    return defaults.bad_request(request, exception)
+
+
+def permission_denied(request, exception=None):
+    from django.views import defaults
+
+    from catalog.api.errors import api_permission_denied
+
+    if _is_api(request):
+        return api_permission_denied(request, exception)
+    return defaults.permission_denied(request, exception)

@@ -53,6 +53,8 @@ INSTALLED_APPS = [
     "rest_framework",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "axes",
     "catalog",
     "versioning",
     "replication",
@@ -69,6 +71,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, so it sees the outcome of every sign-in (admin login, API Basic auth).
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -238,6 +242,19 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 LOGIN_URL = "admin:login"
+# The lock-out check runs before the password check (django-axes).
+AUTHENTICATION_BACKENDS = [
+    "catalog.auth_backends.LockoutBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+# Repeated failed passwords (admin login, the API's Basic auth) lock that account from
+# that address for a while.
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = env_int("LOGIN_LOCKOUT_MINUTES", 15, minimum=1) / 60  # hours
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_DISABLE_ACCESS_LOG = True
+AXES_VERBOSE = False
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
@@ -260,19 +277,64 @@ X_FRAME_OPTIONS = "DENY"
 # --- REST API -------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "catalog.api.authentication.BearerTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PERMISSION_CLASSES": ["catalog.api.permissions.ScopePermission"],
+    "DEFAULT_THROTTLE_CLASSES": ["catalog.api.throttling.ApiRateThrottle"],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "DEFAULT_PAGINATION_CLASS": "catalog.api.pagination.Pagination",
     "PAGE_SIZE": 50,
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "EXCEPTION_HANDLER": "catalog.api.errors.exception_handler",
+    # `format` is the rows endpoint's own parameter (json, csv, ndjson).
+    "URL_FORMAT_OVERRIDE": None,
+    "TEST_REQUEST_DEFAULT_FORMAT": "json",
+}
+
+
+def _rate(name: str, default: str) -> str:
+    # Not catalog.api.throttling: importing DRF here would freeze its settings empty.
+    from catalog.api.rates import parse_rate
+
+    value = env_str(name, default)
+    try:
+        parse_rate(value)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"{name} must look like 10/min (per s, min, hour or day), not {value!r}."
+        ) from None
+    return value
+
+
+# Requests per caller (user, or address when anonymous), counted in the shared cache.
+API_RATES = {
+    "api": _rate("API_RATE", "1200/min"),
+    # Seed 001: signed-URL requests default to 10 a minute per user.
+    "signed_url": _rate("API_SIGNED_URL_RATE", "10/min"),
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Dataset Publisher API",
-    "DESCRIPTION": "Publish, version and consume datasets.",
+    "DESCRIPTION": (
+        "List and search datasets, read the manifest, get signed download URLs, read "
+        "rows and columns, and publish new versions. Authenticate with "
+        "`Authorization: Bearer <token>` (tokens from POST /api/v1/tokens/). Every "
+        'error is `{"error": {"code", "message", "details"}}`.'
+    ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": "/api/v1",
+    "COMPONENT_SPLIT_REQUEST": True,
+    # Swagger UI served from our own static files (drf-spectacular-sidecar), no CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "SECURITY": [{"bearerAuth": []}],
+    "APPEND_COMPONENTS": {
+        "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}}
+    },
 }
 
 LOGGING = {

@@ -7,7 +7,8 @@ class VersioningConfig(AppConfig):
 
     def ready(self) -> None:
         from catalog import events
-        from versioning import handlers
+        from versioning import columnar, handlers
 
         events.subscribe("manifest.generated", handlers.write_manifest_to_storage)
         events.subscribe("version.published", handlers.emit_openlineage)
+        events.subscribe("version.published", columnar.on_version_published)

@@ -1,0 +1,94 @@
+"""How API callers prove who they are.
+
+- `Authorization: Bearer <token>` (or `Token <token>`): an API token, the usual way for
+  apps, notebooks, pipelines and devices. `request.auth` is the `ApiToken`.
+- The session cookie of a signed-in user (with CSRF on writes): the browser, the docs.
+  `request.auth` is None and the user acts with every scope.
+- HTTP Basic with username and password, only where a view says `accepts_basic = True`
+  (the token endpoint, so a script can get its first token). Failed passwords count
+  towards the lock-out (django-axes) exactly as on the admin login.
+
+Any other Authorization scheme is refused with 401 rather than ignored: a caller who
+sends credentials expects them to be used, and silently treating them as anonymous
+would hand back only public data with a 200.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+from django.contrib.auth import authenticate
+from rest_framework import authentication, exceptions
+
+from catalog.api.exceptions import AccountLocked
+from catalog.tokens import TokenRefused, token_authenticate
+
+_TOKEN_KEYWORDS = {"bearer", "token"}
+
+
+def _view_accepts_basic(request) -> bool:
+    view = (getattr(request, "parser_context", None) or {}).get("view")
+    return bool(getattr(view, "accepts_basic", False))
+
+
+class BearerTokenAuthentication(authentication.BaseAuthentication):
+    def authenticate(self, request):
+        header = request.META.get("HTTP_AUTHORIZATION", "")
+        if not header:
+            return None
+        scheme, _, rest = header.partition(" ")
+        if scheme.lower() not in _TOKEN_KEYWORDS:
+            if scheme.lower() == "basic" and _view_accepts_basic(request):
+                return None
+            raise exceptions.AuthenticationFailed(
+                "Unsupported Authorization scheme: send 'Authorization: Bearer <token>'."
+            )
+        raw = rest.strip()
+        if not raw or " " in raw or not raw.isascii() or not raw.isprintable():
+            raise exceptions.AuthenticationFailed(
+                "Malformed Authorization header: send 'Authorization: Bearer <token>'."
+            )
+        try:
+            token = token_authenticate(raw=raw)
+        except TokenRefused as exc:
+            raise exceptions.AuthenticationFailed(exc.message) from None
+        return token.user, token
+
+    def authenticate_header(self, request):
+        return 'Bearer realm="api"'
+
+
+class PasswordBasicAuthentication(authentication.BasicAuthentication):
+    """HTTP Basic for the views that accept it, through Django's authenticate(), so that
+    django-axes counts failures and locks the account for that address."""
+
+    def authenticate(self, request):
+        if not _view_accepts_basic(request):
+            return None
+        header = request.META.get("HTTP_AUTHORIZATION", "")
+        scheme, _, encoded = header.partition(" ")
+        if scheme.lower() != "basic":
+            return None
+        try:
+            decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            raise exceptions.AuthenticationFailed("Malformed Basic credentials.") from None
+        username, sep, password = decoded.partition(":")
+        if not sep or not username:
+            raise exceptions.AuthenticationFailed("Malformed Basic credentials.")
+        return self.authenticate_credentials(username, password, request)
+
+    def authenticate_credentials(self, userid, password, request=None):
+        http_request = request._request
+        user = authenticate(request=http_request, username=userid, password=password)
+        if getattr(http_request, "axes_locked_out", False):
+            # Answered here in the API's error shape, not by the axes middleware's page.
+            http_request.axes_locked_out = False
+            raise AccountLocked()
+        if user is None or not user.is_active:
+            raise exceptions.AuthenticationFailed("Invalid username or password.")
+        return user, None
+
+    def authenticate_header(self, request):
+        return 'Basic realm="api"'

@@ -1,0 +1,90 @@
+"""The API's cast: clients, tokens, published datasets."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.cache import cache
+from rest_framework.test import APIClient
+
+from catalog.audit import Actor
+
+CSV = (
+    b"date_key,store_id,revenue,is_holiday\n"
+    b"2024-08-10,ST0001,10.5,false\n"
+    b"2024-08-10,ST0002,7,true\n"
+    b"2024-08-11,ST0001,3.25,false\n"
+)
+
+
+@pytest.fixture(autouse=True)
+def fresh_rate_limits():
+    """Rate-limit and lock-out counters live in the shared cache: start each test at 0."""
+    cache.clear()
+    yield
+
+
+@pytest.fixture
+def api() -> APIClient:
+    return APIClient()
+
+
+@pytest.fixture
+def make_token(system):
+    from catalog.tokens import token_create
+
+    def make(user, *, scopes=("read",), dataset=None, **kwargs) -> str:
+        _, raw = token_create(
+            user=user,
+            name=kwargs.pop("name", "test"),
+            scopes=list(scopes),
+            dataset=dataset,
+            actor=Actor(user=user, via="api"),
+            **kwargs,
+        )
+        return raw
+
+    return make
+
+
+@pytest.fixture
+def as_user(make_token):
+    """An API client authenticated with a token of `user` with `scopes`."""
+
+    def client(user, *, scopes=("read", "publish", "admin"), dataset=None) -> APIClient:
+        c = APIClient()
+        raw = make_token(user, scopes=scopes, dataset=dataset)
+        c.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+        c.raw_token = raw
+        return c
+
+    return client
+
+
+@pytest.fixture
+def published(dataset, publish):
+    """acme's private gold/txn_daily with version 1.0.0 published."""
+    job = publish(dataset, CSV)
+    assert job.status == "succeeded", job.message
+    return dataset
+
+
+@pytest.fixture
+def with_columnar():
+    from versioning.columnar import columnar_copy_make
+    from versioning.models import DatasetVersion
+
+    def make(dataset):
+        for version in DatasetVersion.objects.filter(dataset=dataset).select_related(
+            "dataset__organization"
+        ):
+            key = columnar_copy_make(version=version)
+            DatasetVersion.objects.filter(pk=version.pk).update(columnar_key=key)
+
+    return make
+
+
+def error_of(response) -> dict:
+    body = response.json()
+    assert set(body) == {"error"}, body
+    assert set(body["error"]) == {"code", "message", "details"}, body
+    return body["error"]

@@ -1,0 +1,313 @@
+"""Shapes of the datasets API.
+
+Output serializers declare their fields for the OpenAPI schema, and build their dicts
+by hand in `to_representation`: a list page is fifty datasets, and DRF's generic field
+machinery costs more per field than the rest of the request together.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from django.utils import timezone
+from rest_framework import serializers
+
+from catalog.models import NAME_PATTERN, Layer, UpdateFrequency, Visibility
+from versioning.manifest import isoformat_z
+from versioning.models import DatasetVersion, PublishJob
+
+API_ROOT = "/api/v1"
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else isoformat_z(moment)
+
+
+def dataset_url(dataset) -> str:
+    return f"{API_ROOT}/orgs/{dataset.organization.slug}/datasets/{dataset.layer}/{dataset.name}/"
+
+
+def is_stale(dataset, last_published_at: datetime | None, now: datetime) -> bool:
+    if not dataset.freshness_hours:
+        return False
+    return last_published_at is None or (
+        last_published_at < now - timedelta(hours=dataset.freshness_hours)
+    )
+
+
+# --- Versions ----------------------------------------------------------------------
+
+
+class ColumnSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    type = serializers.CharField(help_text="integer, float, boolean, date, timestamp, string")
+    nulls = serializers.IntegerField()
+
+
+class CurrentVersionSerializer(serializers.Serializer):
+    version = serializers.CharField()
+    published_at = serializers.DateTimeField()
+    row_count = serializers.IntegerField()
+    size_bytes = serializers.IntegerField()
+    sha256 = serializers.CharField()
+    content_type = serializers.CharField()
+    format = serializers.CharField(help_text="csv, csv.gz or parquet")
+
+
+class CurrentVersionDetailSerializer(CurrentVersionSerializer):
+    schema = ColumnSerializer(many=True)
+
+
+def _current_facts(version: DatasetVersion | None, *, schema: bool) -> dict | None:
+    if version is None:
+        return None
+    facts = {
+        "version": version.version,
+        "published_at": _iso(version.published_at),
+        "row_count": version.row_count,
+        "size_bytes": version.size_bytes,
+        "sha256": version.sha256,
+        "content_type": version.content_type,
+        "format": version.format,
+    }
+    if schema:
+        facts["schema"] = version.schema
+    return facts
+
+
+# --- Datasets ----------------------------------------------------------------------
+
+
+class DatasetSerializer(serializers.Serializer):
+    url = serializers.CharField(help_text="This dataset's address in the API.")
+    organization = serializers.CharField()
+    layer = serializers.ChoiceField(choices=Layer.choices)
+    name = serializers.CharField()
+    path = serializers.CharField(help_text="`<layer>/<name>`, the manifest's key.")
+    title = serializers.CharField()
+    description = serializers.CharField()
+    tags = serializers.ListField(child=serializers.CharField())
+    visibility = serializers.ChoiceField(choices=Visibility.choices)
+    update_frequency = serializers.ChoiceField(choices=UpdateFrequency.choices)
+    freshness_hours = serializers.IntegerField(allow_null=True)
+    stale = serializers.BooleanField(help_text="A new version was expected and is late.")
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+    current_version = CurrentVersionSerializer(allow_null=True)
+
+    with_schema = False
+
+    def to_representation(self, dataset) -> dict:
+        current = getattr(dataset, "current_versions", None)
+        if current is None:
+            current = list(
+                DatasetVersion.objects.filter(dataset=dataset, is_current=True).defer(
+                    *(() if self.with_schema else ("schema",))
+                )
+            )
+        version = current[0] if current else None
+        now = self.context.get("now") or timezone.now()
+        return {
+            "url": dataset_url(dataset),
+            "organization": dataset.organization.slug,
+            "layer": dataset.layer,
+            "name": dataset.name,
+            "path": f"{dataset.layer}/{dataset.name}",
+            "title": dataset.title,
+            "description": dataset.description,
+            "tags": dataset.tags,
+            "visibility": dataset.visibility,
+            "update_frequency": dataset.update_frequency,
+            "freshness_hours": dataset.freshness_hours,
+            "stale": is_stale(dataset, version.published_at if version else None, now),
+            "created_at": _iso(dataset.created_at),
+            "updated_at": _iso(dataset.updated_at),
+            "current_version": _current_facts(version, schema=self.with_schema),
+        }
+
+
+class DatasetDetailSerializer(DatasetSerializer):
+    current_version = CurrentVersionDetailSerializer(allow_null=True)
+    with_schema = True
+
+
+class DatasetUpdateInput(serializers.Serializer):
+    title = serializers.CharField(max_length=200, allow_blank=True, required=False)
+    description = serializers.CharField(max_length=20000, allow_blank=True, required=False)
+    tags = serializers.ListField(
+        child=serializers.RegexField(r"^[\w .:-]{1,50}$"), max_length=20, required=False
+    )
+    visibility = serializers.ChoiceField(choices=Visibility.choices, required=False)
+    update_frequency = serializers.ChoiceField(choices=UpdateFrequency.choices, required=False)
+    freshness_hours = serializers.IntegerField(
+        min_value=1, max_value=8760, allow_null=True, required=False
+    )
+
+
+class DatasetCreateInput(DatasetUpdateInput):
+    organization = serializers.SlugField(
+        required=False,
+        help_text="Slug of an organisation you steward; needed only if you steward several.",
+    )
+    layer = serializers.ChoiceField(choices=Layer.choices)
+    name = serializers.RegexField(NAME_PATTERN, max_length=64)
+
+
+# --- Versions, jobs --------------------------------------------------------------------
+
+
+class VersionSerializer(serializers.Serializer):
+    url = serializers.CharField()
+    dataset = serializers.CharField(help_text="`<layer>/<name>`")
+    organization = serializers.CharField()
+    version = serializers.CharField()
+    status = serializers.CharField()
+    is_current = serializers.BooleanField()
+    key = serializers.CharField(help_text="The immutable object key.")
+    format = serializers.CharField()
+    content_type = serializers.CharField()
+    size_bytes = serializers.IntegerField()
+    sha256 = serializers.CharField()
+    row_count = serializers.IntegerField()
+    schema = ColumnSerializer(many=True)
+    change_type = serializers.CharField()
+    breaking = serializers.BooleanField()
+    note = serializers.CharField(help_text="The changelog note.")
+    parent = serializers.CharField(allow_null=True, help_text="The version it replaced.")
+    published_by = serializers.CharField(allow_null=True)
+    published_at = serializers.DateTimeField()
+    rows_ready = serializers.BooleanField(
+        help_text="The columnar copy for fast row reads exists (rows work either way)."
+    )
+
+    def to_representation(self, version: DatasetVersion) -> dict:
+        dataset = self.context["dataset"]
+        return {
+            "url": f"{dataset_url(dataset)}versions/{version.version}/",
+            "dataset": dataset.path,
+            "organization": dataset.organization.slug,
+            "version": version.version,
+            "status": version.status,
+            "is_current": version.is_current,
+            "key": version.key,
+            "format": version.format,
+            "content_type": version.content_type,
+            "size_bytes": version.size_bytes,
+            "sha256": version.sha256,
+            "row_count": version.row_count,
+            "schema": version.schema,
+            "change_type": version.change_type,
+            "breaking": version.breaking,
+            "note": version.note,
+            "parent": version.parent.version if version.parent_id else None,
+            "published_by": version.published_by.get_username() if version.published_by else None,
+            "published_at": _iso(version.published_at),
+            "rows_ready": bool(version.columnar_key),
+        }
+
+
+class PublishFromObjectInput(serializers.Serializer):
+    object_key = serializers.CharField(
+        max_length=1024,
+        help_text="An object already in the bucket, under `<org>/` of the dataset's organisation.",
+    )
+    version = serializers.CharField(max_length=64, required=False, allow_blank=True)
+    note = serializers.CharField(max_length=20000, required=False, allow_blank=True)
+
+
+class PublishUploadInput(serializers.Serializer):
+    """Documents the multipart form; the view reads it as a stream."""
+
+    version = serializers.CharField(
+        required=False, help_text="Semantic version; default: the next minor. Before `file`."
+    )
+    note = serializers.CharField(required=False, help_text="Changelog note. Before `file`.")
+    file = serializers.FileField(help_text="CSV, gzip-compressed CSV or Parquet.")
+
+
+class PublishJobSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    url = serializers.CharField()
+    dataset = serializers.CharField()
+    organization = serializers.CharField()
+    status = serializers.CharField(help_text="queued, running, succeeded, failed")
+    outcome = serializers.CharField(help_text="published, unchanged, or empty until done")
+    message = serializers.CharField()
+    error_code = serializers.CharField()
+    requested_version = serializers.CharField()
+    version = serializers.CharField(allow_null=True, help_text="The version it made or kept.")
+    bytes_total = serializers.IntegerField(allow_null=True)
+    bytes_done = serializers.IntegerField()
+    created_at = serializers.DateTimeField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)
+
+    def to_representation(self, job: PublishJob) -> dict:
+        return {
+            "id": str(job.pk),
+            "url": f"{API_ROOT}/publish-jobs/{job.pk}/",
+            "dataset": job.dataset.path,
+            "organization": job.dataset.organization.slug,
+            "status": job.status,
+            "outcome": job.outcome,
+            "message": job.message,
+            "error_code": job.error_code,
+            "requested_version": job.requested_version,
+            "version": job.version.version if job.version_id else None,
+            "bytes_total": job.bytes_total,
+            "bytes_done": job.bytes_done,
+            "created_at": _iso(job.created_at),
+            "started_at": _iso(job.started_at),
+            "finished_at": _iso(job.finished_at),
+        }
+
+
+# --- Signed URLs, manifest, rows -------------------------------------------------------
+
+
+class DatasetInfoSerializer(serializers.Serializer):
+    row_count = serializers.IntegerField()
+    size_bytes = serializers.IntegerField()
+    last_updated = serializers.CharField(help_text="`2024-08-10T02:15:00.000Z`")
+    sha256 = serializers.CharField(help_text="Check the downloaded bytes against it.")
+    version = serializers.CharField()
+
+
+class SignedUrlSerializer(serializers.Serializer):
+    signed_url = serializers.URLField(help_text="A GET of exactly this object, until expires_at.")
+    expires_at = serializers.CharField(help_text="`2024-08-10T15:30:00.000Z`")
+    dataset_info = DatasetInfoSerializer()
+
+
+class ManifestEntrySerializer(serializers.Serializer):
+    latest_csv = serializers.CharField()
+    date = serializers.CharField()
+    row_count = serializers.IntegerField()
+    sha256 = serializers.CharField()
+    size_bytes = serializers.IntegerField()
+    content_type = serializers.CharField()
+    schema_version = serializers.CharField()
+    last_modified = serializers.CharField()
+    description = serializers.CharField(allow_blank=True)
+
+
+class ManifestIntegritySerializer(serializers.Serializer):
+    manifest_sha256 = serializers.CharField()
+    total_size_bytes = serializers.IntegerField()
+
+
+class ManifestSerializer(serializers.Serializer):
+    generated_at = serializers.CharField()
+    version = serializers.CharField()
+    total_datasets = serializers.IntegerField()
+    datasets = serializers.DictField(child=ManifestEntrySerializer())
+    integrity = ManifestIntegritySerializer()
+
+
+class RowsSerializer(serializers.Serializer):
+    count = serializers.IntegerField(help_text="Rows in the version.")
+    next = serializers.CharField(allow_null=True)
+    previous = serializers.CharField(allow_null=True)
+    version = serializers.CharField()
+    columns = serializers.ListField(child=serializers.CharField())
+    results = serializers.ListField(child=serializers.DictField())

@@ -1,0 +1,59 @@
+"""Routes of the datasets API. Path converters admit only well-formed names (ASCII
+slugs, the four layers, semantic versions), so `..`, an encoded `/` or a look-alike
+character never reaches a lookup: it matches no route and answers 404."""
+
+from __future__ import annotations
+
+from django.urls import include, path, register_converter
+
+from versioning.api import views
+
+
+class _Regex:
+    regex = ""
+
+    def to_python(self, value: str) -> str:
+        return value
+
+    def to_url(self, value: str) -> str:
+        return value
+
+
+class LayerConverter(_Regex):
+    regex = "bronze|silver|gold|platinum"
+
+
+class NameConverter(_Regex):
+    regex = "[a-z0-9](?:[a-z0-9_-]{0,62}[a-z0-9])?"
+
+
+class VersionConverter(_Regex):
+    regex = r"[0-9]{1,9}\.[0-9]{1,9}\.[0-9]{1,9}(?:-[0-9A-Za-z.-]{1,50})?"
+
+
+register_converter(LayerConverter, "layer")
+register_converter(NameConverter, "slug_name")
+register_converter(VersionConverter, "semver")
+
+dataset_urls = [
+    path("", views.DatasetDetailView.as_view(), name="dataset-detail"),
+    path("versions/", views.VersionListView.as_view(), name="version-list"),
+    path("versions/<semver:version>/", views.VersionDetailView.as_view(), name="version-detail"),
+    path("download/", views.DownloadView.as_view(), name="dataset-download"),
+    path("raw/", views.RawView.as_view(), name="dataset-raw"),
+    path("rows/", views.RowsView.as_view(), name="dataset-rows"),
+]
+
+urlpatterns = [
+    path("datasets/", views.DatasetListView.as_view(), name="dataset-list"),
+    path("datasets/<layer:layer>/<slug_name:name>/", include(dataset_urls)),
+    path(
+        "orgs/<slug_name:org>/datasets/<layer:layer>/<slug_name:name>/",
+        include((dataset_urls, "org"), namespace="org"),
+    ),
+    path("publish-jobs/<uuid:job_id>/", views.PublishJobView.as_view(), name="publish-job"),
+    path("manifest/", views.ManifestView.as_view(), name="manifest"),
+    path("manifests/latest.json", views.ManifestView.as_view(), name="manifest-latest"),
+    path("dataset-proxy", views.DatasetProxyView.as_view(), name="dataset-proxy"),
+    path("dataset-proxy/", views.DatasetProxyView.as_view()),
+]

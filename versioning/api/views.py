@@ -1,0 +1,735 @@
+"""The datasets API: the catalog, versions, publishing, the manifest, signed URLs, rows.
+
+Every view is thin: it checks its query or body with an input serializer, finds the
+dataset through `dataset_for_request` (404 for what the caller may not see), calls a
+service or selector, and answers through an output serializer. Writes go through the
+services (`dataset_create`, `dataset_update`, `publish_job_create...`), which check the
+steward role and write the audit log.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime, timedelta
+from urllib.parse import parse_qs, urlparse
+
+import pyarrow as pa
+from django.conf import settings
+from django.db.models import OuterRef, Prefetch, Subquery
+from django.http import HttpResponse, HttpResponseRedirect
+from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import exceptions, generics, serializers, status
+from rest_framework.parsers import JSONParser, MultiPartParser
+from rest_framework.response import Response
+from rest_framework.utils.urls import remove_query_param, replace_query_param
+from rest_framework.views import APIView
+
+from catalog.api.access import dataset_for_request, visible_datasets
+from catalog.api.errors import error_responses
+from catalog.api.exceptions import PayloadTooLarge
+from catalog.api.permissions import device_dataset_id
+from catalog.api.throttling import SignedUrlRateThrottle
+from catalog.audit import Actor
+from catalog.exceptions import Forbidden, InvalidInput, NotFound, StorageUnavailable
+from catalog.models import Dataset, TokenScope
+from catalog.selectors import organizations_of, organizations_stewarded_by, user_can_steward
+from catalog.services import dataset_create, dataset_update
+from catalog.storage import get_object_store
+from versioning import columnar
+from versioning.api.filters import DatasetFilterSet, VersionFilterSet
+from versioning.api.serializers import (
+    DatasetCreateInput,
+    DatasetDetailSerializer,
+    DatasetSerializer,
+    DatasetUpdateInput,
+    ManifestSerializer,
+    PublishFromObjectInput,
+    PublishJobSerializer,
+    PublishUploadInput,
+    RowsSerializer,
+    SignedUrlSerializer,
+    VersionSerializer,
+)
+from versioning.api.uploads import MultipartUpload
+from versioning.manifest import (
+    canonical_json,
+    isoformat_z,
+    manifest_build,
+    manifest_checksum,
+)
+from versioning.models import DatasetVersion, JobSource, Manifest, PublishJob, VersionStatus
+from versioning.services import publish_job_create, publish_job_create_from_object
+
+READ = {"GET": TokenScope.READ}
+ORG_PARAMETER = OpenApiParameter(
+    "org", OpenApiTypes.STR, OpenApiParameter.PATH, description="Organisation slug."
+)
+DATASET_PARAMETERS = [
+    OpenApiParameter(
+        "layer",
+        OpenApiTypes.STR,
+        OpenApiParameter.PATH,
+        enum=["bronze", "silver", "gold", "platinum"],
+    ),
+    OpenApiParameter(
+        "name", OpenApiTypes.STR, OpenApiParameter.PATH, pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$"
+    ),
+]
+
+
+def _current_published_at():
+    return Subquery(
+        DatasetVersion.objects.filter(dataset=OuterRef("pk"), is_current=True).values(
+            "published_at"
+        )[:1]
+    )
+
+
+def _current_prefetch(*, schema: bool) -> Prefetch:
+    versions = DatasetVersion.objects.filter(is_current=True)
+    if not schema:
+        versions = versions.defer("schema")
+    return Prefetch("versions", queryset=versions, to_attr="current_versions")
+
+
+def _may_see_drafts(request, dataset: Dataset) -> bool:
+    return request.user.is_authenticated and user_can_steward(request.user, dataset.organization)
+
+
+def _version_of(request, dataset: Dataset, version: str | None) -> DatasetVersion:
+    """The named version (current when None) as the caller may see it."""
+    versions = DatasetVersion.objects.filter(dataset=dataset)
+    if version:
+        found = versions.filter(version=version).first()
+        if found is None or (
+            found.status == VersionStatus.DRAFT and not _may_see_drafts(request, dataset)
+        ):
+            raise NotFound(f"{dataset.path} has no version {version!r}.")
+        return found
+    found = versions.filter(is_current=True).first()
+    if found is None:
+        raise NotFound(f"Nothing of {dataset.path} has been published yet.")
+    return found
+
+
+class DatasetScoped:
+    """Views under `/datasets/<layer>/<name>/` (and `/orgs/<org>/datasets/...`)."""
+
+    anonymous_read = True
+
+    def get_dataset(self) -> Dataset:
+        if not hasattr(self, "_dataset"):
+            self._dataset = dataset_for_request(
+                self.request,
+                layer=self.kwargs["layer"],
+                name=self.kwargs["name"],
+                org=self.kwargs.get("org"),
+            )
+        return self._dataset
+
+
+# --- Datasets --------------------------------------------------------------------------
+
+
+class DatasetListView(generics.ListAPIView):
+    """Datasets the caller may see: public ones for anyone, internal ones for anyone
+    signed in, private ones for members of their organisation."""
+
+    anonymous_read = True
+    required_scopes = {"GET": TokenScope.READ, "POST": TokenScope.ADMIN}
+    serializer_class = DatasetSerializer
+    filterset_class = DatasetFilterSet
+    parser_classes = [JSONParser]
+
+    def get_queryset(self):
+        return (
+            visible_datasets(self.request)
+            .annotate(last_published_at=_current_published_at())
+            .prefetch_related(_current_prefetch(schema=False))
+        )
+
+    def get_serializer_context(self):
+        return {**super().get_serializer_context(), "now": timezone.now()}
+
+    @extend_schema(
+        summary="List and search datasets",
+        responses={200: DatasetSerializer(many=True), **error_responses(400, 401, 403, 404, 429)},
+    )
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+    @extend_schema(
+        summary="Register a dataset",
+        description="Stewards only. The address `<layer>/<name>` cannot change later.",
+        request=DatasetCreateInput,
+        responses={201: DatasetDetailSerializer, **error_responses(400, 401, 403, 429)},
+    )
+    def post(self, request):
+        if not request.user.is_authenticated:
+            raise exceptions.NotAuthenticated()
+        data = DatasetCreateInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        fields = dict(data.validated_data)
+        organization = self._organization(fields.pop("organization", None))
+        dataset = dataset_create(
+            organization=organization,
+            layer=fields.pop("layer"),
+            name=fields.pop("name"),
+            actor=Actor.from_request(request, via="api"),
+            **fields,
+        )
+        body = DatasetDetailSerializer(dataset, context={"now": timezone.now()}).data
+        return Response(body, status=status.HTTP_201_CREATED)
+
+    def _organization(self, slug: str | None):
+        stewarded = list(organizations_stewarded_by(self.request.user))
+        if slug is not None:
+            for organization in stewarded:
+                if organization.slug == slug:
+                    return organization
+            raise InvalidInput(
+                f"You steward no organisation {slug!r}.", details={"field": "organization"}
+            )
+        if not stewarded:
+            raise Forbidden("You are not a steward of any organisation.")
+        if len(stewarded) > 1:
+            raise InvalidInput(
+                "You steward several organisations: name one in 'organization'.",
+                details={"organizations": [o.slug for o in stewarded]},
+            )
+        return stewarded[0]
+
+
+class DatasetDetailView(DatasetScoped, APIView):
+    required_scopes = {"GET": TokenScope.READ, "PATCH": TokenScope.ADMIN}
+    parser_classes = [JSONParser]
+
+    @extend_schema(
+        summary="A dataset with its current version's facts and schema",
+        parameters=DATASET_PARAMETERS,
+        responses={200: DatasetDetailSerializer, **error_responses(400, 401, 403, 404, 429)},
+    )
+    def get(self, request, **kwargs):
+        dataset = self.get_dataset()
+        return Response(DatasetDetailSerializer(dataset, context={"now": timezone.now()}).data)
+
+    @extend_schema(
+        summary="Change a dataset's description, tags, visibility or freshness",
+        parameters=DATASET_PARAMETERS,
+        request=DatasetUpdateInput,
+        responses={200: DatasetDetailSerializer, **error_responses(400, 401, 403, 404, 429)},
+    )
+    def patch(self, request, **kwargs):
+        dataset = self.get_dataset()
+        data = DatasetUpdateInput(data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        dataset = dataset_update(
+            dataset=dataset, actor=Actor.from_request(request, via="api"), **data.validated_data
+        )
+        return Response(DatasetDetailSerializer(dataset, context={"now": timezone.now()}).data)
+
+
+# --- Versions and publishing -----------------------------------------------------------
+
+
+class VersionListView(DatasetScoped, generics.ListAPIView):
+    required_scopes = {"GET": TokenScope.READ, "POST": TokenScope.PUBLISH}
+    serializer_class = VersionSerializer
+    filterset_class = VersionFilterSet
+    parser_classes = [JSONParser, MultiPartParser]
+
+    def get_queryset(self):
+        dataset = self.get_dataset()
+        versions = DatasetVersion.objects.filter(dataset=dataset).select_related(
+            "parent", "published_by"
+        )
+        if not _may_see_drafts(self.request, dataset):
+            versions = versions.exclude(status=VersionStatus.DRAFT)
+        return versions.order_by("-published_at", "-id")
+
+    def get_serializer_context(self):
+        return {**super().get_serializer_context(), "dataset": self.get_dataset()}
+
+    @extend_schema(
+        summary="Versions of a dataset, newest first",
+        parameters=DATASET_PARAMETERS,
+        responses={200: VersionSerializer(many=True), **error_responses(400, 401, 403, 404, 429)},
+    )
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+    @extend_schema(
+        summary="Publish a new version",
+        description=(
+            "Either a multipart upload (fields `version` and `note` first, then `file`), "
+            "streamed to staging as it arrives, or JSON naming an object already in the "
+            "bucket under the organisation's prefix. Answers 202 with the publish job; "
+            "follow its `url` until `status` is `succeeded` or `failed`. Needs the "
+            "steward role and the publish scope; a device token publishes only to its "
+            "own dataset."
+        ),
+        parameters=DATASET_PARAMETERS,
+        request={
+            "multipart/form-data": PublishUploadInput,
+            "application/json": PublishFromObjectInput,
+        },
+        responses={
+            202: PublishJobSerializer,
+            **error_responses(400, 401, 403, 404, 413, 415, 429, 503),
+        },
+    )
+    def post(self, request, **kwargs):
+        if not request.user.is_authenticated:
+            raise exceptions.NotAuthenticated()
+        dataset = self.get_dataset()
+        limit = settings.MAX_UPLOAD_BYTES
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            raise exceptions.ParseError("Malformed Content-Length.") from None
+        if length > limit:
+            raise PayloadTooLarge(f"The upload is larger than the limit of {limit:,} bytes.")
+        actor = Actor.from_request(request, via="api")
+        source = JobSource.DEVICE if device_dataset_id(request) else JobSource.API
+        content_type = request.content_type.split(";")[0].strip().lower()
+        if content_type == "multipart/form-data":
+            job = self._publish_upload(request, dataset, actor, source, limit)
+        elif content_type == "application/json":
+            data = PublishFromObjectInput(data=request.data)
+            data.is_valid(raise_exception=True)
+            job = publish_job_create_from_object(
+                dataset=dataset,
+                source_key=data.validated_data["object_key"],
+                actor=actor,
+                requested_version=data.validated_data.get("version", ""),
+                note=data.validated_data.get("note", ""),
+            )
+        else:
+            raise exceptions.UnsupportedMediaType(
+                request.content_type,
+                detail="Send multipart/form-data with a file, or application/json naming "
+                "an object in the bucket.",
+            )
+        job = PublishJob.objects.select_related("dataset__organization", "version").get(pk=job.pk)
+        body = PublishJobSerializer(job).data
+        return Response(body, status=status.HTTP_202_ACCEPTED, headers={"Location": body["url"]})
+
+    def _publish_upload(self, request, dataset, actor, source, limit) -> PublishJob:
+        http_request = request._request
+        if not user_can_steward(request.user, dataset.organization):
+            # Refused before a byte of the file is read.
+            raise Forbidden(f"You are not a steward of the organisation {dataset.organization}.")
+        if hasattr(http_request, "_files"):
+            # Already parsed (a session's CSRF check reads the form): Django spooled the
+            # file to disk, so stream it from there.
+            upload = http_request.FILES.get("file")
+            if upload is None:
+                raise InvalidInput("The upload has no file part named 'file'.")
+            fields = {k: http_request.POST.get(k, "") for k in ("version", "note")}
+            stream, filename = upload, upload.name
+        else:
+            multipart = MultipartUpload(
+                body=http_request, content_type=request.content_type, limit=limit
+            )
+            fields, filename, stream = multipart.fields_and_file()
+        return publish_job_create(
+            dataset=dataset,
+            stream=stream,
+            filename=filename,
+            actor=actor,
+            source=source,
+            requested_version=fields.get("version", "").strip(),
+            note=fields.get("note", ""),
+        )
+
+
+class VersionDetailView(DatasetScoped, APIView):
+    required_scopes = READ
+
+    @extend_schema(
+        summary="One version of a dataset",
+        parameters=DATASET_PARAMETERS,
+        responses={200: VersionSerializer, **error_responses(401, 403, 404, 429)},
+    )
+    def get(self, request, **kwargs):
+        dataset = self.get_dataset()
+        version = _version_of(request, dataset, kwargs["version"])
+        return Response(VersionSerializer(version, context={"dataset": dataset}).data)
+
+
+class PublishJobView(APIView):
+    required_scopes = {"GET": TokenScope.PUBLISH}
+
+    @extend_schema(
+        summary="Follow a publish job",
+        responses={200: PublishJobSerializer, **error_responses(401, 403, 404, 429)},
+    )
+    def get(self, request, job_id):
+        job = (
+            PublishJob.objects.select_related("dataset__organization", "version")
+            .filter(pk=job_id, dataset__in=visible_datasets(request))
+            .first()
+        )
+        if job is None or not (
+            job.requested_by_id == request.user.pk
+            or user_can_steward(request.user, job.dataset.organization)
+        ):
+            raise NotFound(f"No publish job {job_id}.")
+        return Response(PublishJobSerializer(job).data)
+
+
+# --- Manifest --------------------------------------------------------------------------
+
+
+def _etag_matches(header: str, etag: str) -> bool:
+    if not header:
+        return False
+    if header.strip() == "*":
+        return True
+    candidates = {tag.strip().removeprefix("W/") for tag in header.split(",")}
+    return etag in candidates
+
+
+class ManifestView(APIView):
+    """The manifest (seed 001's `latest.json`) of the caller's organisation(s)."""
+
+    required_scopes = READ
+
+    @extend_schema(
+        summary="The manifest of your organisation(s)",
+        description=(
+            "Exactly the stored `latest.json` for a member of one organisation (or with "
+            "`?org=`); for several, one manifest of the same shape listing all of them, "
+            "where a `<layer>/<name>` found in two is keyed `<org>/<layer>/<name>`. Send "
+            "the `ETag` back as `If-None-Match` to get 304 while nothing changed."
+        ),
+        parameters=[
+            OpenApiParameter("org", OpenApiTypes.STR, description="Only this organisation."),
+            OpenApiParameter("If-None-Match", OpenApiTypes.STR, OpenApiParameter.HEADER),
+        ],
+        responses={
+            200: ManifestSerializer,
+            304: OpenApiResponse(description="Not modified since the ETag sent."),
+            **error_responses(400, 401, 403, 404, 429),
+        },
+    )
+    def get(self, request):
+        organizations = organizations_of(request.user)
+        slug = request.query_params.get("org")
+        if slug is not None:
+            organizations = organizations.filter(slug=slug[:64].replace("\x00", ""))
+        organizations = list(organizations)
+        if not organizations:
+            raise NotFound(
+                f"You are not a member of the organisation {slug!r}."
+                if slug is not None
+                else "You are not a member of any organisation."
+            )
+        heads = (
+            {
+                org_id: (pk, sha)
+                for org_id, pk, sha in Manifest.objects.filter(organization__in=organizations)
+                .order_by("organization_id", "-generated_at", "-id")
+                .distinct("organization_id")
+                .values_list("organization_id", "pk", "sha256")
+            }
+            if _postgres()
+            else {}
+        )
+        if not _postgres():
+            for organization in organizations:
+                row = (
+                    Manifest.objects.filter(organization=organization)
+                    .order_by("-generated_at", "-id")
+                    .values_list("pk", "sha256")
+                    .first()
+                )
+                if row:
+                    heads[organization.pk] = row
+        shas = [heads[o.pk][1] if o.pk in heads else f"empty-{o.pk}" for o in organizations]
+        if len(organizations) == 1 and organizations[0].pk in heads:
+            etag = f'"{shas[0]}"'
+        else:
+            etag = '"' + hashlib.sha256("\n".join(shas).encode()).hexdigest() + '"'
+        if _etag_matches(request.headers.get("If-None-Match", ""), etag):
+            return self._answer(HttpResponse(status=304), etag)
+        bodies = {}
+        stored = Manifest.objects.in_bulk([pk for pk, _ in heads.values()])
+        for organization in organizations:
+            if organization.pk in heads:
+                bodies[organization.slug] = stored[heads[organization.pk][0]].body
+            else:
+                bodies[organization.slug] = manifest_build(
+                    organization=organization, generated_at=organization.created_at
+                )
+        body = next(iter(bodies.values())) if len(bodies) == 1 else _merged(bodies)
+        response = HttpResponse(canonical_json(body), content_type="application/json")
+        return self._answer(response, etag)
+
+    def _answer(self, response: HttpResponse, etag: str) -> HttpResponse:
+        response["ETag"] = etag
+        response["Cache-Control"] = "private, no-cache"
+        return response
+
+
+def _postgres() -> bool:
+    from django.db import connection
+
+    return connection.vendor == "postgresql"
+
+
+def _merged(bodies: dict[str, dict]) -> dict:
+    counts: dict[str, int] = {}
+    for body in bodies.values():
+        for path in body["datasets"]:
+            counts[path] = counts.get(path, 0) + 1
+    datasets = {}
+    for slug, body in sorted(bodies.items()):
+        for path, entry in body["datasets"].items():
+            datasets[path if counts[path] == 1 else f"{slug}/{path}"] = entry
+    merged = {
+        "generated_at": max(body["generated_at"] for body in bodies.values()),
+        "version": next(iter(bodies.values()))["version"],
+        "total_datasets": len(datasets),
+        "datasets": dict(sorted(datasets.items())),
+        "integrity": {
+            "manifest_sha256": "",
+            "total_size_bytes": sum(entry["size_bytes"] for entry in datasets.values()),
+        },
+    }
+    merged["integrity"]["manifest_sha256"] = manifest_checksum(merged)
+    return merged
+
+
+# --- Signed URLs -----------------------------------------------------------------------
+
+
+class SignedUrlQuery(serializers.Serializer):
+    ttl = serializers.IntegerField(
+        min_value=settings.SIGNED_URL_MIN_TTL,
+        max_value=settings.SIGNED_URL_MAX_TTL,
+        default=settings.SIGNED_URL_DEFAULT_TTL,
+        help_text="Seconds the URL works, 60 to 604800 (7 days); default 3600.",
+    )
+    version = serializers.CharField(
+        required=False, max_length=64, help_text="A version; default: the current one."
+    )
+
+
+class ProxyQuery(SignedUrlQuery):
+    dataset = serializers.RegexField(
+        r"^[a-z]{1,16}/[a-z0-9][a-z0-9_-]{0,63}$", help_text="`<layer>/<name>`"
+    )
+    org = serializers.SlugField(required=False, max_length=64)
+
+
+def _expiry_of(url: str, fallback: datetime) -> datetime:
+    """The moment the URL stops working, read from the URL itself so that it is exact."""
+    query = parse_qs(urlparse(url).query)
+    try:
+        if "expires" in query:
+            return datetime.fromtimestamp(int(query["expires"][0]), UTC)
+        if "X-Amz-Date" in query and "X-Amz-Expires" in query:
+            signed = datetime.strptime(query["X-Amz-Date"][0], "%Y%m%dT%H%M%SZ")
+            return signed.replace(tzinfo=UTC) + timedelta(seconds=int(query["X-Amz-Expires"][0]))
+    except (ValueError, IndexError):
+        pass
+    return fallback
+
+
+def signed_download(request, dataset: Dataset, *, ttl: int, version: str | None) -> dict:
+    found = _version_of(request, dataset, version)
+    now = timezone.now()
+    url = get_object_store().signed_url(
+        found.key, ttl=ttl, filename=found.key.rsplit("/", 1)[-1], version=found.version
+    )
+    return {
+        "signed_url": url,
+        "expires_at": isoformat_z(_expiry_of(url, now + timedelta(seconds=ttl))),
+        "dataset_info": {
+            "row_count": found.row_count,
+            "size_bytes": found.size_bytes,
+            "last_updated": isoformat_z(found.published_at),
+            "sha256": found.sha256,
+            "version": found.version,
+        },
+    }
+
+
+_SIGNED_URL_ERRORS = error_responses(400, 401, 403, 404, 429, 503)
+
+
+class DownloadView(DatasetScoped, APIView):
+    required_scopes = READ
+    throttle_classes = [SignedUrlRateThrottle]
+
+    @extend_schema(
+        summary="A signed download URL",
+        description="Rate-limited per user (default 10 a minute).",
+        parameters=[*DATASET_PARAMETERS, SignedUrlQuery],
+        responses={200: SignedUrlSerializer, **_SIGNED_URL_ERRORS},
+    )
+    def get(self, request, **kwargs):
+        query = SignedUrlQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        dataset = self.get_dataset()
+        body = signed_download(
+            request,
+            dataset,
+            ttl=query.validated_data["ttl"],
+            version=query.validated_data.get("version"),
+        )
+        return Response(body, headers={"Cache-Control": "no-store"})
+
+
+class DatasetProxyView(APIView):
+    """Seed 001's `dataset-proxy?dataset=gold/txn_daily&ttl=3600`, for clients written
+    against it."""
+
+    anonymous_read = True
+    required_scopes = READ
+    throttle_classes = [SignedUrlRateThrottle]
+
+    @extend_schema(
+        summary="A signed download URL (seed 001's form)",
+        parameters=[ProxyQuery],
+        responses={200: SignedUrlSerializer, **_SIGNED_URL_ERRORS},
+    )
+    def get(self, request):
+        query = ProxyQuery(data=request.query_params)
+        if not query.is_valid():
+            if "dataset" in query.errors and "dataset" in request.query_params:
+                # A malformed name is a name nobody has: the same 404 as for a hidden one.
+                raise NotFound(f"No dataset {request.query_params['dataset'][:200]!r}.")
+            raise exceptions.ValidationError(query.errors)
+        fields = query.validated_data
+        layer, name = fields["dataset"].split("/")
+        dataset = dataset_for_request(request, layer=layer, name=name, org=fields.get("org"))
+        body = signed_download(request, dataset, ttl=fields["ttl"], version=fields.get("version"))
+        return Response(body, headers={"Cache-Control": "no-store"})
+
+
+class RawView(DatasetScoped, APIView):
+    required_scopes = READ
+    throttle_classes = [SignedUrlRateThrottle]
+
+    @extend_schema(
+        summary="Redirect to the file (a signed URL)",
+        parameters=[*DATASET_PARAMETERS, SignedUrlQuery],
+        responses={
+            302: OpenApiResponse(description="`Location` is a signed URL of the file."),
+            **_SIGNED_URL_ERRORS,
+        },
+    )
+    def get(self, request, **kwargs):
+        query = SignedUrlQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        dataset = self.get_dataset()
+        body = signed_download(
+            request,
+            dataset,
+            ttl=query.validated_data["ttl"],
+            version=query.validated_data.get("version"),
+        )
+        response = HttpResponseRedirect(body["signed_url"])
+        response["Cache-Control"] = "no-store"
+        return response
+
+
+# --- Rows ------------------------------------------------------------------------------
+
+MAX_ROWS = 10_000
+
+
+class RowsQuery(serializers.Serializer):
+    limit = serializers.IntegerField(min_value=1, max_value=MAX_ROWS, default=1000)
+    offset = serializers.IntegerField(min_value=0, max_value=2**62, default=0)
+    columns = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=20000,
+        help_text="Comma-separated column names; default all.",
+    )
+    format = serializers.ChoiceField(choices=["json", "csv", "ndjson"], default="json")
+    version = serializers.CharField(required=False, max_length=64)
+
+
+class RowsView(DatasetScoped, APIView):
+    required_scopes = READ
+
+    @extend_schema(
+        summary="Rows of a version, with column selection",
+        description=(
+            "Reads only the requested rows and columns. `format=csv` and `format=ndjson` "
+            "answer those media types, with the total in `X-Total-Count`."
+        ),
+        parameters=[*DATASET_PARAMETERS, RowsQuery],
+        responses={
+            (200, "application/json"): RowsSerializer,
+            (200, "text/csv"): OpenApiTypes.STR,
+            (200, "application/x-ndjson"): OpenApiTypes.STR,
+            **_SIGNED_URL_ERRORS,
+        },
+    )
+    def get(self, request, **kwargs):
+        query = RowsQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        params = query.validated_data
+        dataset = self.get_dataset()
+        version = _version_of(request, dataset, params.get("version"))
+        valid = [column["name"] for column in version.schema]
+        columns = self._columns(params.get("columns", ""), valid)
+        offset, limit = params["offset"], params["limit"]
+        if offset > version.row_count:
+            raise InvalidInput(
+                f"offset {offset} is past the last row: {dataset.path} {version.version} has "
+                f"{version.row_count} rows.",
+                details={"offset": offset, "row_count": version.row_count},
+            )
+        try:
+            table = columnar.rows_read(version=version, columns=columns, offset=offset, limit=limit)
+        except (pa.ArrowException, OSError) as exc:
+            raise StorageUnavailable(f"The rows of {dataset.path} could not be read.") from exc
+        headers = {"X-Total-Count": str(version.row_count)}
+        if params["format"] == "csv":
+            return HttpResponse(
+                columnar.encode_csv(table), content_type="text/csv; charset=utf-8", headers=headers
+            )
+        if params["format"] == "ndjson":
+            return HttpResponse(
+                columnar.encode_ndjson(table), content_type="application/x-ndjson", headers=headers
+            )
+        url = request.build_absolute_uri()
+        end = offset + table.num_rows
+        body = {
+            "count": version.row_count,
+            "next": replace_query_param(url, "offset", end) if end < version.row_count else None,
+            "previous": (
+                None
+                if offset == 0
+                else replace_query_param(url, "offset", max(0, offset - limit))
+                if offset - limit > 0
+                else remove_query_param(url, "offset")
+            ),
+            "version": version.version,
+            "columns": columns,
+            "results": columnar.rows_as_dicts(table),
+        }
+        return HttpResponse(
+            columnar.encode_json(body), content_type="application/json", headers=headers
+        )
+
+    def _columns(self, raw: str, valid: list[str]) -> list[str]:
+        if not raw.strip():
+            return valid
+        asked = list(dict.fromkeys(c.strip() for c in raw.split(",") if c.strip()))
+        unknown = [c for c in asked if c not in valid]
+        if unknown:
+            raise InvalidInput(
+                f"Unknown column(s) {', '.join(map(repr, unknown))}; the columns are "
+                f"{', '.join(valid)}.",
+                details={"unknown": unknown, "valid_columns": valid},
+            )
+        return asked

@@ -1,0 +1,381 @@
+"""Rows of a version, read without reading the whole file.
+
+After a version is published, `on_version_published` (an outbox handler) writes a
+Parquet copy of it with small row groups and records its key on the version. A request
+for rows then costs the footer (cached per process: the copy never changes) and the
+requested columns of the one or two row groups that hold the requested rows, fetched
+with ranged GETs. Until the copy exists (or if it could not be made) rows come from a
+streaming read of the published file that stops as soon as it has them.
+
+Types follow the version's schema (integer, float, boolean, date; timestamps keep their
+text, so no time zone is invented). A file whose values do not convert is copied with
+every column as text rather than not at all.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import logging
+import math
+import shutil
+import tempfile
+from collections import OrderedDict
+from collections.abc import Iterator
+from threading import Lock
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+from django.conf import settings
+
+from catalog.models import DomainEvent
+from catalog.storage import LocalObjectStore, ObjectStore, get_object_store
+from versioning.models import DatasetVersion
+
+logger = logging.getLogger(__name__)
+
+# Tens of thousands of rows per group: a deep offset costs one group of the requested
+# columns, a few hundred KiB, whatever the size of the file.
+ROW_GROUP_ROWS = 32_768
+_CSV_BLOCK_SIZE = 4 * 1024 * 1024
+_ARROW_TYPES = {
+    "integer": pa.int64(),
+    "float": pa.float64(),
+    "boolean": pa.bool_(),
+    "date": pa.date32(),
+}
+_TRUE = ["true", "True", "TRUE"]
+_FALSE = ["false", "False", "FALSE"]
+
+
+def columnar_key(version: DatasetVersion) -> str:
+    dataset = version.dataset
+    return (
+        f"{dataset.organization.slug}/columnar/{dataset.layer}/{dataset.name}/"
+        f"{dataset.name}_v{version.version}_{version.sha256[:12]}.parquet"
+    )
+
+
+# --- Making the copy -------------------------------------------------------------------
+
+
+def _csv_reader(stream, version: DatasetVersion, *, typed: bool, columns=None):
+    types = {
+        column["name"]: (_ARROW_TYPES.get(column["type"], pa.string()) if typed else pa.string())
+        for column in version.schema
+    }
+    return pacsv.open_csv(
+        stream,
+        read_options=pacsv.ReadOptions(block_size=_CSV_BLOCK_SIZE),
+        parse_options=pacsv.ParseOptions(newlines_in_values=True),
+        convert_options=pacsv.ConvertOptions(
+            column_types=types,
+            strings_can_be_null=True,
+            true_values=_TRUE,
+            false_values=_FALSE,
+            include_columns=columns,
+        ),
+    )
+
+
+class _Readable(io.RawIOBase):
+    """Any object with read() as a proper binary file, which pyarrow and gzip expect."""
+
+    def __init__(self, stream) -> None:
+        self.stream = stream
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        data = self.stream.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.stream.close()
+        super().close()
+
+
+def _open_text(store: ObjectStore, version: DatasetVersion):
+    raw = io.BufferedReader(_Readable(store.open(version.key)), 1024 * 1024)
+    return (gzip.GzipFile(fileobj=raw, mode="rb") if version.format == "csv.gz" else raw), raw
+
+
+def _write_csv_copy(store: ObjectStore, version: DatasetVersion, sink, *, typed: bool) -> None:
+    text, raw = _open_text(store, version)
+    try:
+        reader = _csv_reader(text, version, typed=typed)
+        with pq.ParquetWriter(sink, reader.schema, compression="snappy") as writer:
+            pending: list[pa.RecordBatch] = []
+            held = 0
+            for batch in reader:
+                pending.append(batch)
+                held += batch.num_rows
+                while held >= ROW_GROUP_ROWS:
+                    table = pa.Table.from_batches(pending)
+                    writer.write_table(
+                        table.slice(0, ROW_GROUP_ROWS), row_group_size=ROW_GROUP_ROWS
+                    )
+                    rest = table.slice(ROW_GROUP_ROWS)
+                    pending, held = rest.to_batches(), rest.num_rows
+            if held:
+                writer.write_table(pa.Table.from_batches(pending), row_group_size=ROW_GROUP_ROWS)
+    finally:
+        raw.close()
+
+
+def _write_parquet_copy(store: ObjectStore, version: DatasetVersion, sink) -> None:
+    # Parquet needs random access: take the published file to local disk once, in chunks.
+    with tempfile.TemporaryFile() as local, store.open(version.key) as raw:
+        shutil.copyfileobj(raw, local, settings.STREAM_CHUNK_BYTES)
+        local.seek(0)
+        source = pq.ParquetFile(local)
+        with pq.ParquetWriter(sink, source.schema_arrow, compression="snappy") as writer:
+            for batch in source.iter_batches(batch_size=ROW_GROUP_ROWS):
+                writer.write_table(pa.Table.from_batches([batch]), row_group_size=ROW_GROUP_ROWS)
+
+
+def columnar_copy_make(*, version: DatasetVersion, store: ObjectStore | None = None) -> str:
+    """Writes the Parquet copy of `version` and returns its key. Idempotent: the key is
+    derived from the version and its SHA-256, and an existing copy is kept."""
+    store = store or get_object_store()
+    key = columnar_key(version)
+    if store.exists(key):
+        return key
+    with tempfile.TemporaryFile() as sink:
+        if version.format == "parquet":
+            _write_parquet_copy(store, version, sink)
+        else:
+            try:
+                _write_csv_copy(store, version, sink, typed=True)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                logger.warning("Typed copy of %s failed (%s); copying as text", version, exc)
+                sink.seek(0)
+                sink.truncate()
+                _write_csv_copy(store, version, sink, typed=False)
+        sink.seek(0)
+        store.write(key, sink, content_type="application/vnd.apache.parquet")
+    return key
+
+
+def on_version_published(event: DomainEvent) -> None:
+    """Outbox handler for `version.published`: makes the columnar copy, then records it
+    on the version (only if none is recorded, so a redelivery changes nothing)."""
+    version = (
+        DatasetVersion.objects.select_related("dataset__organization")
+        .filter(pk=event.payload.get("version_id"))
+        .first()
+    )
+    if version is None or version.columnar_key:
+        return
+    key = columnar_copy_make(version=version)
+    DatasetVersion.objects.filter(pk=version.pk, columnar_key="").update(columnar_key=key)
+
+
+# --- Reading rows ----------------------------------------------------------------------
+
+
+class _RangeFile(io.RawIOBase):
+    """A read-only, seekable view of an object that fetches only the bytes asked for."""
+
+    def __init__(self, store: ObjectStore, key: str, size: int) -> None:
+        self.store, self.key, self.size, self.position = store, key, size, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.position
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        base = {0: 0, 1: self.position, 2: self.size}[whence]
+        self.position = max(0, base + offset)
+        return self.position
+
+    def read(self, size: int = -1) -> bytes:
+        end = self.size if size is None or size < 0 else min(self.size, self.position + size)
+        if end <= self.position:
+            return b""
+        data = self.store.read_range(self.key, self.position, end - self.position)
+        self.position += len(data)
+        return data
+
+    def readinto(self, buffer) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+class _FooterCache:
+    """Parquet footers of immutable objects, per process, least recently used first out."""
+
+    def __init__(self, capacity: int = 128) -> None:
+        self.capacity = capacity
+        self.items: OrderedDict[str, tuple[pq.FileMetaData, int]] = OrderedDict()
+        self.lock = Lock()
+
+    def get(self, store: ObjectStore, key: str) -> tuple[pq.FileMetaData, int]:
+        with self.lock:
+            if key in self.items:
+                self.items.move_to_end(key)
+                return self.items[key]
+        size = store.size(key)
+        footer = _read_footer(store, key, size)
+        with self.lock:
+            self.items[key] = (footer, size)
+            while len(self.items) > self.capacity:
+                self.items.popitem(last=False)
+        return footer, size
+
+
+def _read_footer(store: ObjectStore, key: str, size: int) -> pq.FileMetaData:
+    # The footer is the last 8 bytes (length, magic) plus the length they name; one
+    # guess of 64 KiB usually gets it all in one request.
+    tail = store.read_range(key, max(0, size - 65536), min(size, 65536))
+    length = int.from_bytes(tail[-8:-4], "little")
+    if length + 8 > len(tail):
+        tail = store.read_range(key, size - length - 8, length + 8)
+    return pq.read_metadata(pa.BufferReader(tail[-(length + 8) :]))
+
+
+_footers = _FooterCache()
+
+
+def _parquet_source(store: ObjectStore, key: str, size: int):
+    if isinstance(store, LocalObjectStore):
+        return str(store.path(key))
+    return _RangeFile(store, key, size)
+
+
+def _read_parquet_rows(
+    store: ObjectStore, key: str, *, columns: list[str], offset: int, limit: int
+) -> pa.Table:
+    metadata, size = _footers.get(store, key)
+    groups, first_row, start = [], None, 0
+    for index in range(metadata.num_row_groups):
+        rows = metadata.row_group(index).num_rows
+        if start + rows > offset and start < offset + limit:
+            groups.append(index)
+            if first_row is None:
+                first_row = start
+        start += rows
+    if not groups:
+        return pa.Table.from_pylist([], schema=metadata.schema.to_arrow_schema()).select(columns)
+    source = _parquet_source(store, key, size)
+    parquet = pq.ParquetFile(source, metadata=metadata, pre_buffer=True)
+    table = parquet.read_row_groups(groups, columns=columns)
+    return table.slice(offset - first_row, limit)
+
+
+def _read_csv_rows(
+    store: ObjectStore, version: DatasetVersion, *, columns: list[str], offset: int, limit: int
+) -> pa.Table:
+    text, raw = _open_text(store, version)
+    try:
+        try:
+            reader = _csv_reader(text, version, typed=True, columns=columns)
+            return _take(reader, offset, limit)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            raw.close()
+            text, raw = _open_text(store, version)
+            reader = _csv_reader(text, version, typed=False, columns=columns)
+            return _take(reader, offset, limit)
+    finally:
+        raw.close()
+
+
+def _take(batches: Iterator[pa.RecordBatch], offset: int, limit: int) -> pa.Table:
+    """The rows [offset, offset + limit) of a stream of batches; stops reading there."""
+    kept: list[pa.RecordBatch] = []
+    seen = 0
+    schema = batches.schema
+    for batch in batches:
+        end = seen + batch.num_rows
+        if end > offset:
+            start = max(0, offset - seen)
+            kept.append(batch.slice(start, offset + limit - seen - start))
+        seen = end
+        if seen >= offset + limit:
+            break
+    return pa.Table.from_batches(kept, schema=schema).slice(0, limit)
+
+
+def rows_read(
+    *,
+    version: DatasetVersion,
+    columns: list[str],
+    offset: int,
+    limit: int,
+    store: ObjectStore | None = None,
+) -> pa.Table:
+    """Rows [offset, offset + limit) of `version`, only `columns`, in the file's order."""
+    store = store or get_object_store()
+    if version.columnar_key:
+        return _read_parquet_rows(
+            store, version.columnar_key, columns=columns, offset=offset, limit=limit
+        )
+    if version.format == "parquet":
+        return _read_parquet_rows(store, version.key, columns=columns, offset=offset, limit=limit)
+    return _read_csv_rows(store, version, columns=columns, offset=offset, limit=limit)
+
+
+# --- Encoding rows ---------------------------------------------------------------------
+
+
+def _plain(table: pa.Table) -> pa.Table:
+    """Columns JSON can carry: dates and times as ISO text, non-finite floats as null."""
+    arrays = []
+    for column in table.columns:
+        kind = column.type
+        if pa.types.is_floating(kind):
+            column = pc.if_else(pc.is_finite(column), column, pa.scalar(None, kind))
+        elif pa.types.is_temporal(kind) or pa.types.is_decimal(kind):
+            column = pc.cast(column, pa.string())
+        arrays.append(column)
+    return pa.Table.from_arrays(arrays, names=table.column_names)
+
+
+def _fallback(value):
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return str(value)
+
+
+def rows_as_dicts(table: pa.Table) -> list[dict]:
+    return _plain(table).to_pylist()
+
+
+def encode_json(body: dict) -> bytes:
+    return json.dumps(body, separators=(",", ":"), default=_fallback).encode()
+
+
+def encode_ndjson(table: pa.Table) -> bytes:
+    dumps = json.JSONEncoder(separators=(",", ":"), default=_fallback).encode
+    return "".join(dumps(row) + "\n" for row in rows_as_dicts(table)).encode()
+
+
+def encode_csv(table: pa.Table) -> bytes:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(table.column_names)
+    plain = _plain(table)
+    columns = [column.to_pylist() for column in plain.columns]
+    for row in zip(*columns, strict=True):
+        writer.writerow(
+            [
+                "" if v is None else ("true" if v is True else "false" if v is False else v)
+                for v in row
+            ]
+        )
+    return out.getvalue().encode()
