@@ -50,38 +50,24 @@ class FlakyProxy:
 
     def _serve(self, client: socket.socket) -> None:
         upstream = socket.create_connection(("127.0.0.1", self.target_port))
-        threading.Thread(target=self._pipe, args=(upstream, client), daemon=True).start()
-        try:
-            while data := client.recv(65536):
-                if self.refuse_marker and self.refuse_marker in data.lower():
-                    self.cuts += 1
-                    break
-                with self._lock:
-                    allowed = len(data)
-                    if self.cut_after is not None:
-                        allowed = max(0, min(allowed, self.cut_after - self._sent))
-                    self._sent += allowed
-                upstream.sendall(data[:allowed])
-                if allowed < len(data):
-                    self.cuts += 1
-                    break
-        except OSError:
-            pass
-        finally:
-            for sock in (client, upstream):
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
-                sock.close()
+        threading.Thread(target=self._forward, args=(upstream, client, False), daemon=True).start()
+        self._forward(client, upstream, True)
 
-    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
-        """Server to client; cut once `cut_downstream_after` bytes in all went down."""
+    def _forward(self, source: socket.socket, sink: socket.socket, upstream: bool) -> None:
+        """Copies one direction of a connection until its budget of bytes runs out."""
         try:
             while data := source.recv(65536):
+                if upstream and self.refuse_marker and self.refuse_marker in data.lower():
+                    self.cuts += 1
+                    break
                 with self._lock:
-                    allowed = len(data)
-                    if self.cut_downstream_after is not None:
-                        allowed = max(0, min(allowed, self.cut_downstream_after - self._received))
-                    self._received += allowed
+                    limit = self.cut_after if upstream else self.cut_downstream_after
+                    done = self._sent if upstream else self._received
+                    allowed = len(data) if limit is None else max(0, min(len(data), limit - done))
+                    if upstream:
+                        self._sent += allowed
+                    else:
+                        self._received += allowed
                 sink.sendall(data[:allowed])
                 if allowed < len(data):
                     self.cuts += 1
@@ -89,5 +75,7 @@ class FlakyProxy:
         except OSError:
             pass
         finally:
-            with contextlib.suppress(OSError):
-                sink.shutdown(socket.SHUT_RDWR)
+            for sock in (source, sink):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+                sock.close()
