@@ -35,7 +35,7 @@ logger = logging.getLogger(__name__)
 MAX_INPUTS = 100
 MAX_DEPTH = 10
 DIRECTIONS = ("upstream", "downstream")
-_INPUT = re.compile(r"^(?P<layer>[a-z]+)/(?P<name>[^/@\s]+)(?:@(?P<version>\S+))?$")
+_INPUT = re.compile(r"^(?P<layer>[a-z]+)/(?P<name>[^/@\s]+)(?:@(?P<version>[^@\s]+))?$")
 
 
 # --- Inputs of a publish --------------------------------------------------------------
