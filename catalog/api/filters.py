@@ -11,8 +11,10 @@ from catalog.models import ApiToken, TokenKind
 
 class TokenFilterSet(django_filters.FilterSet):
     kind = django_filters.ChoiceFilter(choices=TokenKind.choices)
-    active = django_filters.BooleanFilter(
-        method="filter_active", label="Only tokens that still work (true) or only dead ones."
+    active = django_filters.ChoiceFilter(
+        choices=[("true", "true"), ("false", "false")],
+        method="filter_active",
+        label="Only tokens that still work (true) or only dead ones.",
     )
 
     class Meta:
@@ -23,4 +25,4 @@ class TokenFilterSet(django_filters.FilterSet):
         live = Q(revoked_at__isnull=True) & (
             Q(expires_at__isnull=True) | Q(expires_at__gt=timezone.now())
         )
-        return queryset.filter(live) if value else queryset.exclude(live)
+        return queryset.filter(live) if value == "true" else queryset.exclude(live)

@@ -24,7 +24,8 @@ class DatasetFilterSet(django_filters.FilterSet):
     updated_since = django_filters.IsoDateTimeFilter(
         field_name="updated_at", lookup_expr="gte", label="Changed (or published) since."
     )
-    stale = django_filters.BooleanFilter(
+    stale = django_filters.ChoiceFilter(
+        choices=[("true", "true"), ("false", "false")],
         method="filter_stale",
         label="true: a new version was expected (freshness_hours) and has not come.",
     )
@@ -74,12 +75,14 @@ class DatasetFilterSet(django_filters.FilterSet):
         late = Q(freshness_hours__isnull=False) & (
             Q(last_published_at__isnull=True) | Q(deadline__lt=Now())
         )
-        return queryset.filter(late) if value else queryset.exclude(late)
+        return queryset.filter(late) if value == "true" else queryset.exclude(late)
 
 
 class VersionFilterSet(django_filters.FilterSet):
     status = django_filters.ChoiceFilter(choices=VersionStatus.choices)
-    is_current = django_filters.BooleanFilter()
+    is_current = django_filters.TypedChoiceFilter(
+        choices=[("true", "true"), ("false", "false")], coerce=lambda v: v == "true"
+    )
     published_since = django_filters.IsoDateTimeFilter(field_name="published_at", lookup_expr="gte")
 
     class Meta:
