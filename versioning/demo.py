@@ -219,6 +219,19 @@ DATASETS = [
 ]
 
 
+# Lineage of the platinum datasets: the gold versions each one's first release was built
+# from (gold/txn_daily has its second version by the time the platinum ones publish).
+INPUTS = {
+    ("platinum", "features_sales_7d"): ["gold/txn_daily@1.1.0", "gold/product_mix@1.0.0"],
+    ("platinum", "store_perf"): ["gold/txn_daily@1.1.0", "gold/request_behavior@1.0.0"],
+    ("platinum", "customer_segments"): [
+        "gold/demographics@1.0.0",
+        "gold/basket_patterns@1.0.0",
+        "gold/request_behavior@1.0.0",
+    ],
+}
+
+
 def demo_csv(spec: DemoDataset, *, rows: int | None = None, seed: int = 0) -> bytes:
     """The CSV bytes of a demo dataset; the same arguments always give the same bytes."""
     rng = random.Random(f"{spec.layer}/{spec.name}/{seed}")

@@ -13,7 +13,7 @@ from django.db import transaction
 from catalog.audit import Actor
 from catalog.models import Dataset, Membership, Organization, Role
 from catalog.services import dataset_create, membership_set, organization_create
-from versioning.demo import DATASETS, demo_csv
+from versioning.demo import DATASETS, INPUTS, demo_csv
 from versioning.models import DatasetVersion, JobSource, JobStatus
 from versioning.services import publish_job_create, publish_job_run
 
@@ -54,7 +54,13 @@ class Command(BaseCommand):
                     freshness_hours=26 if spec.frequency == "daily" else 24 * 8,
                 )
             if not DatasetVersion.objects.filter(dataset=dataset).exists():
-                published += self._publish(dataset, demo_csv(spec), "1.0.0", "First release.")
+                published += self._publish(
+                    dataset,
+                    demo_csv(spec),
+                    "1.0.0",
+                    "First release.",
+                    inputs=INPUTS.get((spec.layer, spec.name), []),
+                )
             if (spec.layer, spec.name) == SECOND_VERSION and not DatasetVersion.objects.filter(
                 dataset=dataset, version="1.1.0"
             ).exists():
@@ -67,7 +73,7 @@ class Command(BaseCommand):
             else f"Demo organisation {ORG!r} is up to date."
         )
 
-    def _publish(self, dataset: Dataset, data: bytes, version: str, note: str) -> int:
+    def _publish(self, dataset: Dataset, data: bytes, version: str, note: str, inputs=()) -> int:
         job = publish_job_create(
             dataset=dataset,
             stream=io.BytesIO(data),
@@ -76,6 +82,7 @@ class Command(BaseCommand):
             source=JobSource.COMMAND,
             requested_version=version,
             note=note,
+            inputs=inputs,
         )
         job = publish_job_run(job_id=job.pk) or job
         if job.status != JobStatus.SUCCEEDED:

@@ -1,4 +1,5 @@
-"""python manage.py publish <layer>/<name> <path> [--org ORG] [--version X.Y.Z] [--wait]"""
+"""python manage.py publish <layer>/<name> <path> [--org ORG] [--version X.Y.Z]
+[--input <layer>/<name>@<version> ...] [--draft] [--allow-breaking] [--wait | --in-process]"""
 
 from __future__ import annotations
 
@@ -30,9 +31,28 @@ class Command(VersionOptionCommand):
             "--version",
             dest="requested_version",
             default="",
-            help="the semantic version (default: the next minor)",
+            help="the semantic version (default: the one the schema change calls for); a "
+            "pre-release such as 2.0.0-rc.1 publishes as a draft",
         )
         parser.add_argument("--note", default="", help="a changelog note (markdown)")
+        parser.add_argument(
+            "--input",
+            dest="inputs",
+            action="append",
+            default=[],
+            metavar="LAYER/NAME@VERSION",
+            help="a version this file was built from (lineage); repeat for several",
+        )
+        parser.add_argument(
+            "--draft",
+            action="store_true",
+            help="publish as a draft: the current version stays until a steward promotes it",
+        )
+        parser.add_argument(
+            "--allow-breaking",
+            action="store_true",
+            help="accept a breaking change without a major version (the changelog records it)",
+        )
         mode = parser.add_mutually_exclusive_group()
         mode.add_argument("--wait", action="store_true", help="wait for the worker to finish")
         mode.add_argument(
@@ -69,6 +89,9 @@ class Command(VersionOptionCommand):
                     source=JobSource.COMMAND,
                     requested_version=options["requested_version"],
                     note=options["note"],
+                    inputs=options["inputs"],
+                    draft=options["draft"],
+                    allow_breaking=options["allow_breaking"],
                     on_progress=lambda done: bar.update(done - bar.n),
                 )
         except DomainError as exc:
@@ -117,3 +140,8 @@ class Command(VersionOptionCommand):
         self.stdout.write(f"version: {version.version}")
         self.stdout.write(f"key:     {version.key}")
         self.stdout.write(f"sha256:  {version.sha256}")
+        breaking = ", ".join(version.diff.get("breaking_columns", []))
+        self.stdout.write(
+            f"change:  {version.change_type}" + (f" (breaking: {breaking})" if breaking else "")
+        )
+        self.stdout.write(f"status:  {version.status}{' (current)' if version.is_current else ''}")
