@@ -30,7 +30,7 @@ classification.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 COLUMN_TYPES = ("integer", "float", "boolean", "date", "timestamp", "string")
 
@@ -108,11 +108,29 @@ class SchemaDiff:
         return PATCH
 
     def as_dict(self) -> dict:
-        body = asdict(self)
-        body["change_type"] = self.change_type
-        body["breaking"] = self.breaking
-        body["breaking_columns"] = self.breaking_columns
-        return body
+        # Built by hand: dataclasses.asdict deep-copies, which costs more than the diff.
+        return {
+            "base_version": self.base_version,
+            "target_version": self.target_version,
+            "added": [dict(a) for a in self.added],
+            "removed": [dict(r) for r in self.removed],
+            "retyped": [
+                {
+                    "name": r.name,
+                    "old_type": r.old_type,
+                    "new_type": r.new_type,
+                    "breaking": r.breaking,
+                }
+                for r in self.retyped
+            ],
+            "nulls_appeared": [{"name": n.name, "nulls": n.nulls} for n in self.nulls_appeared],
+            "reordered": self.reordered,
+            "row_delta": self.row_delta,
+            "size_delta": self.size_delta,
+            "change_type": self.change_type,
+            "breaking": self.breaking,
+            "breaking_columns": self.breaking_columns,
+        }
 
     def summary(self) -> str:
         """One line for a steward: `2 columns removed (a, b); 1 added (c)`."""
