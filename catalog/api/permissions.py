@@ -53,7 +53,7 @@ class ScopePermission(BasePermission):
         if token_allows(token, scope):
             return True
         self.message = (
-            f"This token lacks the {scope!r} scope."
+            f"This token lacks the '{scope}' scope."
             if scope
             else "API tokens cannot be used here; sign in instead."
         )
