@@ -28,6 +28,7 @@ from catalog import events
 from catalog.audit import Actor, audit_record
 from catalog.exceptions import Conflict, Forbidden, InvalidInput
 from catalog.locks import dataset_lock
+from catalog.models import Dataset
 from catalog.selectors import user_can_steward
 from catalog.services import ensure_steward
 from versioning.manifest import manifest_generate
@@ -161,7 +162,7 @@ def version_promote(
             raise Conflict(f"{v} could not be made current: {exc}") from exc
         if diff is not None:
             changelog_write(version=v, diff=diff, note=v.note, override=override)
-        type(v.dataset).objects.filter(pk=v.dataset_id).update(updated_at=now)
+        Dataset.objects.filter(pk=v.dataset_id).update(updated_at=now)
         manifest_generate(organization=v.dataset.organization)
         previous = current.version if current else None
         for topic in ("version.promoted", "version.published"):

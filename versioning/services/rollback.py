@@ -49,7 +49,7 @@ def dataset_rollback(
         target_id = version_get(dataset=dataset, version=to).pk
     with dataset_lock(dataset.pk), transaction.atomic():
         target = (
-            DatasetVersion.objects.select_for_update()
+            DatasetVersion.objects.select_for_update(of=("self",))
             .select_related("dataset__organization")
             .get(pk=target_id)
         )
