@@ -19,6 +19,7 @@ import base64
 import binascii
 
 from django.contrib.auth import authenticate
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
 from catalog.api.exceptions import AccountLocked
@@ -92,3 +93,27 @@ class PasswordBasicAuthentication(authentication.BasicAuthentication):
 
     def authenticate_header(self, request):
         return 'Basic realm="api"'
+
+
+class BearerTokenScheme(OpenApiAuthenticationExtension):
+    target_class = BearerTokenAuthentication
+    name = "bearerAuth"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "An API token: `Authorization: Bearer dpt_...` (or `Token dpt_...`).",
+        }
+
+
+class PasswordBasicScheme(OpenApiAuthenticationExtension):
+    target_class = PasswordBasicAuthentication
+    name = "basicAuth"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "http",
+            "scheme": "basic",
+            "description": "Username and password; only on /tokens/, to get a first token.",
+        }

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 
 from django.core.exceptions import PermissionDenied, RequestDataTooBig, SuspiciousOperation
+from django.db import DataError
 from django.http import Http404, JsonResponse
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework import exceptions, serializers
@@ -77,6 +78,10 @@ def exception_handler(exc, context):
         exc = PayloadTooLarge()
     elif isinstance(exc, SuspiciousOperation):
         exc = exceptions.ParseError(str(exc) or "The request was malformed.")
+    elif isinstance(exc, DataError):
+        # The database refused a value the validation let through (out of its range).
+        logger.warning("Database refused an API input: %s", exc)
+        exc = exceptions.ValidationError({"detail": "A value is out of the accepted range."})
 
     if isinstance(exc, DomainError):
         code, message, details = exc.code, exc.message, exc.details

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import UTC, timedelta
 
 import django_filters
 from django.db import connection
@@ -14,6 +14,16 @@ from catalog.models import Dataset, Layer, Visibility
 from versioning.models import DatasetVersion, VersionStatus
 
 
+class UtcDateTimeFilter(django_filters.IsoDateTimeFilter):
+    """ISO 8601 in any offset Python accepts (up to 24 h), passed on in UTC: PostgreSQL
+    refuses offsets past 15:59."""
+
+    def filter(self, qs, value):
+        if value is not None and value.tzinfo is not None:
+            value = value.astimezone(UTC)
+        return super().filter(qs, value)
+
+
 class DatasetFilterSet(django_filters.FilterSet):
     layer = django_filters.ChoiceFilter(choices=Layer.choices)
     organization = django_filters.CharFilter(
@@ -21,7 +31,7 @@ class DatasetFilterSet(django_filters.FilterSet):
     )
     tag = django_filters.CharFilter(method="filter_tag", max_length=50, label="Has this tag.")
     visibility = django_filters.ChoiceFilter(choices=Visibility.choices)
-    updated_since = django_filters.IsoDateTimeFilter(
+    updated_since = UtcDateTimeFilter(
         field_name="updated_at", lookup_expr="gte", label="Changed (or published) since."
     )
     stale = django_filters.ChoiceFilter(
@@ -83,7 +93,7 @@ class VersionFilterSet(django_filters.FilterSet):
     is_current = django_filters.TypedChoiceFilter(
         choices=[("true", "true"), ("false", "false")], coerce=lambda v: v == "true"
     )
-    published_since = django_filters.IsoDateTimeFilter(field_name="published_at", lookup_expr="gte")
+    published_since = UtcDateTimeFilter(field_name="published_at", lookup_expr="gte")
 
     class Meta:
         model = DatasetVersion

@@ -55,5 +55,5 @@ urlpatterns = [
     path("manifest/", views.ManifestView.as_view(), name="manifest"),
     path("manifests/latest.json", views.ManifestView.as_view(), name="manifest-latest"),
     path("dataset-proxy", views.DatasetProxyView.as_view(), name="dataset-proxy"),
-    path("dataset-proxy/", views.DatasetProxyView.as_view()),
+    path("dataset-proxy/", views.DatasetProxySlashView.as_view()),
 ]

@@ -241,6 +241,8 @@ class VersionListView(DatasetScoped, generics.ListAPIView):
     parser_classes = [JSONParser, MultiPartParser]
 
     def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return DatasetVersion.objects.none()
         dataset = self.get_dataset()
         versions = DatasetVersion.objects.filter(dataset=dataset).select_related(
             "parent", "published_by"
@@ -250,6 +252,8 @@ class VersionListView(DatasetScoped, generics.ListAPIView):
         return versions.order_by("-published_at", "-id")
 
     def get_serializer_context(self):
+        if getattr(self, "swagger_fake_view", False):
+            return super().get_serializer_context()
         return {**super().get_serializer_context(), "dataset": self.get_dataset()}
 
     @extend_schema(
@@ -609,6 +613,11 @@ class DatasetProxyView(APIView):
         dataset = dataset_for_request(request, layer=layer, name=name, org=fields.get("org"))
         body = signed_download(request, dataset, ttl=fields["ttl"], version=fields.get("version"))
         return Response(body, headers={"Cache-Control": "no-store"})
+
+
+@extend_schema(exclude=True)
+class DatasetProxySlashView(DatasetProxyView):
+    """The same, with a trailing slash; documented once, above."""
 
 
 class RawView(DatasetScoped, APIView):
