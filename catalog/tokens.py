@@ -3,7 +3,8 @@
 A token is `dpt_` and 43 URL-safe characters (256 random bits). Only its SHA-256 is
 stored; a fast hash is enough because the secret is random, not a password, and an
 equality lookup on the digest finds the row in one indexed query. The last-used time is
-written at most once a minute, so a busy client does not turn every read into a write.
+written at most once a minute, so a busy client does not turn every read into a write,
+and the token row is cached briefly in the shared cache (see `_CACHE_SECONDS`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import hashlib
 import secrets
 from datetime import UTC, datetime, timedelta
 
+from django.core.cache import cache
 from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
@@ -24,6 +26,10 @@ from catalog.services import ensure_steward
 TOKEN_PREFIX = "dpt_"
 _PREFIX_SHOWN = 12
 _TOUCH_EVERY = timedelta(minutes=1)
+# A token row (with its user) is kept in the shared cache for this long, so most
+# requests authenticate without a database query. Revoking deletes the entry at once;
+# expiry is checked on every request; a deactivated user's tokens stop within this time.
+_CACHE_SECONDS = 30
 PERSONAL_DEFAULT_LIFETIME = timedelta(days=90)
 DEVICE_DEFAULT_LIFETIME = timedelta(days=30)
 MAX_LIFETIME = timedelta(days=366)
@@ -124,6 +130,9 @@ def token_revoke(*, token: ApiToken, actor: Actor) -> ApiToken:
     with transaction.atomic():
         token.revoked_at = timezone.now()
         ApiToken.objects.filter(pk=token.pk).update(revoked_at=token.revoked_at)
+        # Now, and again after commit, in case a request cached the row in between.
+        cache.delete(_cache_key(token.digest))
+        transaction.on_commit(lambda: cache.delete(_cache_key(token.digest)))
         audit_record(
             actor=actor,
             action="token.revoke",
@@ -133,17 +142,25 @@ def token_revoke(*, token: ApiToken, actor: Actor) -> ApiToken:
     return token
 
 
+def _cache_key(digest: str) -> str:
+    return f"apitoken:{digest}"
+
+
 def token_authenticate(*, raw: str) -> ApiToken:
     """The live token behind `raw`, with its user and dataset loaded; raises TokenRefused."""
     if not raw.startswith(TOKEN_PREFIX) or len(raw) > 200:
         raise TokenRefused("The token is not valid.")
-    token = (
-        ApiToken.objects.select_related("user", "dataset__organization")
-        .filter(digest=token_digest(raw))
-        .first()
-    )
+    digest = token_digest(raw)
+    token = cache.get(_cache_key(digest))
     if token is None:
-        raise TokenRefused("The token is not valid.")
+        token = (
+            ApiToken.objects.select_related("user", "dataset__organization")
+            .filter(digest=digest)
+            .first()
+        )
+        if token is None:
+            raise TokenRefused("The token is not valid.")
+        cache.set(_cache_key(digest), token, _CACHE_SECONDS)
     now = timezone.now()
     if token.revoked_at is not None:
         raise TokenRefused("The token has been revoked.")
@@ -154,6 +171,7 @@ def token_authenticate(*, raw: str) -> ApiToken:
     if token.last_used_at is None or now - token.last_used_at > _TOUCH_EVERY:
         ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
         token.last_used_at = now
+        cache.set(_cache_key(digest), token, _CACHE_SECONDS)
     return token
 
 

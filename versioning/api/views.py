@@ -424,34 +424,23 @@ class ManifestView(APIView):
         slug = request.query_params.get("org")
         if slug is not None:
             organizations = organizations.filter(slug=slug[:64].replace("\x00", ""))
-        organizations = list(organizations)
+        # One query: the organisations with the id and checksum of their newest manifest.
+        newest = Manifest.objects.filter(organization=OuterRef("pk")).order_by(
+            "-generated_at", "-id"
+        )
+        organizations = list(
+            organizations.annotate(
+                head_pk=Subquery(newest.values("pk")[:1]),
+                head_sha=Subquery(newest.values("sha256")[:1]),
+            )
+        )
         if not organizations:
             raise NotFound(
                 f"You are not a member of the organisation {slug!r}."
                 if slug is not None
                 else "You are not a member of any organisation."
             )
-        heads = (
-            {
-                org_id: (pk, sha)
-                for org_id, pk, sha in Manifest.objects.filter(organization__in=organizations)
-                .order_by("organization_id", "-generated_at", "-id")
-                .distinct("organization_id")
-                .values_list("organization_id", "pk", "sha256")
-            }
-            if _postgres()
-            else {}
-        )
-        if not _postgres():
-            for organization in organizations:
-                row = (
-                    Manifest.objects.filter(organization=organization)
-                    .order_by("-generated_at", "-id")
-                    .values_list("pk", "sha256")
-                    .first()
-                )
-                if row:
-                    heads[organization.pk] = row
+        heads = {o.pk: (o.head_pk, o.head_sha) for o in organizations if o.head_pk}
         shas = [heads[o.pk][1] if o.pk in heads else f"empty-{o.pk}" for o in organizations]
         if len(organizations) == 1 and organizations[0].pk in heads:
             etag = f'"{shas[0]}"'
@@ -476,12 +465,6 @@ class ManifestView(APIView):
         response["ETag"] = etag
         response["Cache-Control"] = "private, no-cache"
         return response
-
-
-def _postgres() -> bool:
-    from django.db import connection
-
-    return connection.vendor == "postgresql"
 
 
 def _merged(bodies: dict[str, dict]) -> dict:
