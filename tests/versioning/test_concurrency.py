@@ -8,6 +8,7 @@ import io
 import pytest
 
 from catalog.audit import Actor
+from catalog.locks import dataset_lock
 from tests.conftest import wait_for
 from tests.versioning.conftest import csv_of
 from versioning.models import DatasetVersion, JobSource, JobStatus, PublishJob
@@ -15,11 +16,10 @@ from versioning.services import publish_job_create, publish_job_run
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker]
 
-ROWS = 60_000
+ROWS = 20_000
 
 
 def table(extra: str) -> bytes:
-    """A few MB, so both workers are inspecting at the same time."""
     return csv_of(
         {
             "day": ["2024-08-10"] * ROWS,
@@ -49,8 +49,22 @@ def test_two_workers_publishing_one_dataset_never_make_two_current_versions(data
     start_worker()
 
     # Each adds a different column to 1.0.0; whichever commits second no longer has the
-    # other's column, so against the first one's result it is a breaking change.
-    jobs = [queue(dataset, table("units")), queue(dataset, table("visits"))]
+    # other's column, so against the first one's result it is a breaking change. The test
+    # holds the dataset's lock until both workers are running their job, so that the two
+    # really are in flight at once, whatever the machine's load.
+    with dataset_lock(dataset.pk):
+        jobs = [queue(dataset, table("units")), queue(dataset, table("visits"))]
+        wait_for(
+            lambda: (
+                PublishJob.objects.filter(
+                    pk__in=[j.pk for j in jobs], status=JobStatus.RUNNING
+                ).count()
+                == 2
+            ),
+            timeout=60,
+            interval=0.05,
+            message="both jobs to be running at once",
+        )
 
     def all_finished():
         for job in jobs:
@@ -59,8 +73,6 @@ def test_two_workers_publishing_one_dataset_never_make_two_current_versions(data
 
     wait_for(all_finished, timeout=120, interval=0.2, message="both publish jobs")
     assert [j.status for j in jobs] == [JobStatus.SUCCEEDED] * 2, [j.message for j in jobs]
-    # Both ran at once on different workers, overlapping in time.
-    assert jobs[0].started_at < jobs[1].finished_at and jobs[1].started_at < jobs[0].finished_at
 
     versions = DatasetVersion.objects.filter(dataset=dataset)
     assert versions.filter(is_current=True).count() == 1
@@ -80,3 +92,29 @@ def test_two_workers_publishing_one_dataset_never_make_two_current_versions(data
     ]
     assert later.is_current
     assert PublishJob.objects.filter(status=JobStatus.SUCCEEDED).count() == 3
+
+
+def test_a_publish_waiting_for_the_dataset_lock_keeps_its_lease(dataset, start_worker, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    start_worker()
+    with dataset_lock(dataset.pk):
+        job = queue(dataset, table("units"))
+        wait_for(
+            lambda: PublishJob.objects.filter(pk=job.pk, status=JobStatus.RUNNING).exists(),
+            timeout=60,
+            message="the job to be running",
+        )
+        until = timezone.now() + timedelta(seconds=settings.PUBLISH_JOB_LEASE_SECONDS + 2)
+
+        def lease_outlived():
+            job.refresh_from_db()
+            assert job.lease_until > timezone.now(), "the waiting job looked abandoned"
+            return timezone.now() > until
+
+        wait_for(lease_outlived, timeout=60, interval=0.5, message="a lease's length to pass")
+    wait_for(lambda: PublishJob.objects.get(pk=job.pk).is_finished, message="the job")
+    job.refresh_from_db()
+    assert (job.status, job.attempts) == (JobStatus.SUCCEEDED, 1)

@@ -20,6 +20,7 @@ anything this job put at a final key, and fails the job with a message for a ste
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Sequence
@@ -314,13 +315,48 @@ class _Heartbeat:
         )
 
 
+class _LeaseKept:
+    """Keeps the job's lease alive from a thread while the worker waits for the dataset's
+    lock (another publish may be copying a large file) and copies: neither reports
+    progress, and either can outlast a lease, after which the job would look abandoned
+    and be run a second time."""
+
+    def __init__(self, job: PublishJob) -> None:
+        self.job_id = job.pk
+        self.every = max(1.0, settings.PUBLISH_JOB_LEASE_SECONDS / 3)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._keep, daemon=True)
+
+    def __enter__(self) -> _LeaseKept:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join()
+
+    def _keep(self) -> None:
+        from django.db import connection
+
+        try:
+            while not self.stop.wait(self.every):
+                PublishJob.objects.filter(pk=self.job_id, status=JobStatus.RUNNING).update(
+                    lease_until=timezone.now()
+                    + timedelta(seconds=settings.PUBLISH_JOB_LEASE_SECONDS)
+                )
+        except Exception:
+            logger.warning("Could not extend the lease of publish job %s", self.job_id)
+        finally:
+            connection.close()  # this thread's own connection
+
+
 def _run(job: PublishJob, store: ObjectStore) -> None:
     dataset = job.dataset
     if not store.exists(job.staging_key):
         raise FileRejected("The uploaded file is no longer in staging; upload it again.")
     with store.open(job.staging_key) as stream:
         profile = inspect_stream(stream, format=job.format, on_progress=_Heartbeat(job))
-    with dataset_lock(dataset.pk):
+    with _LeaseKept(job), dataset_lock(dataset.pk):
         current = current_version(dataset)
         if current is not None and current.sha256 == profile.sha256:
             _finish_unchanged(job, current, store)
