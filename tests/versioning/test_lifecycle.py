@@ -139,13 +139,13 @@ def test_deprecating_stores_the_message_and_sunset_the_api_needs(versions, stewa
         "Use 1.1.0: it has regions.",
         SUNSET,
     )
-    info = version_deprecation(version)
+    info = version_deprecation(version=version)
     assert info["message"] == "Use 1.1.0: it has regions."
     assert info["headers"]["Deprecation"].startswith("@")
     assert info["headers"]["Sunset"].endswith("GMT")
     event = DomainEvent.objects.get(topic="version.deprecated")
     assert event.payload["sunset"] == SUNSET.isoformat()
-    assert version_deprecation(versions[1]) is None
+    assert version_deprecation(version=versions[1]) is None
 
 
 @pytest.mark.parametrize(

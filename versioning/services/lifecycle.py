@@ -338,7 +338,7 @@ def version_download_check(*, version: DatasetVersion, user) -> None:
     )
 
 
-def version_deprecation(version: DatasetVersion) -> dict | None:
+def version_deprecation(*, version: DatasetVersion) -> dict | None:
     """For a deprecated version, the response headers and message the API sends with it
     (Deprecation: RFC 9745, Sunset: RFC 8594); None for any other version."""
     if version.status != VersionStatus.DEPRECATED or version.sunset_date is None:
