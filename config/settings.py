@@ -173,6 +173,9 @@ STORAGES = {
 }
 # Streaming copies and hashing read and write in chunks of this size.
 STREAM_CHUNK_BYTES = env_int("STREAM_CHUNK_BYTES", 8 * 1024 * 1024, minimum=64 * 1024)
+# Each web host keeps local copies of the columnar (Parquet) objects that rows are read
+# from, up to this many bytes under VAR_DIR/columnar-cache; 0 reads them from storage.
+COLUMNAR_CACHE_BYTES = env_int("COLUMNAR_CACHE_BYTES", 8 * 1024**3, minimum=0)
 # Uploads above this many bytes are refused (413).
 MAX_UPLOAD_BYTES = env_int("MAX_UPLOAD_BYTES", 50 * 1024**3, minimum=1)
 # Uploads past this size are streamed to a temporary file, never held in memory.

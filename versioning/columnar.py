@@ -3,9 +3,15 @@
 After a version is published, `on_version_published` (an outbox handler) writes a
 Parquet copy of it with small row groups and records its key on the version. A request
 for rows then costs the footer (cached per process: the copy never changes) and the
-requested columns of the one or two row groups that hold the requested rows, fetched
-with ranged GETs. Until the copy exists (or if it could not be made) rows come from a
-streaming read of the published file that stops as soon as it has them.
+requested columns of the one or two row groups that hold the requested rows.
+
+Those are read from a local copy of the object when there is one: each web host keeps
+copies of columnar objects on its own disk (`LocalCopies`, under VAR_DIR, at most
+COLUMNAR_CACHE_BYTES, oldest use out first). A key never changes its bytes, so a copy
+never goes stale; it is filled once, on first use, by a streamed download into a
+temporary file renamed into place. Objects larger than the whole budget are read with
+ranged GETs instead. Until the columnar copy exists (or if it could not be made) rows
+come from a streaming read of the published file that stops as soon as it has them.
 
 Types follow the version's schema (integer, float, boolean, date; timestamps keep their
 text, so no time zone is invented). A file whose values do not convert is copied with
@@ -15,15 +21,19 @@ every column as text rather than not at all.
 from __future__ import annotations
 
 import csv
+import fcntl
 import gzip
+import hashlib
 import io
 import json
 import logging
 import math
+import os
 import shutil
 import tempfile
 from collections import OrderedDict
 from collections.abc import Iterator
+from pathlib import Path
 from threading import Lock
 
 import pyarrow as pa
@@ -283,9 +293,87 @@ def _fetch_chunks(
     )
 
 
+class LocalCopies:
+    """Whole copies of immutable objects on this host's disk, at most `budget` bytes.
+
+    A copy is named by the SHA-256 of its key and filled by one streamed download into
+    a temporary file in the same folder, renamed into place only when complete and of
+    the object's size: a reader sees the whole object or none. A lock file per key makes
+    concurrent first uses (other workers on the host) wait for one download instead of
+    each making their own. Each use touches the copy's time; past the budget, the
+    copies used longest ago are deleted.
+    """
+
+    def __init__(self, root: Path, budget: int) -> None:
+        self.root, self.budget = root, budget
+
+    def _path(self, key: str) -> Path:
+        return self.root / f"{hashlib.sha256(key.encode()).hexdigest()}.parquet"
+
+    def path(self, store: ObjectStore, key: str, size: int) -> Path | None:
+        """The local copy of `key` (of `size` bytes), filled now if need be; None when
+        it cannot be kept (larger than the budget, or the budget is 0)."""
+        if size > self.budget:
+            return None
+        path = self._path(key)
+        if self._touch(path):
+            return path
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(path.with_suffix(".lock"), "wb") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not self._touch(path):
+                self._fill(store, key, size, path)
+        self._evict(keep=path)
+        return path
+
+    def _touch(self, path: Path) -> bool:
+        try:
+            os.utime(path)
+        except FileNotFoundError:
+            return False
+        return True
+
+    def _fill(self, store: ObjectStore, key: str, size: int, path: Path) -> None:
+        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".fill-")
+        try:
+            with os.fdopen(fd, "wb") as out, store.open(key) as source:
+                shutil.copyfileobj(source, out, settings.STREAM_CHUNK_BYTES)
+                written = out.tell()
+            if written != size:
+                raise OSError(f"Got {written} of {size} bytes of {key!r}.")
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def _evict(self, *, keep: Path) -> None:
+        copies = []
+        for entry in os.scandir(self.root):
+            if entry.name.endswith(".parquet"):
+                try:
+                    info = entry.stat()
+                except FileNotFoundError:
+                    continue
+                copies.append((info.st_mtime, info.st_size, entry.path))
+        total = sum(size for _, size, _ in copies)
+        for _, size, path in sorted(copies):
+            if total <= self.budget:
+                break
+            if path != str(keep):
+                Path(path).unlink(missing_ok=True)
+                total -= size
+
+
+def local_copies() -> LocalCopies:
+    return LocalCopies(Path(settings.VAR_DIR) / "columnar-cache", settings.COLUMNAR_CACHE_BYTES)
+
+
 def _parquet_source(store, key, size, metadata, groups, columns):
     if isinstance(store, LocalObjectStore):
         return str(store.path(key))
+    local = local_copies().path(store, key, size)
+    if local is not None:
+        return str(local)
     # Over the network, one ranged GET per run of adjacent column chunks.
     return _fetch_chunks(store, key, metadata, groups, columns, size)
 
