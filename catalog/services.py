@@ -71,6 +71,7 @@ _DATASET_FIELDS = (
     "update_frequency",
     "freshness_hours",
     "owner",
+    "compatibility",
 )
 
 

@@ -12,9 +12,9 @@ from datetime import datetime, timedelta
 from django.utils import timezone
 from rest_framework import serializers
 
-from catalog.models import NAME_PATTERN, Layer, UpdateFrequency, Visibility
+from catalog.models import NAME_PATTERN, Compatibility, Layer, UpdateFrequency, Visibility
 from versioning.manifest import isoformat_z
-from versioning.models import DatasetVersion, PublishJob
+from versioning.models import DatasetVersion, PublishJob, VersionStatus
 
 API_ROOT = "/api/v1"
 
@@ -90,6 +90,11 @@ class DatasetSerializer(serializers.Serializer):
     visibility = serializers.ChoiceField(choices=Visibility.choices)
     update_frequency = serializers.ChoiceField(choices=UpdateFrequency.choices)
     freshness_hours = serializers.IntegerField(allow_null=True)
+    compatibility = serializers.ChoiceField(
+        choices=Compatibility.choices,
+        help_text="What a new version must claim: major (a breaking change needs a major "
+        "bump or allow_breaking), strict (breaking changes refused), none (no checks).",
+    )
     stale = serializers.BooleanField(help_text="A new version was expected and is late.")
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
@@ -119,6 +124,7 @@ class DatasetSerializer(serializers.Serializer):
             "visibility": dataset.visibility,
             "update_frequency": dataset.update_frequency,
             "freshness_hours": dataset.freshness_hours,
+            "compatibility": dataset.compatibility,
             "stale": is_stale(dataset, version.published_at if version else None, now),
             "created_at": _iso(dataset.created_at),
             "updated_at": _iso(dataset.updated_at),
@@ -142,6 +148,7 @@ class DatasetUpdateInput(serializers.Serializer):
     freshness_hours = serializers.IntegerField(
         min_value=1, max_value=8760, allow_null=True, required=False
     )
+    compatibility = serializers.ChoiceField(choices=Compatibility.choices, required=False)
 
 
 class DatasetCreateInput(DatasetUpdateInput):
@@ -154,6 +161,22 @@ class DatasetCreateInput(DatasetUpdateInput):
 
 
 # --- Versions, jobs --------------------------------------------------------------------
+
+
+class DeprecationSerializer(serializers.Serializer):
+    message = serializers.CharField(help_text="Why, and what to use instead.")
+    sunset = serializers.DateField(help_text="The day after which it may stop being served.")
+    deprecated_at = serializers.DateTimeField(allow_null=True)
+
+
+def deprecation_facts(version: DatasetVersion) -> dict | None:
+    if version.status != VersionStatus.DEPRECATED:
+        return None
+    return {
+        "message": version.deprecation_message,
+        "sunset": version.sunset_date.isoformat() if version.sunset_date else None,
+        "deprecated_at": _iso(version.deprecated_at),
+    }
 
 
 class VersionSerializer(serializers.Serializer):
@@ -174,6 +197,11 @@ class VersionSerializer(serializers.Serializer):
     breaking = serializers.BooleanField()
     note = serializers.CharField(help_text="The changelog note.")
     parent = serializers.CharField(allow_null=True, help_text="The version it replaced.")
+    deprecation = DeprecationSerializer(
+        allow_null=True,
+        help_text="Set while the version is deprecated (the response then also carries "
+        "Deprecation, Sunset, Link and Warning headers).",
+    )
     published_by = serializers.CharField(allow_null=True)
     published_at = serializers.DateTimeField()
     rows_ready = serializers.BooleanField(
@@ -200,29 +228,66 @@ class VersionSerializer(serializers.Serializer):
             "breaking": version.breaking,
             "note": version.note,
             "parent": version.parent.version if version.parent_id else None,
+            "deprecation": deprecation_facts(version),
             "published_by": version.published_by.get_username() if version.published_by else None,
             "published_at": _iso(version.published_at),
             "rows_ready": bool(version.columnar_key),
         }
 
 
-class PublishFromObjectInput(serializers.Serializer):
+class InputsField(serializers.ListField):
+    """`<layer>/<name>@<version>` entries: a list in JSON; in a form, repeated fields or
+    one comma-separated field (or both)."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(
+            child=serializers.CharField(max_length=200), max_length=100, required=False, **kwargs
+        )
+
+    def to_internal_value(self, data):
+        if isinstance(data, list) and all(isinstance(item, str) for item in data):
+            data = [entry.strip() for item in data for entry in item.split(",") if entry.strip()]
+        return super().to_internal_value(data)
+
+
+class PublishOptionsInput(serializers.Serializer):
+    version = serializers.CharField(
+        max_length=64,
+        required=False,
+        allow_blank=True,
+        help_text="Semantic version; default: the one the schema diff calls for.",
+    )
+    note = serializers.CharField(
+        max_length=20000, required=False, allow_blank=True, help_text="Changelog note."
+    )
+    allow_breaking = serializers.BooleanField(
+        default=False,
+        help_text="Let a breaking change through with less than a major bump (the changelog "
+        "records it); a dataset in strict mode refuses it anyway.",
+    )
+    draft = serializers.BooleanField(
+        default=False,
+        help_text="Publish without making it current; a steward promotes it later "
+        "(implied by a pre-release version such as 1.3.0-rc.1).",
+    )
+    inputs = InputsField(
+        help_text="The versions this one is built from, `<layer>/<name>@<version>` (or "
+        "`<layer>/<name>` for its current version), in the same organisation."
+    )
+
+
+class PublishFromObjectInput(PublishOptionsInput):
     object_key = serializers.CharField(
         max_length=1024,
         help_text="An object already in the bucket, under `<org>/` of the dataset's organisation.",
     )
-    version = serializers.CharField(max_length=64, required=False, allow_blank=True)
-    note = serializers.CharField(max_length=20000, required=False, allow_blank=True)
 
 
-class PublishUploadInput(serializers.Serializer):
-    """Documents the multipart form; the view reads it as a stream."""
+class PublishUploadInput(PublishOptionsInput):
+    """Documents the multipart form (every field before `file`); the view reads it as a
+    stream and checks the fields with `PublishOptionsInput`."""
 
-    version = serializers.CharField(
-        required=False, help_text="Semantic version; default: the next minor. Before `file`."
-    )
-    note = serializers.CharField(required=False, help_text="Changelog note. Before `file`.")
-    file = serializers.FileField(help_text="CSV, gzip-compressed CSV or Parquet.")
+    file = serializers.FileField(help_text="CSV, gzip-compressed CSV or Parquet. Last.")
 
 
 class PublishJobSerializer(serializers.Serializer):

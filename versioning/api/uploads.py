@@ -3,10 +3,10 @@
 Django's own parser writes every file part to a temporary file before the view runs.
 Here the file part is handed to the publish service as a stream instead, which writes it
 straight to the staging key: the upload crosses the web process in chunks, never whole,
-and never touches its disk. The price is order: the `version` and `note` fields must
-come before the file (curl sends `-F` parts in the order given). A field that arrives
-after the file is refused before the job exists, by raising from the stream's last read,
-which aborts the staging write.
+and never touches its disk. The price is order: the fields (`version`, `note`,
+`allow_breaking`, `draft`, `inputs`) must come before the file (curl sends `-F` parts in
+the order given). A field that arrives after the file is refused before the job exists,
+by raising from the stream's last read, which aborts the staging write.
 
 Django's part iterator (`django.http.multipartparser.Parser`) does the splitting; the
 body is counted on the way in, so an upload past MAX_UPLOAD_BYTES stops at that byte
@@ -15,6 +15,7 @@ even without a Content-Length.
 
 from __future__ import annotations
 
+from django.http import QueryDict
 from django.http.multipartparser import (
     FIELD,
     FILE,
@@ -32,7 +33,7 @@ from catalog.exceptions import InvalidInput
 
 _FIELD_LIMIT = 64 * 1024
 _CHUNK = 256 * 1024
-FIELDS = ("version", "note")
+FIELDS = ("version", "note", "allow_breaking", "draft", "inputs")
 
 
 class _Counted:
@@ -93,9 +94,10 @@ class MultipartUpload:
         except MultiPartParserError as exc:
             raise exceptions.ParseError(f"Malformed multipart body: {exc}") from None
 
-    def fields_and_file(self) -> tuple[dict[str, str], str, FilePart]:
-        """Reads fields up to the file part; returns them, the file's name and its stream."""
-        fields: dict[str, str] = {}
+    def fields_and_file(self) -> tuple[QueryDict, str, FilePart]:
+        """Reads fields up to the file part; returns them (a repeated field, such as
+        `inputs`, keeps every value), the file's name and its stream."""
+        fields = QueryDict(mutable=True)
         while (part := self._next_part()) is not None:
             item_type, meta, stream = part
             name, filename = _disposition(meta)
@@ -106,7 +108,7 @@ class MultipartUpload:
                 if len(raw) > _FIELD_LIMIT:
                     raise InvalidInput(f"The {name} field is too long.")
                 try:
-                    fields[name] = raw.decode("utf-8")
+                    fields.appendlist(name, raw.decode("utf-8"))
                 except UnicodeDecodeError:
                     raise InvalidInput(f"The {name} field is not UTF-8 text.") from None
             else:
@@ -121,8 +123,8 @@ class MultipartUpload:
                 raise InvalidInput("Send exactly one file per upload.")
             if item_type == FIELD and name in FIELDS:
                 raise InvalidInput(
-                    f"The {name} field came after the file: send the version and note "
-                    "fields before the file."
+                    f"The {name} field came after the file: send the version, note and "
+                    "other fields before the file."
                 )
             _drain(stream)
 

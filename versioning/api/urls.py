@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from django.urls import include, path, register_converter
 
-from versioning.api import views
+from versioning.api import history, views
 
 
 class _Regex:
@@ -39,6 +39,39 @@ dataset_urls = [
     path("", views.DatasetDetailView.as_view(), name="dataset-detail"),
     path("versions/", views.VersionListView.as_view(), name="version-list"),
     path("versions/<semver:version>/", views.VersionDetailView.as_view(), name="version-detail"),
+    path(
+        "versions/<semver:version>/changes/",
+        history.VersionChangesView.as_view(),
+        name="version-changes",
+    ),
+    path(
+        "versions/<semver:version>/lineage/",
+        history.VersionLineageView.as_view(),
+        name="version-lineage",
+    ),
+    path(
+        "versions/<semver:version>/promote/",
+        history.VersionPromoteView.as_view(),
+        name="version-promote",
+    ),
+    path(
+        "versions/<semver:version>/deprecate/",
+        history.VersionDeprecateView.as_view(),
+        name="version-deprecate",
+    ),
+    path(
+        "versions/<semver:version>/archive/",
+        history.VersionArchiveView.as_view(),
+        name="version-archive",
+    ),
+    path(
+        "versions/<semver:version>/restore/",
+        history.VersionRestoreView.as_view(),
+        name="version-restore",
+    ),
+    path("diff/", history.VersionsDiffView.as_view(), name="dataset-diff"),
+    path("rollback/", history.RollbackView.as_view(), name="dataset-rollback"),
+    path("rollbacks/", history.RollbackListView.as_view(), name="dataset-rollbacks"),
     path("download/", views.DownloadView.as_view(), name="dataset-download"),
     path("raw/", views.RawView.as_view(), name="dataset-raw"),
     path("rows/", views.RowsView.as_view(), name="dataset-rows"),

@@ -42,6 +42,7 @@ from catalog.services import dataset_create, dataset_update
 from catalog.storage import get_object_store
 from versioning import columnar
 from versioning.api import caching
+from versioning.api.deprecation import deprecation_headers
 from versioning.api.filters import DatasetFilterSet, VersionFilterSet
 from versioning.api.serializers import (
     DatasetCreateInput,
@@ -51,6 +52,7 @@ from versioning.api.serializers import (
     ManifestSerializer,
     PublishFromObjectInput,
     PublishJobSerializer,
+    PublishOptionsInput,
     PublishUploadInput,
     RowsSerializer,
     SignedUrlSerializer,
@@ -64,7 +66,11 @@ from versioning.manifest import (
     manifest_checksum,
 )
 from versioning.models import DatasetVersion, JobSource, Manifest, PublishJob, VersionStatus
-from versioning.services import publish_job_create, publish_job_create_from_object
+from versioning.services import (
+    publish_job_create,
+    publish_job_create_from_object,
+    version_download_check,
+)
 
 READ = {"GET": TokenScope.READ}
 ORG_PARAMETER = OpenApiParameter(
@@ -330,6 +336,9 @@ class VersionListView(DatasetScoped, generics.ListAPIView):
                 actor=actor,
                 requested_version=data.validated_data.get("version", ""),
                 note=data.validated_data.get("note", ""),
+                allow_breaking=data.validated_data["allow_breaking"],
+                inputs=data.validated_data.get("inputs", []),
+                draft=data.validated_data["draft"],
             )
         else:
             raise exceptions.UnsupportedMediaType(
@@ -352,21 +361,25 @@ class VersionListView(DatasetScoped, generics.ListAPIView):
             upload = http_request.FILES.get("file")
             if upload is None:
                 raise InvalidInput("The upload has no file part named 'file'.")
-            fields = {k: http_request.POST.get(k, "") for k in ("version", "note")}
-            stream, filename = upload, upload.name
+            fields, stream, filename = http_request.POST, upload, upload.name
         else:
             multipart = MultipartUpload(
                 body=http_request, content_type=request.content_type, limit=limit
             )
             fields, filename, stream = multipart.fields_and_file()
+        options = PublishOptionsInput(data=fields)
+        options.is_valid(raise_exception=True)
         return publish_job_create(
             dataset=dataset,
             stream=stream,
             filename=filename,
             actor=actor,
             source=source,
-            requested_version=fields.get("version", "").strip(),
-            note=fields.get("note", ""),
+            requested_version=options.validated_data.get("version", ""),
+            note=options.validated_data.get("note", ""),
+            allow_breaking=options.validated_data["allow_breaking"],
+            inputs=options.validated_data.get("inputs", []),
+            draft=options.validated_data["draft"],
         )
 
 
@@ -381,7 +394,10 @@ class VersionDetailView(DatasetScoped, APIView):
     def get(self, request, **kwargs):
         dataset = self.get_dataset()
         version = _version_of(request, dataset, kwargs["version"])
-        return Response(VersionSerializer(version, context={"dataset": dataset}).data)
+        return Response(
+            VersionSerializer(version, context={"dataset": dataset}).data,
+            headers=deprecation_headers(version),
+        )
 
 
 class PublishJobView(APIView):
@@ -570,13 +586,17 @@ def _expiry_of(url: str, fallback: datetime) -> datetime:
     return fallback
 
 
-def signed_download(request, dataset: Dataset, *, ttl: int, version: str | None) -> dict:
+def signed_download(
+    request, dataset: Dataset, *, ttl: int, version: str | None
+) -> tuple[dict, dict[str, str]]:
+    """The signed URL's body, and the headers its response needs (a deprecated version's)."""
     found = _version_of(request, dataset, version)
+    version_download_check(version=found, user=request.user)
     now = timezone.now()
     url = get_object_store().signed_url(
         found.key, ttl=ttl, filename=found.key.rsplit("/", 1)[-1], version=found.version
     )
-    return {
+    body = {
         "signed_url": url,
         "expires_at": isoformat_z(_expiry_of(url, now + timedelta(seconds=ttl))),
         "dataset_info": {
@@ -587,6 +607,7 @@ def signed_download(request, dataset: Dataset, *, ttl: int, version: str | None)
             "version": found.version,
         },
     }
+    return body, {"Cache-Control": "no-store", **deprecation_headers(found)}
 
 
 _SIGNED_URL_ERRORS = error_responses(400, 401, 403, 404, 429, 503)
@@ -606,13 +627,13 @@ class DownloadView(DatasetScoped, APIView):
         query = SignedUrlQuery(data=request.query_params)
         query.is_valid(raise_exception=True)
         dataset = self.get_dataset()
-        body = signed_download(
+        body, headers = signed_download(
             request,
             dataset,
             ttl=query.validated_data["ttl"],
             version=query.validated_data.get("version"),
         )
-        return Response(body, headers={"Cache-Control": "no-store"})
+        return Response(body, headers=headers)
 
 
 class DatasetProxyView(APIView):
@@ -638,8 +659,10 @@ class DatasetProxyView(APIView):
         fields = query.validated_data
         layer, name = fields["dataset"].split("/")
         dataset = dataset_for_request(request, layer=layer, name=name, org=fields.get("org"))
-        body = signed_download(request, dataset, ttl=fields["ttl"], version=fields.get("version"))
-        return Response(body, headers={"Cache-Control": "no-store"})
+        body, headers = signed_download(
+            request, dataset, ttl=fields["ttl"], version=fields.get("version")
+        )
+        return Response(body, headers=headers)
 
 
 @extend_schema(exclude=True)
@@ -663,15 +686,13 @@ class RawView(DatasetScoped, APIView):
         query = SignedUrlQuery(data=request.query_params)
         query.is_valid(raise_exception=True)
         dataset = self.get_dataset()
-        body = signed_download(
+        body, headers = signed_download(
             request,
             dataset,
             ttl=query.validated_data["ttl"],
             version=query.validated_data.get("version"),
         )
-        response = HttpResponseRedirect(body["signed_url"])
-        response["Cache-Control"] = "no-store"
-        return response
+        return HttpResponseRedirect(body["signed_url"], headers=headers)
 
 
 # --- Rows ------------------------------------------------------------------------------
@@ -715,6 +736,7 @@ class RowsView(DatasetScoped, APIView):
         params = query.validated_data
         dataset = self.get_dataset()
         version = _version_of(request, dataset, params.get("version"))
+        version_download_check(version=version, user=request.user)
         valid = [column["name"] for column in version.schema]
         columns = self._columns(params.get("columns", ""), valid)
         offset, limit = params["offset"], params["limit"]
@@ -728,7 +750,7 @@ class RowsView(DatasetScoped, APIView):
             table = columnar.rows_read(version=version, columns=columns, offset=offset, limit=limit)
         except (pa.ArrowException, OSError) as exc:
             raise StorageUnavailable(f"The rows of {dataset.path} could not be read.") from exc
-        headers = {"X-Total-Count": str(version.row_count)}
+        headers = {"X-Total-Count": str(version.row_count), **deprecation_headers(version)}
         if params["format"] == "csv":
             return HttpResponse(
                 columnar.encode_csv(table), content_type="text/csv; charset=utf-8", headers=headers
