@@ -125,7 +125,8 @@ REDIS_URL = env_str("REDIS_URL")
 if REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            # Django's RedisCache, reusing one client per pool (see the module).
+            "BACKEND": "catalog.api.cache_backend.ReusingRedisCache",
             "LOCATION": env_str("CACHE_REDIS_URL", REDIS_URL),
             "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 2},
         }
