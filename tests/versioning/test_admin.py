@@ -65,12 +65,12 @@ def test_the_publish_page_streams_the_upload_and_shows_the_job(client, steward, 
     assert AuditEntry.objects.filter(action="version.publish_requested", actor=steward).exists()
 
     page = client.get(response["Location"])
-    assert b"http-equiv=\"refresh\"" in page.content  # follows the job while it runs
+    assert b'http-equiv="refresh"' in page.content  # follows the job while it runs
 
     publish_job_run(job_id=job.pk)
     page = client.get(response["Location"])
     assert b"Published gold/txn_daily 1.0.0" in page.content
-    assert b"http-equiv=\"refresh\"" not in page.content
+    assert b'http-equiv="refresh"' not in page.content
 
 
 def test_the_publish_page_shows_a_refusal_as_a_form_error(client, steward, dataset):
@@ -105,19 +105,34 @@ def test_the_audit_log_is_readable_but_never_editable(client, steward, dataset):
     detail = client.get(reverse("admin:catalog_auditentry_change", args=[entry.pk]))
     assert detail.status_code == 200
     assert b'type="submit"' not in detail.content or b"Save" not in detail.content
-    assert client.post(
-        reverse("admin:catalog_auditentry_change", args=[entry.pk]), {"action": "x"}
-    ).status_code == 403
-    assert client.post(reverse("admin:catalog_auditentry_delete", args=[entry.pk])).status_code == 403
+    assert (
+        client.post(
+            reverse("admin:catalog_auditentry_change", args=[entry.pk]), {"action": "x"}
+        ).status_code
+        == 403
+    )
+    assert (
+        client.post(reverse("admin:catalog_auditentry_delete", args=[entry.pk])).status_code == 403
+    )
 
 
 def test_a_steward_registers_a_dataset_only_in_an_organisation_they_steward(
     client, steward, acme, globex
 ):
     client.force_login(steward)
-    data = {"layer": "gold", "name": "new_one", "title": "", "description": "", "tags": "[]",
-            "visibility": "private", "update_frequency": "daily", "freshness_hours": "",
-            "owner": "", "versions-TOTAL_FORMS": "0", "versions-INITIAL_FORMS": "0"}
+    data = {
+        "layer": "gold",
+        "name": "new_one",
+        "title": "",
+        "description": "",
+        "tags": "[]",
+        "visibility": "private",
+        "update_frequency": "daily",
+        "freshness_hours": "",
+        "owner": "",
+        "versions-TOTAL_FORMS": "0",
+        "versions-INITIAL_FORMS": "0",
+    }
     add = reverse("admin:catalog_dataset_add")
     refused = client.post(add, {**data, "organization": globex.pk})
     assert refused.status_code == 200 and not Dataset.objects.filter(name="new_one").exists()
