@@ -586,28 +586,56 @@ def _expiry_of(url: str, fallback: datetime) -> datetime:
     return fallback
 
 
+def _download_facts(
+    request, *, layer: str, name: str, org: str | None, version: str | None
+) -> dict:
+    """What a signed-URL answer says of the version, kept in the shared cache until the
+    catalog changes: a published version's facts never change, and which version is
+    current, its status and who may see the dataset all move the catalog's generation.
+    Drafts and archived versions are never cached: who may download them depends on
+    the caller's role."""
+    key = caching.download_key(request, layer=layer, name=name, org=org, version=version)
+    facts = None if key is None else cache.get(key)
+    if facts is None:
+        dataset = dataset_for_request(request, layer=layer, name=name, org=org)
+        found = _version_of(request, dataset, version)
+        version_download_check(version=found, user=request.user)
+        facts = {
+            "key": found.key,
+            "version": found.version,
+            "row_count": found.row_count,
+            "size_bytes": found.size_bytes,
+            "published_at": found.published_at,
+            "sha256": found.sha256,
+            "headers": deprecation_headers(found),
+        }
+        if key is not None and found.status not in (VersionStatus.DRAFT, VersionStatus.ARCHIVED):
+            cache.set(key, facts, ANSWER_SECONDS)
+    return facts
+
+
 def signed_download(
-    request, dataset: Dataset, *, ttl: int, version: str | None
+    request, *, layer: str, name: str, org: str | None, ttl: int, version: str | None
 ) -> tuple[dict, dict[str, str]]:
     """The signed URL's body, and the headers its response needs (a deprecated version's)."""
-    found = _version_of(request, dataset, version)
-    version_download_check(version=found, user=request.user)
+    facts = _download_facts(request, layer=layer, name=name, org=org, version=version)
     now = timezone.now()
+    key = facts["key"]
     url = get_object_store().signed_url(
-        found.key, ttl=ttl, filename=found.key.rsplit("/", 1)[-1], version=found.version
+        key, ttl=ttl, filename=key.rsplit("/", 1)[-1], version=facts["version"]
     )
     body = {
         "signed_url": url,
         "expires_at": isoformat_z(_expiry_of(url, now + timedelta(seconds=ttl))),
         "dataset_info": {
-            "row_count": found.row_count,
-            "size_bytes": found.size_bytes,
-            "last_updated": isoformat_z(found.published_at),
-            "sha256": found.sha256,
-            "version": found.version,
+            "row_count": facts["row_count"],
+            "size_bytes": facts["size_bytes"],
+            "last_updated": isoformat_z(facts["published_at"]),
+            "sha256": facts["sha256"],
+            "version": facts["version"],
         },
     }
-    return body, {"Cache-Control": "no-store", **deprecation_headers(found)}
+    return body, {"Cache-Control": "no-store", **facts["headers"]}
 
 
 _SIGNED_URL_ERRORS = error_responses(400, 401, 403, 404, 429, 503)
@@ -626,10 +654,11 @@ class DownloadView(DatasetScoped, APIView):
     def get(self, request, **kwargs):
         query = SignedUrlQuery(data=request.query_params)
         query.is_valid(raise_exception=True)
-        dataset = self.get_dataset()
         body, headers = signed_download(
             request,
-            dataset,
+            layer=kwargs["layer"],
+            name=kwargs["name"],
+            org=kwargs.get("org"),
             ttl=query.validated_data["ttl"],
             version=query.validated_data.get("version"),
         )
@@ -658,9 +687,13 @@ class DatasetProxyView(APIView):
             raise exceptions.ValidationError(query.errors)
         fields = query.validated_data
         layer, name = fields["dataset"].split("/")
-        dataset = dataset_for_request(request, layer=layer, name=name, org=fields.get("org"))
         body, headers = signed_download(
-            request, dataset, ttl=fields["ttl"], version=fields.get("version")
+            request,
+            layer=layer,
+            name=name,
+            org=fields.get("org"),
+            ttl=fields["ttl"],
+            version=fields.get("version"),
         )
         return Response(body, headers=headers)
 
@@ -685,10 +718,11 @@ class RawView(DatasetScoped, APIView):
     def get(self, request, **kwargs):
         query = SignedUrlQuery(data=request.query_params)
         query.is_valid(raise_exception=True)
-        dataset = self.get_dataset()
         body, headers = signed_download(
             request,
-            dataset,
+            layer=kwargs["layer"],
+            name=kwargs["name"],
+            org=kwargs.get("org"),
             ttl=query.validated_data["ttl"],
             version=query.validated_data.get("version"),
         )
