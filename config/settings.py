@@ -200,6 +200,8 @@ else:
         "data_folder_out": str(_queue_dir / "messages"),
         "processed_folder": str(_queue_dir / "processed"),
         "control_folder": str(_queue_dir / "control"),
+        # A folder has no push: look often, so a publish starts within a blink.
+        "polling_interval": 0.2,
         "store_processed": False,
     }
 CELERY_TASK_IGNORE_RESULT = True
