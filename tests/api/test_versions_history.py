@@ -476,3 +476,63 @@ def test_list_manifest_and_detail_show_each_steward_action_on_the_very_next_call
         response = actor.post(BASE + url, body, format="json")
         assert response.status_code in (200, 201), (url, response.content)
         assert seen() == expected, url
+
+
+# --- Done when: the demo catalog ---------------------------------------------------------
+
+
+def test_demo_catalog_dropped_column_needs_a_major_rollback_reaches_manifest_lineage_shows_gold(
+    as_user, django_user_model
+):
+    """On the demo catalog: a file without one column is refused as a minor and taken as
+    2.0.0, breaking, with the column in its changelog; a rollback is in the very next
+    manifest; a platinum dataset's lineage shows its gold inputs."""
+    from django.core.management import call_command
+
+    from versioning.demo import DATASETS, demo_csv
+
+    call_command("demo", stdout=io.StringIO())
+    client = as_user(django_user_model.objects.get(username="steward"))
+    spec = next(s for s in DATASETS if (s.layer, s.name) == ("gold", "txn_daily"))
+    dropped = spec.columns[-1]
+    data = without_column(demo_csv(spec, rows=spec.rows + 500, seed=2), dropped)
+
+    def publish_over_api(version: str) -> dict:
+        body = multipart(
+            [("version", None, version.encode()), ("note", None, b"x"), ("file", "t.csv", data)]
+        )
+        response = post_multipart(client, body)
+        assert response.status_code == 202, response.content
+        publish_job_run(job_id=response.json()["id"])
+        return client.get(response.json()["url"]).json()
+
+    # Claimed as a minor: the worker's version check refuses it, naming the column.
+    refused = publish_over_api("1.2.0")
+    assert refused["status"] == "failed" and refused["error_code"] == "invalid"
+    assert dropped in refused["message"] and "breaking" in refused["message"]
+    assert client.get(f"{BASE}versions/1.2.0/").status_code == 404
+
+    accepted = publish_over_api("2.0.0")
+    assert accepted["status"] == "succeeded", accepted["message"]
+    version = client.get(f"{BASE}versions/2.0.0/").json()
+    assert version["breaking"] is True and version["change_type"] == "major"
+    assert version["parent"] == "1.1.0"
+    changes = client.get(f"{BASE}versions/2.0.0/changes/").json()
+    removed = [e for e in changes["entries"] if e["kind"] == "column_removed"]
+    assert [e["column"] for e in removed] == [dropped] and dropped in removed[0]["text"]
+
+    previous = client.get(f"{BASE}versions/1.1.0/").json()["sha256"]
+    assert client.get("/api/v1/manifest/").json()["datasets"]["gold/txn_daily"]["sha256"] != (
+        previous
+    )
+    rollback = client.post(f"{BASE}rollback/", {"to": "1.1.0", "reason": "x"}, format="json")
+    assert rollback.status_code == 201, rollback.content
+    manifest = client.get("/api/v1/manifest/").json()["datasets"]["gold/txn_daily"]
+    assert manifest["sha256"] == previous and manifest["schema_version"] == "1.1.0"
+
+    lineage = client.get(
+        "/api/v1/datasets/platinum/features_sales_7d/versions/1.0.0/lineage/?depth=1"
+    ).json()
+    upstream = {n["id"] for n in lineage["nodes"] if n["distance"] == 1}
+    assert upstream == {"gold/txn_daily@1.1.0", "gold/product_mix@1.0.0"}
+    assert all(edge["to"] == "platinum/features_sales_7d@1.0.0" for edge in lineage["edges"])
