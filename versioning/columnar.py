@@ -296,26 +296,27 @@ def _fetch_chunks(
 class LocalCopies:
     """Whole copies of immutable objects on this host's disk, at most `budget` bytes.
 
-    A copy is named by the SHA-256 of its key and filled by one streamed download into
-    a temporary file in the same folder, renamed into place only when complete and of
-    the object's size: a reader sees the whole object or none. A lock file per key makes
-    concurrent first uses (other workers on the host) wait for one download instead of
-    each making their own. Each use touches the copy's time; past the budget, the
-    copies used longest ago are deleted.
+    A copy is named by the SHA-256 of its key and size, and filled by one streamed
+    download into a temporary file in the same folder, renamed into place only when
+    complete and of the object's size: a reader sees the whole object or none. A lock
+    file per key makes concurrent first uses (other workers on the host) wait for one
+    download instead of each making their own. Each use touches the copy's time; past
+    the budget, the copies used longest ago are deleted.
     """
 
     def __init__(self, root: Path, budget: int) -> None:
         self.root, self.budget = root, budget
 
-    def _path(self, key: str) -> Path:
-        return self.root / f"{hashlib.sha256(key.encode()).hexdigest()}.parquet"
+    def _path(self, key: str, size: int) -> Path:
+        name = hashlib.sha256(f"{key}\n{size}".encode()).hexdigest()
+        return self.root / f"{name}.parquet"
 
     def path(self, store: ObjectStore, key: str, size: int) -> Path | None:
         """The local copy of `key` (of `size` bytes), filled now if need be; None when
         it cannot be kept (larger than the budget, or the budget is 0)."""
         if size > self.budget:
             return None
-        path = self._path(key)
+        path = self._path(key, size)
         if self._touch(path):
             return path
         self.root.mkdir(parents=True, exist_ok=True)
