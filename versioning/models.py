@@ -286,6 +286,9 @@ class PublishJob(models.Model):
     outcome = models.CharField(max_length=16, choices=JobOutcome.choices, blank=True)
     message = models.TextField(blank=True)
     error_code = models.CharField(max_length=64, blank=True)
+    error_details = models.JSONField(
+        default=dict, blank=True, help_text="What a failure is about, e.g. the breaking columns."
+    )
     attempts = models.PositiveIntegerField(default=0)
     bytes_total = models.BigIntegerField(null=True, blank=True)
     bytes_done = models.BigIntegerField(default=0)

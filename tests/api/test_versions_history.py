@@ -510,6 +510,7 @@ def test_demo_catalog_dropped_column_needs_a_major_rollback_reaches_manifest_lin
     refused = publish_over_api("1.2.0")
     assert refused["status"] == "failed" and refused["error_code"] == "invalid"
     assert dropped in refused["message"] and "breaking" in refused["message"]
+    assert refused["error_details"]["breaking_columns"] == [dropped]
     assert client.get(f"{BASE}versions/1.2.0/").status_code == 404
 
     accepted = publish_over_api("2.0.0")

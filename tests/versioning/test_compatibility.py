@@ -34,6 +34,7 @@ def test_publish_refuses_a_minor_bump_for_a_dropped_column_and_names_it(
     assert "store_id" in job.message
     assert "claims a minor change" in job.message
     assert "2.0.0" in job.message
+    assert job.error_details["breaking_columns"] == ["store_id"]
     assert current(dataset) == published
 
 

@@ -299,6 +299,9 @@ class PublishJobSerializer(serializers.Serializer):
     outcome = serializers.CharField(help_text="published, unchanged, or empty until done")
     message = serializers.CharField()
     error_code = serializers.CharField()
+    error_details = serializers.DictField(
+        help_text="What a failure is about, e.g. `breaking_columns` for a refused version."
+    )
     requested_version = serializers.CharField()
     version = serializers.CharField(allow_null=True, help_text="The version it made or kept.")
     bytes_total = serializers.IntegerField(allow_null=True)
@@ -317,6 +320,7 @@ class PublishJobSerializer(serializers.Serializer):
             "outcome": job.outcome,
             "message": job.message,
             "error_code": job.error_code,
+            "error_details": job.error_details,
             "requested_version": job.requested_version,
             "version": job.version.version if job.version_id else None,
             "bytes_total": job.bytes_total,

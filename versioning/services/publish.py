@@ -19,6 +19,7 @@ anything this job put at a final key, and fails the job with a message for a ste
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -283,7 +284,7 @@ def publish_job_run(*, job_id) -> PublishJob | None:
         else:
             _fail(job, f"Storage kept failing: {exc.message}", code=exc.code, store=store)
     except DomainError as exc:
-        _fail(job, exc.message, code=exc.code, store=store)
+        _fail(job, exc.message, code=exc.code, store=store, details=exc.details)
     except Exception as exc:
         logger.exception("Publish job %s failed", job.pk)
         _fail(
@@ -577,7 +578,14 @@ def _discard_uncommitted(job: PublishJob, store: ObjectStore) -> None:
         store.delete(job.target_key)
 
 
-def _fail(job: PublishJob, message: str, *, code: str, store: ObjectStore | None = None) -> None:
+def _fail(
+    job: PublishJob,
+    message: str,
+    *,
+    code: str,
+    store: ObjectStore | None = None,
+    details: dict | None = None,
+) -> None:
     if store is not None:
         try:
             _discard_uncommitted(job, store)
@@ -587,9 +595,16 @@ def _fail(job: PublishJob, message: str, *, code: str, store: ObjectStore | None
         status=JobStatus.FAILED,
         message=message,
         error_code=code,
+        error_details=_json_safe(details or {}),
         finished_at=timezone.now(),
         lease_until=None,
     )
+
+
+def _json_safe(details: dict) -> dict:
+    """Domain error details as JSON (they may hold dates or other plain values)."""
+
+    return json.loads(json.dumps(details, default=str))
 
 
 def _requeue(job: PublishJob, store: ObjectStore, exc: StorageUnavailable) -> None:
