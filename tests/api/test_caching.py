@@ -334,3 +334,16 @@ def test_a_short_download_leaves_no_local_copy(objects, tmp_path):
 
 def test_local_copies_live_under_var_dir():
     assert columnar.local_copies().root == Path(settings.VAR_DIR) / "columnar-cache"
+
+
+def test_warm_rows_cost_no_query_once_the_columnar_copy_is_recorded(
+    published, with_columnar, viewer, as_user, django_assert_num_queries
+):
+    client = as_user(viewer)
+    assert client.get(f"{ROWS}?limit=1").status_code == 200  # before the copy exists
+    with_columnar(published)
+    with django_assert_num_queries(1):  # the cached version learns of its copy
+        assert client.get(f"{ROWS}?limit=1").status_code == 200
+    with django_assert_num_queries(0):
+        response = client.get(f"{ROWS}?limit=1&offset=1&columns=store_id")
+    assert response.json()["results"] == [{"store_id": "ST0002"}]

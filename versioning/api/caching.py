@@ -66,12 +66,12 @@ def seconds_until_stale_changes(results: list[dict], now: datetime) -> float:
     return seconds
 
 
-def download_key(
+def version_key(
     request, *, layer: str, name: str, org: str | None, version: str | None
 ) -> str | None:
-    """The key of a version's facts for a signed-URL answer, or None when not cached."""
+    """The key of the dataset and version a request names, or None when not cached."""
     scope = caller_scope(request)
     if scope is None:
         return None
     (generation,) = generations_of([])
-    return "api-download:" + _digest(scope[0], layer, name, org, version, generation)
+    return "api-version:" + _digest(scope[0], layer, name, org, version, generation)

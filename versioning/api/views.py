@@ -586,56 +586,69 @@ def _expiry_of(url: str, fallback: datetime) -> datetime:
     return fallback
 
 
-def _download_facts(
-    request, *, layer: str, name: str, org: str | None, version: str | None
-) -> dict:
-    """What a signed-URL answer says of the version, kept in the shared cache until the
-    catalog changes: a published version's facts never change, and which version is
-    current, its status and who may see the dataset all move the catalog's generation.
-    Drafts and archived versions are never cached: who may download them depends on
-    the caller's role."""
-    key = caching.download_key(request, layer=layer, name=name, org=org, version=version)
-    facts = None if key is None else cache.get(key)
-    if facts is None:
+def _dataset_and_version(
+    request,
+    *,
+    layer: str,
+    name: str,
+    org: str | None,
+    version: str | None,
+    rows: bool = False,
+) -> tuple[Dataset, DatasetVersion]:
+    """The dataset a request names and its version (current when None), as the caller
+    may see and download them (404, 401 and 403 as `dataset_for_request`, `_version_of`
+    and `version_download_check` answer).
+
+    Kept in the shared cache until the catalog changes: a published version's facts
+    never change, and which version is current, its status and who may see the dataset
+    all move the catalog's generation. Drafts and archived versions are never cached:
+    who may download them depends on the caller's role. The columnar copy is recorded
+    on a version after its publish (without an event), so for `rows` a version cached
+    before it asks the database for it again until it is there.
+    """
+    key = caching.version_key(request, layer=layer, name=name, org=org, version=version)
+    found = None if key is None else cache.get(key)
+    if found is not None:
+        dataset, current = found
+        if current.columnar_key or not rows:
+            return found
+        current.columnar_key = (
+            DatasetVersion.objects.filter(pk=current.pk)
+            .values_list("columnar_key", flat=True)
+            .first()
+            or ""
+        )
+    else:
         dataset = dataset_for_request(request, layer=layer, name=name, org=org)
-        found = _version_of(request, dataset, version)
-        version_download_check(version=found, user=request.user)
-        facts = {
-            "key": found.key,
-            "version": found.version,
-            "row_count": found.row_count,
-            "size_bytes": found.size_bytes,
-            "published_at": found.published_at,
-            "sha256": found.sha256,
-            "headers": deprecation_headers(found),
-        }
-        if key is not None and found.status not in (VersionStatus.DRAFT, VersionStatus.ARCHIVED):
-            cache.set(key, facts, ANSWER_SECONDS)
-    return facts
+        current = _version_of(request, dataset, version)
+        version_download_check(version=current, user=request.user)
+        current.dataset = dataset
+    if key is not None and current.status not in (VersionStatus.DRAFT, VersionStatus.ARCHIVED):
+        cache.set(key, (dataset, current), ANSWER_SECONDS)
+    return dataset, current
 
 
 def signed_download(
     request, *, layer: str, name: str, org: str | None, ttl: int, version: str | None
 ) -> tuple[dict, dict[str, str]]:
     """The signed URL's body, and the headers its response needs (a deprecated version's)."""
-    facts = _download_facts(request, layer=layer, name=name, org=org, version=version)
+    _, found = _dataset_and_version(request, layer=layer, name=name, org=org, version=version)
     now = timezone.now()
-    key = facts["key"]
     url = get_object_store().signed_url(
-        key, ttl=ttl, filename=key.rsplit("/", 1)[-1], version=facts["version"]
+        found.key, ttl=ttl, filename=found.key.rsplit("/", 1)[-1], version=found.version
     )
     body = {
         "signed_url": url,
         "expires_at": isoformat_z(_expiry_of(url, now + timedelta(seconds=ttl))),
         "dataset_info": {
-            "row_count": facts["row_count"],
-            "size_bytes": facts["size_bytes"],
-            "last_updated": isoformat_z(facts["published_at"]),
-            "sha256": facts["sha256"],
-            "version": facts["version"],
+            "row_count": found.row_count,
+            "size_bytes": found.size_bytes,
+            "last_updated": isoformat_z(found.published_at),
+            "sha256": found.sha256,
+            "version": found.version,
         },
     }
-    return body, {"Cache-Control": "no-store", **facts["headers"]}
+    return body, {"Cache-Control": "no-store", **deprecation_headers(found)}
 
 
 _SIGNED_URL_ERRORS = error_responses(400, 401, 403, 404, 429, 503)
@@ -768,9 +781,14 @@ class RowsView(DatasetScoped, APIView):
         query = RowsQuery(data=request.query_params)
         query.is_valid(raise_exception=True)
         params = query.validated_data
-        dataset = self.get_dataset()
-        version = _version_of(request, dataset, params.get("version"))
-        version_download_check(version=version, user=request.user)
+        dataset, version = _dataset_and_version(
+            request,
+            layer=kwargs["layer"],
+            name=kwargs["name"],
+            org=kwargs.get("org"),
+            version=params.get("version"),
+            rows=True,
+        )
         valid = [column["name"] for column in version.schema]
         columns = self._columns(params.get("columns", ""), valid)
         offset, limit = params["offset"], params["limit"]
