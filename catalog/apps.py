@@ -7,7 +7,6 @@ class CatalogConfig(AppConfig):
 
     def ready(self) -> None:
         from django.contrib import admin
-        from django.contrib.auth import get_user_model
         from django.db.models.signals import post_delete, post_save
 
         from catalog.api import generations
@@ -17,12 +16,11 @@ class CatalogConfig(AppConfig):
         admin.site.site_title = "Dataset Publisher"
         admin.site.index_title = "Stewardship"
 
-        # Cached API answers follow the catalog's generations (catalog/api/generations.py).
-        post_save.connect(generations.on_dataset_saved, sender=Dataset)
-        post_delete.connect(generations.on_dataset_saved, sender=Dataset)
+        # Cached API answers follow the catalog's generation (catalog/api/generations.py).
+        post_save.connect(generations.on_catalog_saved, sender=Dataset)
+        post_delete.connect(generations.on_catalog_saved, sender=Dataset)
+        post_save.connect(generations.on_catalog_saved, sender=Organization)
+        post_delete.connect(generations.on_catalog_saved, sender=Organization)
+        post_save.connect(generations.on_catalog_saved, sender=Membership)
+        post_delete.connect(generations.on_catalog_saved, sender=Membership)
         post_save.connect(generations.on_event_recorded, sender=DomainEvent)
-        post_save.connect(generations.on_organization_saved, sender=Organization)
-        post_delete.connect(generations.on_organization_saved, sender=Organization)
-        post_save.connect(generations.on_membership_saved, sender=Membership)
-        post_delete.connect(generations.on_membership_saved, sender=Membership)
-        post_save.connect(generations.on_user_saved, sender=get_user_model())

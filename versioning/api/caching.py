@@ -1,11 +1,11 @@
 """Answers of the API that change only on publish, cached in the shared cache.
 
-Keys are made of what decides the answer: who the caller is as far as visibility goes
-(their organisations, a device token's dataset, or anonymous), what they asked, and the
-catalog's generations (`catalog.api.generations`), which move with every change to a
-dataset, version or manifest. A change therefore makes a new key rather than having to
-find and delete old ones, and one organisation's members never share a key with
-another's. Superusers (who see everything) are not cached.
+An answer is stored with the catalog's generation (`catalog.api.generations`) it was
+worked out under, and served only while that is still the generation: every change to a
+dataset, version, manifest or membership moves it. Keys are made of who asks (the user,
+and a device token's dataset; anonymous callers share one key) and what they asked, so
+no caller is ever served what another may see. Superusers (who see everything) are not
+cached.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime, timedelta
 
-from catalog.api.generations import ANSWER_SECONDS, generations_of, member_organizations
+from catalog.api.generations import ANSWER_SECONDS
 from catalog.api.permissions import device_dataset_id
 
 
@@ -21,34 +21,43 @@ def _digest(*parts: object) -> str:
     return hashlib.sha256("\n".join(map(str, parts)).encode()).hexdigest()
 
 
-def caller_scope(request) -> tuple[str, list[tuple[int, str]]] | None:
-    """What decides which datasets the caller sees, as text, with their organisations;
-    None when their answers are not cached."""
+def _caller(request) -> str | None:
+    """Who the caller is, as far as what they may see goes; None when not cached."""
     user = request.user
     if not user.is_authenticated:
-        return "anonymous", []
-    organizations = member_organizations(user)
-    if organizations is None:
+        return "anonymous"
+    if user.is_superuser:
         return None
-    scope = "members:" + ",".join(str(pk) for pk, _ in organizations)
+    caller = f"user:{user.pk}"
     device = device_dataset_id(request)
     if device is not None:
-        scope += f":device:{device}"
-    return scope, organizations
+        caller += f":device:{device}"
+    return caller
 
 
 def list_key(request) -> str | None:
     """The key of a dataset list answer, or None when it is not cached."""
-    scope = caller_scope(request)
-    if scope is None or "indent" in request.headers.get("Accept", ""):
+    caller = _caller(request)
+    if caller is None or "indent" in request.headers.get("Accept", ""):
         return None
-    (generation,) = generations_of([])
-    return "api-list:" + _digest(scope[0], request.build_absolute_uri(), generation)
+    return "api-list:" + _digest(caller, request.build_absolute_uri())
 
 
-def manifest_key(organization_ids: list[int]) -> str:
-    generations = generations_of(organization_ids)
-    return "api-manifest:" + _digest(organization_ids, generations)
+def manifest_key(request, *, slug: str | None) -> str | None:
+    caller = _caller(request)
+    if caller is None:
+        return None
+    return "api-manifest:" + _digest(caller, slug)
+
+
+def version_key(
+    request, *, layer: str, name: str, org: str | None, version: str | None
+) -> str | None:
+    """The key of the dataset and version a request names, or None when not cached."""
+    caller = _caller(request)
+    if caller is None:
+        return None
+    return "api-version:" + _digest(caller, layer, name, org, version)
 
 
 def seconds_until_stale_changes(results: list[dict], now: datetime) -> float:
@@ -64,14 +73,3 @@ def seconds_until_stale_changes(results: list[dict], now: datetime) -> float:
         if left > 0:
             seconds = min(seconds, left)
     return seconds
-
-
-def version_key(
-    request, *, layer: str, name: str, org: str | None, version: str | None
-) -> str | None:
-    """The key of the dataset and version a request names, or None when not cached."""
-    scope = caller_scope(request)
-    if scope is None:
-        return None
-    (generation,) = generations_of([])
-    return "api-version:" + _digest(scope[0], layer, name, org, version, generation)

@@ -15,7 +15,6 @@ from urllib.parse import parse_qs, urlparse
 
 import pyarrow as pa
 from django.conf import settings
-from django.core.cache import cache
 from django.db.models import OuterRef, Prefetch, Subquery
 from django.http import HttpResponse, HttpResponseRedirect
 from django.utils import timezone
@@ -31,7 +30,7 @@ from rest_framework.views import APIView
 from catalog.api.access import dataset_for_request, visible_datasets
 from catalog.api.errors import error_responses
 from catalog.api.exceptions import PayloadTooLarge
-from catalog.api.generations import ANSWER_SECONDS
+from catalog.api.generations import ANSWER_SECONDS, cached_read, cached_write
 from catalog.api.permissions import device_dataset_id
 from catalog.api.throttling import SignedUrlRateThrottle
 from catalog.audit import Actor
@@ -164,20 +163,20 @@ class DatasetListView(generics.ListAPIView):
         return {**super().get_serializer_context(), "now": timezone.now()}
 
     def list(self, request, *args, **kwargs):
-        # The same bytes for every caller who sees the same datasets, until the catalog
-        # changes or a dataset on the page becomes stale. The `stale` filter's answer
-        # moves with the clock alone, so it is always worked out afresh.
+        # The same bytes again until the catalog changes or a dataset on the page
+        # becomes stale. The `stale` filter's answer moves with the clock alone, so it
+        # is always worked out afresh.
         key = None if "stale" in request.query_params else caching.list_key(request)
         if key is None:
             return super().list(request, *args, **kwargs)
-        body = cache.get(key)
+        body, generation = cached_read(key)
         if body is None:
             now = timezone.now()
             response = super().list(request, *args, **kwargs)
             body = JSONRenderer().render(response.data)
             seconds = caching.seconds_until_stale_changes(response.data["results"], now)
             if seconds >= 1:
-                cache.set(key, body, int(seconds))
+                cached_write(key, body, generation=generation, seconds=int(seconds))
         return HttpResponse(body, content_type="application/json")
 
     @extend_schema(
@@ -460,21 +459,15 @@ class ManifestView(APIView):
         slug = request.query_params.get("org")
         if slug is not None:
             slug = slug[:64].replace("\x00", "")
-        scope = caching.caller_scope(request)
-        if scope is None:
-            etag, body = self._built(request, slug)
-        else:
-            # The ETag (and body) of these organisations' manifests, kept until one of
-            # them changes: a client polling with If-None-Match costs no query.
-            chosen = [pk for pk, found in scope[1] if slug is None or found == slug]
-            if not chosen:
-                raise self._not_a_member(slug)
-            key = caching.manifest_key(chosen)
-            cached = cache.get(key)
-            if cached is None:
-                cached = self._built(request, slug)
-                cache.set(key, cached, ANSWER_SECONDS)
-            etag, body = cached
+        # The ETag and body, kept until the catalog changes: a client polling with
+        # If-None-Match costs no query.
+        key = caching.manifest_key(request, slug=slug)
+        cached, generation = (None, 0) if key is None else cached_read(key)
+        if cached is None:
+            cached = self._built(request, slug)
+            if key is not None:
+                cached_write(key, cached, generation=generation, seconds=ANSWER_SECONDS)
+        etag, body = cached
         if _etag_matches(request.headers.get("If-None-Match", ""), etag):
             return self._answer(HttpResponse(status=304), etag)
         return self._answer(HttpResponse(body, content_type="application/json"), etag)
@@ -607,7 +600,7 @@ def _dataset_and_version(
     before it asks the database for it again until it is there.
     """
     key = caching.version_key(request, layer=layer, name=name, org=org, version=version)
-    found = None if key is None else cache.get(key)
+    found, generation = (None, 0) if key is None else cached_read(key)
     if found is not None:
         dataset, current = found
         if current.columnar_key or not rows:
@@ -624,7 +617,7 @@ def _dataset_and_version(
         version_download_check(version=current, user=request.user)
         current.dataset = dataset
     if key is not None and current.status not in (VersionStatus.DRAFT, VersionStatus.ARCHIVED):
-        cache.set(key, (dataset, current), ANSWER_SECONDS)
+        cached_write(key, (dataset, current), generation=generation, seconds=ANSWER_SECONDS)
     return dataset, current
 
 
