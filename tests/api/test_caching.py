@@ -347,3 +347,23 @@ def test_warm_rows_cost_no_query_once_the_columnar_copy_is_recorded(
     with django_assert_num_queries(0):
         response = client.get(f"{ROWS}?limit=1&offset=1&columns=store_id")
     assert response.json()["results"] == [{"store_id": "ST0002"}]
+
+
+# --- The shared cache ------------------------------------------------------------------
+
+
+def test_the_shared_cache_reuses_one_redis_client_per_pool():
+    from django.core.cache import caches
+
+    cache = caches["default"]
+    assert cache._cache.get_client("a") is cache._cache.get_client("b", write=True)
+
+
+def test_a_rate_limit_counter_counts_and_expires_with_its_window():
+    from django.core.cache import caches
+
+    cache = caches["default"]
+    assert [cache.incr_with_expiry("counter", seconds=61) for _ in range(3)] == [1, 2, 3]
+    key = cache.make_and_validate_key("counter")
+    assert 0 < cache._cache.get_client(key).ttl(key) <= 61
+    assert cache.get("counter") == 3
