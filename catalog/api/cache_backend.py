@@ -8,7 +8,8 @@ Redis round trips themselves. A `redis.Redis` is safe to share (the pool hands o
 connections, and notices a fork), so one per pool is kept and reused.
 
 Also `incr_with_expiry`: one round trip for a counter that expires, where the cache API
-needs an existence check, an increment, and a separate add for the first one.
+needs an existence check, an increment, and a separate add for the first one; it can
+read one more key in the same round trip.
 """
 
 from __future__ import annotations
@@ -35,13 +36,19 @@ class ReusingRedisCache(RedisCache):
         super().__init__(server, params)
         self._class = _ReusingClient
 
-    def incr_with_expiry(self, key: str, *, seconds: int) -> int:
+    def incr_with_expiry(self, key: str, *, seconds: int, also_get: str | None = None):
         """Adds 1 to the counter at `key` (0 when absent) and returns it; a new counter
-        expires after `seconds`. One round trip."""
+        expires after `seconds`. With `also_get`, returns (count, the value at that
+        key or None). One round trip."""
         key = self.make_and_validate_key(key)
         client = self._cache.get_client(key, write=True)
         with client.pipeline(transaction=False) as pipe:
             pipe.incr(key)
             pipe.expire(key, seconds, nx=True)
-            count, _ = pipe.execute()
-        return count
+            if also_get is not None:
+                pipe.get(self.make_and_validate_key(also_get))
+            results = pipe.execute()
+        if also_get is None:
+            return results[0]
+        value = results[2]
+        return results[0], None if value is None else self._cache._serializer.loads(value)

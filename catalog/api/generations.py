@@ -13,8 +13,10 @@ by the very next call, from any web process.
 One number for the whole catalog, not one per organisation: a signed-in caller also
 sees other organisations' public and internal datasets, and membership decides which
 private ones. Publishing is rare next to reading, so a change anywhere making every
-cached answer miss once is cheap, and it keeps a cached read to one round trip: the
-answer and the generation in one `get_many` (`cached_read`).
+cached answer miss once is cheap, and the check is cheap too: the rate limit reads the
+generation in the round trip it makes anyway (`generation_given`), and an answer this
+process has seen under that generation is served from memory; otherwise the answer and
+the generation come in one `get_many` (`cached_read`).
 
 A generation starts at the clock in nanoseconds, not at 0, so one evicted from the cache
 and started again never repeats a number an old answer was stored under.
@@ -23,20 +25,21 @@ and started again never repeats a number an old answer was stored under.
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 
 from django.core.cache import cache
 from django.db import transaction
 
-_GENERATION = "api-generation"
+GENERATION_KEY = "api-generation"
 # Cached answers live at most this long, whatever the generation says.
 ANSWER_SECONDS = 600
 
 
 def _bump() -> None:
     try:
-        cache.incr(_GENERATION)
+        cache.incr(GENERATION_KEY)
     except ValueError:
-        cache.set(_GENERATION, time.time_ns(), None)
+        cache.set(GENERATION_KEY, time.time_ns(), None)
 
 
 def generation_bump() -> None:
@@ -46,22 +49,64 @@ def generation_bump() -> None:
 
 
 def _current(found: dict) -> int:
-    generation = found.get(_GENERATION)
+    generation = found.get(GENERATION_KEY)
     if generation is None:
         generation = time.time_ns()
         # A concurrent first reader may win: use whatever was stored.
-        if not cache.add(_GENERATION, generation, None):
-            generation = cache.get(_GENERATION, generation)
+        if not cache.add(GENERATION_KEY, generation, None):
+            generation = cache.get(GENERATION_KEY, generation)
     return generation
 
 
-def cached_read(key: str) -> tuple[object | None, int]:
+class _Answers:
+    """Answers this process has read or worked out lately, each with its generation
+    and expiry, least recently used out first. Served only under the generation the
+    request was given, so they are never staler than the shared cache."""
+
+    def __init__(self, capacity: int = 512) -> None:
+        self.capacity = capacity
+        self.items: OrderedDict[str, tuple[int, float, object]] = OrderedDict()
+
+    def get(self, key: str, generation: int) -> object | None:
+        entry = self.items.get(key)
+        if entry is None or entry[0] != generation or entry[1] <= time.monotonic():
+            return None
+        self.items.move_to_end(key)
+        return entry[2]
+
+    def put(self, key: str, generation: int, seconds: float, value: object) -> None:
+        self.items[key] = (generation, time.monotonic() + seconds, value)
+        self.items.move_to_end(key)
+        while len(self.items) > self.capacity:
+            self.items.popitem(last=False)
+
+
+_answers = _Answers()
+
+
+def generation_given(request, generation: int | None) -> None:
+    """Records the generation read for this request in a round trip it made anyway
+    (the rate limit's): cached answers then need no round trip of their own."""
+    http_request = getattr(request, "_request", request)
+    http_request._catalog_generation = generation
+
+
+def cached_read(key: str, request) -> tuple[object | None, int]:
     """The answer stored at `key` if it was stored under the current generation (else
-    None), and that generation: one round trip."""
-    found = cache.get_many([key, _GENERATION])
-    generation = _current(found)
+    None), and that generation. From this process when the request already knows the
+    generation and the answer was seen here under it; else one round trip."""
+    generation = getattr(getattr(request, "_request", request), "_catalog_generation", None)
+    if generation is not None:
+        value = _answers.get(key, generation)
+        if value is not None:
+            return value, generation
+        found = {GENERATION_KEY: generation, **cache.get_many([key])}
+    else:
+        found = cache.get_many([key, GENERATION_KEY])
+        generation = _current(found)
     entry = found.get(key)
     if entry is not None and entry[0] == generation:
+        _answers.put(key, generation, ANSWER_SECONDS, entry[1])
         return entry[1], generation
     return None, generation
 
@@ -69,6 +114,7 @@ def cached_read(key: str) -> tuple[object | None, int]:
 def cached_write(key: str, value: object, *, generation: int, seconds: int) -> None:
     """Stores an answer worked out after `generation` was read."""
     cache.set(key, (generation, value), seconds)
+    _answers.put(key, generation, seconds, value)
 
 
 # --- Handlers, connected in CatalogConfig.ready() ---------------------------------------

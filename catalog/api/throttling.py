@@ -3,7 +3,8 @@ process counts against one budget per caller.
 
 A fixed window per caller and scope: one counter per window, counted and given its
 expiry in one Redis round trip (`incr_with_expiry`), cheaper than DRF's
-list-of-timestamps history (a read and a write of a growing list).
+list-of-timestamps history (a read and a write of a growing list). The same round trip
+reads the catalog's generation for the API's cached answers (`catalog.api.generations`).
 Rates come from settings (`API_RATES`) at call time, so they can be changed per
 deployment and per test. Signed-URL requests have their own, lower budget (seed 001:
 10 a minute per user); everything else shares the general one.
@@ -18,6 +19,7 @@ from django.core.cache import caches
 from rest_framework.throttling import BaseThrottle
 
 from catalog.api.cache_backend import ReusingRedisCache
+from catalog.api.generations import GENERATION_KEY, generation_given
 from catalog.api.rates import parse_rate
 
 
@@ -37,7 +39,11 @@ class ApiRateThrottle(BaseThrottle):
         window = int(now // period)
         key = f"throttle:{self.scope}:{self._ident(request, view)}:{window}"
         if isinstance(cache, ReusingRedisCache):
-            count = cache.incr_with_expiry(key, seconds=period + 1)
+            # The catalog's generation rides along: cached answers need no round trip.
+            count, generation = cache.incr_with_expiry(
+                key, seconds=period + 1, also_get=GENERATION_KEY
+            )
+            generation_given(request, generation)
         else:
             try:
                 count = cache.incr(key)

@@ -169,7 +169,7 @@ class DatasetListView(generics.ListAPIView):
         key = None if "stale" in request.query_params else caching.list_key(request)
         if key is None:
             return super().list(request, *args, **kwargs)
-        body, generation = cached_read(key)
+        body, generation = cached_read(key, request)
         if body is None:
             now = timezone.now()
             response = super().list(request, *args, **kwargs)
@@ -462,7 +462,7 @@ class ManifestView(APIView):
         # The ETag and body, kept until the catalog changes: a client polling with
         # If-None-Match costs no query.
         key = caching.manifest_key(request, slug=slug)
-        cached, generation = (None, 0) if key is None else cached_read(key)
+        cached, generation = (None, 0) if key is None else cached_read(key, request)
         if cached is None:
             cached = self._built(request, slug)
             if key is not None:
@@ -600,7 +600,7 @@ def _dataset_and_version(
     before it asks the database for it again until it is there.
     """
     key = caching.version_key(request, layer=layer, name=name, org=org, version=version)
-    found, generation = (None, 0) if key is None else cached_read(key)
+    found, generation = (None, 0) if key is None else cached_read(key, request)
     if found is not None:
         dataset, current = found
         if current.columnar_key or not rows:
