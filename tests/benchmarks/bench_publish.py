@@ -500,6 +500,17 @@ def run_s3(args, work: Path, big: Path, small: Path, results: dict) -> None:
         results.update(upload=uploading, publish_s3=publishing, events_s3=events)
         results["s3_big_rss"] = max(rss.values)
         results["s3_big_events_rss"] = max(events_rss)
+        forget_redis_keys(redis_url, env["BENCH_QUEUE"])
+
+
+def forget_redis_keys(url: str, queue: str) -> None:
+    """Removes what the run left in Redis: its queues' bindings and its cache keys."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    keys = list(client.scan_iter(match=f"*{queue}*", count=1000))
+    if keys:
+        client.delete(*keys)
 
 
 def main(argv: list[str]) -> int:
