@@ -18,6 +18,7 @@ import os
 import shutil
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,6 +33,7 @@ from catalog.exceptions import Conflict, NotFound, StorageUnavailable
 
 ProgressCallback = Callable[[int], None]
 
+_SINGLE_COPY_LIMIT = 5 * 1024**3
 _SIGNING_SALT = "catalog.storage.signed-download"
 
 
@@ -104,13 +106,17 @@ class LocalObjectStore:
             raise NotFound(f"No object at {source!r}.")
         dst = self._path(destination)
         dst.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=".incoming-")
-        os.close(fd)
+        tmp = dst.parent / f".incoming-{uuid.uuid4().hex}"
         try:
-            shutil.copyfile(src, tmp)
+            try:
+                # A hard link shares the bytes without copying them. Safe because no key
+                # is ever changed in place: every write makes a new file and renames it.
+                os.link(src, tmp)
+            except OSError:
+                shutil.copyfile(src, tmp)
             os.replace(tmp, dst)
         except BaseException:
-            Path(tmp).unlink(missing_ok=True)
+            tmp.unlink(missing_ok=True)
             raise
 
     def delete(self, key):
@@ -247,8 +253,26 @@ class S3ObjectStore:
         return _S3Reader(body, key, self._errors)
 
     def copy(self, source, destination):
+        """Server-side copy: one CopyObject up to S3's 5 GiB limit for it (a multipart copy
+        of small parts costs a request, and on some servers a full read, per part), large
+        parts beyond."""
+        from boto3.s3.transfer import TransferConfig
+
+        size = self.size(source)
         with self._errors(source):
-            self.client.copy({"Bucket": self.bucket, "Key": source}, self.bucket, destination)
+            if size <= _SINGLE_COPY_LIMIT:
+                self.client.copy_object(
+                    Bucket=self.bucket,
+                    Key=destination,
+                    CopySource={"Bucket": self.bucket, "Key": source},
+                )
+                return
+            config = TransferConfig(
+                multipart_threshold=_SINGLE_COPY_LIMIT, multipart_chunksize=1024**3
+            )
+            self.client.copy(
+                {"Bucket": self.bucket, "Key": source}, self.bucket, destination, Config=config
+            )
 
     def delete(self, key):
         with self._errors(key):

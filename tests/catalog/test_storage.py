@@ -154,3 +154,12 @@ def test_s3_failing_mid_upload_leaves_nothing_at_the_key(settings):
         assert not store.exists("acme/x/big.csv")
     finally:
         proxy.close()
+
+
+def test_a_copy_keeps_its_bytes_when_the_source_key_is_written_again(store):
+    store.write("acme/staging/x.csv", io.BytesIO(b"first\n"))
+    store.copy("acme/staging/x.csv", "acme/v1/final.csv")
+    store.write("acme/staging/x.csv", io.BytesIO(b"second\n"))
+    store.delete("acme/staging/x.csv")
+    with store.open("acme/v1/final.csv") as stream:
+        assert stream.read() == b"first\n"
