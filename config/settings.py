@@ -143,6 +143,8 @@ else:
 # --- Object storage -------------------------------------------------------------------
 S3_BUCKET = env_str("S3_BUCKET")
 if S3_BUCKET:
+    from botocore.config import Config as _BotoConfig
+
     _datasets_storage = {
         "BACKEND": "storages.backends.s3.S3Storage",
         "OPTIONS": {
@@ -154,8 +156,16 @@ if S3_BUCKET:
             "default_acl": None,
             "querystring_auth": True,
             "file_overwrite": True,
-            "signature_version": "s3v4",
-            "addressing_style": env_str("S3_ADDRESSING_STYLE", "path"),
+            # Integrity is ours to check (every version's SHA-256). boto3's newer default
+            # CRC checksums are not kept consistently by every S3-compatible server across
+            # copies of multipart objects, so they are used only where S3 requires them.
+            "client_config": _BotoConfig(
+                s3={"addressing_style": env_str("S3_ADDRESSING_STYLE", "path")},
+                signature_version="s3v4",
+                request_checksum_calculation="when_required",
+                response_checksum_validation="when_required",
+                retries={"mode": "standard", "max_attempts": 5},
+            ),
         },
     }
 else:

@@ -163,3 +163,11 @@ def test_a_copy_keeps_its_bytes_when_the_source_key_is_written_again(store):
     store.delete("acme/staging/x.csv")
     with store.open("acme/v1/final.csv") as stream:
         assert stream.read() == b"first\n"
+
+
+def test_a_multipart_object_copies_and_reads_back_whole(store):
+    data = os.urandom(3 * 1024 * 1024) * 7  # above the multipart threshold
+    store.write("acme/staging/big.bin", io.BytesIO(data))
+    store.copy("acme/staging/big.bin", "acme/v1/big.bin")
+    with store.open("acme/v1/big.bin") as stream:
+        assert stream.read() == data
