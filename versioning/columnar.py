@@ -51,7 +51,9 @@ logger = logging.getLogger(__name__)
 # Tens of thousands of rows per group: a deep offset costs one group of the requested
 # columns, a few hundred KiB, whatever the size of the file.
 ROW_GROUP_ROWS = 32_768
-_CSV_BLOCK_SIZE = 4 * 1024 * 1024
+# pyarrow's CSV reader runs up to 32 blocks ahead of its consumer (the Parquet writer):
+# small blocks keep that read-ahead, and so the worker's memory, flat for any file size.
+_CSV_BLOCK_SIZE = 1024 * 1024
 _ARROW_TYPES = {
     "integer": pa.int64(),
     "float": pa.float64(),
