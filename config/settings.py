@@ -19,7 +19,9 @@ from config.env import env_bool, env_int, env_list, env_str
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var")))
 
-DEBUG = env_bool("DEBUG", False)
+# With nothing set (the embedded mode on one's own machine) DEBUG is on; once a real
+# database is named, it is off unless asked for, and SECRET_KEY must then be set.
+DEBUG = env_bool("DEBUG", not env_str("DATABASE_URL"))
 
 
 def _secret_key() -> str:

@@ -644,6 +644,20 @@ def signed_download(
     return body, {"Cache-Control": "no-store", **deprecation_headers(found)}
 
 
+def _signed_download_in_url(request, kwargs) -> tuple[dict, dict[str, str]]:
+    """`signed_download` for the dataset the URL names, with `?ttl=&version=`."""
+    query = SignedUrlQuery(data=request.query_params)
+    query.is_valid(raise_exception=True)
+    return signed_download(
+        request,
+        layer=kwargs["layer"],
+        name=kwargs["name"],
+        org=kwargs.get("org"),
+        ttl=query.validated_data["ttl"],
+        version=query.validated_data.get("version"),
+    )
+
+
 _SIGNED_URL_ERRORS = error_responses(400, 401, 403, 404, 429, 503)
 
 
@@ -658,16 +672,7 @@ class DownloadView(DatasetScoped, APIView):
         responses={200: SignedUrlSerializer, **_SIGNED_URL_ERRORS},
     )
     def get(self, request, **kwargs):
-        query = SignedUrlQuery(data=request.query_params)
-        query.is_valid(raise_exception=True)
-        body, headers = signed_download(
-            request,
-            layer=kwargs["layer"],
-            name=kwargs["name"],
-            org=kwargs.get("org"),
-            ttl=query.validated_data["ttl"],
-            version=query.validated_data.get("version"),
-        )
+        body, headers = _signed_download_in_url(request, kwargs)
         return Response(body, headers=headers)
 
 
@@ -722,16 +727,7 @@ class RawView(DatasetScoped, APIView):
         },
     )
     def get(self, request, **kwargs):
-        query = SignedUrlQuery(data=request.query_params)
-        query.is_valid(raise_exception=True)
-        body, headers = signed_download(
-            request,
-            layer=kwargs["layer"],
-            name=kwargs["name"],
-            org=kwargs.get("org"),
-            ttl=query.validated_data["ttl"],
-            version=query.validated_data.get("version"),
-        )
+        body, headers = _signed_download_in_url(request, kwargs)
         return HttpResponseRedirect(body["signed_url"], headers=headers)
 
 

@@ -53,11 +53,37 @@ def _payload(version: DatasetVersion, **extra) -> dict:
     }
 
 
+def _record(
+    version: DatasetVersion,
+    *,
+    actor: Actor,
+    action: str,
+    topics: tuple[str, ...],
+    payload: dict,
+    details: dict,
+) -> None:
+    """A transition's events and audit entry, in the transition's transaction."""
+    for topic in topics:
+        events.event_record(
+            topic=topic,
+            payload=_payload(version, **payload),
+            organization=version.dataset.organization,
+        )
+    audit_record(
+        actor=actor,
+        action=action,
+        obj=version,
+        organization=version.dataset.organization,
+        details=details,
+    )
+
+
 def _transition(
     *, version: DatasetVersion, actor: Actor, change: Callable[[DatasetVersion], dict]
 ) -> DatasetVersion:
     """Runs `change` on a fresh, locked copy of the version: under the dataset's lock and
-    in one transaction. `change` checks, saves, and returns the audit details."""
+    in one transaction. `change` checks, saves, and records its events and audit entry
+    (`_record`)."""
     ensure_steward(actor=actor, organization=version.dataset.organization)
     with dataset_lock(version.dataset_id), transaction.atomic():
         locked = (
@@ -165,25 +191,19 @@ def version_promote(
         Dataset.objects.filter(pk=v.dataset_id).update(updated_at=now)
         manifest_generate(organization=v.dataset.organization)
         previous = current.version if current else None
-        for topic in ("version.promoted", "version.published"):
-            events.event_record(
-                topic=topic,
-                payload=_payload(
-                    v,
-                    previous_version=previous,
-                    change_type=v.change_type,
-                    breaking=v.breaking,
-                    sha256=v.sha256,
-                    key=v.key,
-                    promoted=True,
-                ),
-                organization=v.dataset.organization,
-            )
-        audit_record(
+        _record(
+            v,
             actor=actor,
             action="version.promote",
-            obj=v,
-            organization=v.dataset.organization,
+            topics=("version.promoted", "version.published"),
+            payload={
+                "previous_version": previous,
+                "change_type": v.change_type,
+                "breaking": v.breaking,
+                "sha256": v.sha256,
+                "key": v.key,
+                "promoted": True,
+            },
             details={"previous_version": previous, "rebased": rebased},
         )
 
@@ -224,17 +244,14 @@ def version_deprecate(
         v.sunset_date = sunset
         v.deprecated_at = timezone.now()
         v.save(update_fields=["status", "deprecation_message", "sunset_date", "deprecated_at"])
-        events.event_record(
-            topic="version.deprecated",
-            payload=_payload(v, message=message, sunset=sunset.isoformat(), previous_status=was),
-            organization=v.dataset.organization,
-        )
-        audit_record(
+        facts = {"message": message, "sunset": sunset.isoformat(), "previous_status": was}
+        _record(
+            v,
             actor=actor,
             action="version.deprecate",
-            obj=v,
-            organization=v.dataset.organization,
-            details={"message": message, "sunset": sunset.isoformat(), "previous_status": was},
+            topics=("version.deprecated",),
+            payload=facts,
+            details=facts,
         )
 
     return _transition(version=version, actor=actor, change=change)
@@ -258,16 +275,12 @@ def version_archive(*, version: DatasetVersion, actor: Actor) -> DatasetVersion:
         v.status = VersionStatus.ARCHIVED
         v.archived_at = timezone.now()
         v.save(update_fields=["status", "status_before_archive", "archived_at"])
-        events.event_record(
-            topic="version.archived",
-            payload=_payload(v, previous_status=was),
-            organization=v.dataset.organization,
-        )
-        audit_record(
+        _record(
+            v,
             actor=actor,
             action="version.archive",
-            obj=v,
-            organization=v.dataset.organization,
+            topics=("version.archived",),
+            payload={"previous_status": was},
             details={"previous_status": was},
         )
 
@@ -304,16 +317,12 @@ def version_restore(*, version: DatasetVersion, actor: Actor) -> DatasetVersion:
                 "deprecated_at",
             ]
         )
-        events.event_record(
-            topic="version.restored",
-            payload=_payload(v, previous_status=was),
-            organization=v.dataset.organization,
-        )
-        audit_record(
+        _record(
+            v,
             actor=actor,
             action="version.restore",
-            obj=v,
-            organization=v.dataset.organization,
+            topics=("version.restored",),
+            payload={"previous_status": was},
             details={"previous_status": was, "status": v.status},
         )
 
