@@ -13,6 +13,7 @@ from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+from kombu import Queue
 
 from config.env import env_bool, env_int, env_list, env_str
 
@@ -225,6 +226,27 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_CONNECTION_TIMEOUT = 2
 CELERY_TIMEZONE = "UTC"
+# One queue per kind of work, so a large publish never delays an event delivery or a
+# notice. Tasks route by name: `versioning.*` publishing, `catalog.*` event delivery, and
+# each later app by its own prefix. A worker started without -Q (the embedded mode,
+# `make worker`) consumes every queue; in production run one worker pool per queue.
+# CELERY_QUEUE_PREFIX keeps several installations (or test runs) on one Redis apart.
+CELERY_QUEUE_PREFIX = env_str("CELERY_QUEUE_PREFIX")
+CELERY_QUEUES = {
+    name: f"{CELERY_QUEUE_PREFIX}{name}"
+    for name in ("default", "publish", "events", "replication", "notifications", "usage")
+}
+CELERY_TASK_DEFAULT_QUEUE = CELERY_QUEUES["default"]
+CELERY_TASK_QUEUES = [Queue(queue, routing_key=queue) for queue in CELERY_QUEUES.values()]
+CELERY_TASK_ROUTES = {
+    "versioning.run_publish_job": {"queue": CELERY_QUEUES["publish"]},
+    "versioning.sweep_publish_jobs": {"queue": CELERY_QUEUES["publish"]},
+    "catalog.deliver_events": {"queue": CELERY_QUEUES["events"]},
+    "catalog.sweep_events": {"queue": CELERY_QUEUES["events"]},
+    "replication.*": {"queue": CELERY_QUEUES["replication"]},
+    "notifications.*": {"queue": CELERY_QUEUES["notifications"]},
+    "usage.*": {"queue": CELERY_QUEUES["usage"]},
+}
 CELERY_BEAT_SCHEDULE = {
     "sweep-publish-jobs": {"task": "versioning.sweep_publish_jobs", "schedule": 30.0},
     "sweep-events": {"task": "catalog.sweep_events", "schedule": 30.0},
