@@ -75,6 +75,7 @@ __all__ = (
     "PublishOptions",
     "publish_job_create",
     "publish_job_create_from_object",
+    "publish_job_attempt",
     "publish_job_run",
     "publish_jobs_sweep",
 )
@@ -249,7 +250,7 @@ def publish_job_run(*, job_id) -> PublishJob | None:
             store=store,
         )
     else:
-        _attempt(job, store)
+        publish_job_attempt(job=job, store=store)
     try:
         job.refresh_from_db()
     except TEMPORARY_ERRORS:
@@ -257,8 +258,11 @@ def publish_job_run(*, job_id) -> PublishJob | None:
     return job
 
 
-def _attempt(job: PublishJob, store: ObjectStore) -> None:
-    """One attempt under this worker's claim, and what its outcome does to the job."""
+def publish_job_attempt(*, job: PublishJob, store: ObjectStore | None = None) -> None:
+    """One attempt at a claimed job (`publish_job_claim`), under the claim `job.attempts`
+    names, and what its outcome does to the job: success, back to the queue after a
+    temporary failure, or failed for good. Nothing at all if the claim is lost."""
+    store = store or get_object_store()
     try:
         _run(job, store)
     except ClaimLost:
