@@ -26,6 +26,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from catalog.api.generations import generation_bump
 from catalog.models import DomainEvent, EventDelivery, Organization
 
 logger = logging.getLogger(__name__)
@@ -60,6 +61,8 @@ def event_record(
 ) -> DomainEvent:
     """Records an event in the current transaction; it is delivered after commit."""
     event = DomainEvent.objects.create(topic=topic, payload=payload, organization=organization)
+    # What the API shows may have changed with it: cached answers miss after commit.
+    generation_bump()
     deliveries = EventDelivery.objects.bulk_create(
         EventDelivery(event=event, handler=name) for name in _handlers_for(topic)
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from celery import shared_task
 
 from catalog import events
+from catalog.api.generations import generation_catch_up
 
 
 @shared_task(name="catalog.deliver_events")
@@ -14,5 +15,7 @@ def deliver_events(delivery_ids: list[int]) -> int:
 
 @shared_task(name="catalog.sweep_events")
 def sweep_events() -> int:
-    """Delivers what the after-commit dispatch missed (broker down, worker killed)."""
+    """Delivers what the after-commit dispatch missed (broker down, worker killed), and
+    moves the catalog generation if a bump was lost to a cache outage."""
+    generation_catch_up()
     return events.events_deliver(delivery_ids=events.events_pending_ids())
