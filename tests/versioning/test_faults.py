@@ -191,8 +191,9 @@ def test_with_the_broker_down_an_upload_is_queued_promptly_and_runs_once_it_is_b
 
 
 class VersionInsertTrigger:
-    """A database trigger that makes the commit of a new version fail, as a crash there
-    would: the object is already at its final key, the version row never commits."""
+    """A database trigger that refuses the insert of a new version: the object is already
+    at its final key, the version row never commits, and the job's cleanup runs (a real
+    crash, where no cleanup runs, is the SIGKILL test below)."""
 
     def install(self) -> None:
         with connection.cursor() as cursor:
@@ -218,7 +219,7 @@ def version_insert_trigger():
     trigger.lift()
 
 
-def test_a_crash_between_storing_and_committing_leaves_the_previous_version_current(
+def test_a_commit_the_database_refuses_leaves_the_previous_version_current_and_no_orphan(
     dataset, system, version_insert_trigger, bucket_keys
 ):
     first = publish_job_run(job_id=queue(dataset, CSV, system).pk)
@@ -316,3 +317,48 @@ def test_storage_failing_while_copying_to_the_final_key_retries_and_leaves_nothi
         assert job.attempts == 2
     finally:
         proxy.heal()
+
+
+def test_a_worker_killed_after_storing_the_object_and_before_the_commit_publishes_once_on_rerun(
+    dataset, system, start_worker, bucket_keys, tmp_path
+):
+    first = publish_job_run(job_id=queue(dataset, CSV, system).pk)
+    assert first.status == JobStatus.SUCCEEDED
+    marker = tmp_path / "crashed"
+    crashing = start_worker(env={"PROBE_CRASH_BEFORE_COMMIT": str(marker)})
+
+    newer = CSV + b"2024-08-11,ST3,1\n"
+    job = queue(dataset, newer, system)
+    wait_for(marker.exists, timeout=60, message="the worker to reach the commit")
+    wait_for(lambda: crashing.proc.poll() is not None, timeout=10, message="the worker to die")
+    target_key = marker.read_text()
+
+    # Killed between storing and committing: the object is at its final key, no version
+    # refers to it, and the previous version is still current and intact.
+    job.refresh_from_db()
+    assert job.status == JobStatus.RUNNING
+    store = get_object_store()
+    assert store.exists(target_key)
+    current = DatasetVersion.objects.get(dataset=dataset, is_current=True)
+    assert current.pk == first.version_id
+    assert sha256_of(store, current.key) == current.sha256
+    manifest = manifest_latest(organization=dataset.organization)
+    assert manifest.body["datasets"]["gold/txn_daily"]["sha256"] == current.sha256
+
+    start_worker()
+
+    def sweep_until_finished():
+        publish_jobs_sweep()
+        return finished(job)
+
+    wait_for(sweep_until_finished, timeout=90, interval=1, message="the re-run")
+    assert job.status == JobStatus.SUCCEEDED, job.message
+    assert job.attempts == 2
+    versions = DatasetVersion.objects.filter(dataset=dataset)
+    assert versions.count() == 2
+    new = versions.get(is_current=True)
+    assert new.pk == job.version_id and new.key == target_key  # the stored object reused
+    assert sha256_of(store, new.key) == new.sha256
+    # No object left that no version refers to, and nothing left in staging.
+    assert bucket_keys("acme/v1/gold/") == sorted(v.key for v in versions)
+    assert bucket_keys("acme/staging/") == []
