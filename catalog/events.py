@@ -23,7 +23,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
 from catalog.api.generations import generation_bump
@@ -144,3 +144,23 @@ def events_pending_ids(*, limit: int = 500) -> list[int]:
         .order_by("id")
         .values_list("id", flat=True)[:limit]
     )
+
+
+def events_prune(*, older_than: timedelta | None = None, batch: int = 1000) -> int:
+    """Deletes events older than OUTBOX_RETENTION_DAYS (or `older_than`) whose every
+    delivery is done, with those deliveries; returns how many events. An event still
+    waiting for a handler, or whose delivery failed for good (an operator looks at
+    those), is kept whatever its age. The audit log is another table and stays."""
+    age = older_than if older_than is not None else timedelta(days=settings.OUTBOX_RETENTION_DAYS)
+    cutoff = timezone.now() - age
+    undelivered = EventDelivery.objects.filter(event=OuterRef("pk"), delivered_at__isnull=True)
+    prunable = DomainEvent.objects.filter(created_at__lt=cutoff).exclude(Exists(undelivered))
+    pruned = 0
+    # In batches: a backlog of millions never becomes one long transaction.
+    while ids := list(prunable.order_by("id").values_list("id", flat=True)[:batch]):
+        with transaction.atomic():
+            EventDelivery.objects.filter(event_id__in=ids).delete()
+            pruned += (
+                DomainEvent.objects.filter(id__in=ids).delete()[1].get(DomainEvent._meta.label, 0)
+            )
+    return pruned

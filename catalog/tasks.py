@@ -19,3 +19,9 @@ def sweep_events() -> int:
     moves the catalog generation if a bump was lost to a cache outage."""
     generation_catch_up()
     return events.events_deliver(delivery_ids=events.events_pending_ids())
+
+
+@shared_task(name="catalog.prune_outbox")
+def prune_outbox() -> int:
+    """Deletes delivered events past their retention (OUTBOX_RETENTION_DAYS)."""
+    return events.events_prune()

@@ -250,6 +250,8 @@ CELERY_TASK_ROUTES = {
 CELERY_BEAT_SCHEDULE = {
     "sweep-publish-jobs": {"task": "versioning.sweep_publish_jobs", "schedule": 30.0},
     "sweep-events": {"task": "catalog.sweep_events", "schedule": 30.0},
+    "prune-outbox": {"task": "catalog.prune_outbox", "schedule": 3600.0},
+    "prune-manifests": {"task": "versioning.prune_manifests", "schedule": 3600.0},
 }
 # A running job whose worker has not reported for this long is taken as lost.
 PUBLISH_JOB_LEASE_SECONDS = env_int("PUBLISH_JOB_LEASE_SECONDS", 120, minimum=5)
@@ -259,6 +261,10 @@ PUBLISH_JOB_MAX_ATTEMPTS = env_int("PUBLISH_JOB_MAX_ATTEMPTS", 3, minimum=1)
 # A claimed event delivery whose handler has not finished for this long is retried.
 OUTBOX_LEASE_SECONDS = env_int("OUTBOX_LEASE_SECONDS", 300, minimum=1)
 OUTBOX_MAX_ATTEMPTS = env_int("OUTBOX_MAX_ATTEMPTS", 10, minimum=1)
+# Delivered events, and manifests superseded by a newer one, are deleted after this many
+# days (audit entries and the manifests' immutable copies in storage stay).
+OUTBOX_RETENTION_DAYS = env_int("OUTBOX_RETENTION_DAYS", 30, minimum=1)
+MANIFEST_RETENTION_DAYS = env_int("MANIFEST_RETENTION_DAYS", 30, minimum=1)
 # OpenLineage run events for each publish: an HTTP endpoint (e.g. Marquez) and/or a file
 # of JSON lines; both empty means off.
 OPENLINEAGE_URL = env_str("OPENLINEAGE_URL")
