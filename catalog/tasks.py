@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from catalog import events
+from catalog import events, storage
 from catalog.api.generations import generation_catch_up
 
 
@@ -25,3 +25,9 @@ def sweep_events() -> int:
 def prune_outbox() -> int:
     """Deletes delivered events past their retention (OUTBOX_RETENTION_DAYS)."""
     return events.events_prune()
+
+
+@shared_task(name="catalog.abort_abandoned_uploads")
+def abort_abandoned_uploads() -> int:
+    """Aborts uploads left unfinished longer than MULTIPART_ABANDON_HOURS."""
+    return storage.uploads_abandoned_abort()

@@ -190,6 +190,9 @@ STREAM_CHUNK_BYTES = env_int("STREAM_CHUNK_BYTES", 8 * 1024 * 1024, minimum=64 *
 # Each web host keeps local copies of the columnar (Parquet) objects that rows are read
 # from, up to this many bytes under VAR_DIR/columnar-cache; 0 reads them from storage.
 COLUMNAR_CACHE_BYTES = env_int("COLUMNAR_CACHE_BYTES", 8 * 1024**3, minimum=0)
+# Uploads (S3 multipart uploads, local temporary files) unfinished for this many hours
+# are aborted by a periodic sweep: their writer died, or its own abort could not get through.
+MULTIPART_ABANDON_HOURS = env_int("MULTIPART_ABANDON_HOURS", 24, minimum=1)
 # Uploads above this many bytes are refused (413).
 MAX_UPLOAD_BYTES = env_int("MAX_UPLOAD_BYTES", 50 * 1024**3, minimum=1)
 # Uploads past this size are streamed to a temporary file, never held in memory.
@@ -252,6 +255,7 @@ CELERY_BEAT_SCHEDULE = {
     "sweep-events": {"task": "catalog.sweep_events", "schedule": 30.0},
     "prune-outbox": {"task": "catalog.prune_outbox", "schedule": 3600.0},
     "prune-manifests": {"task": "versioning.prune_manifests", "schedule": 3600.0},
+    "abort-abandoned-uploads": {"task": "catalog.abort_abandoned_uploads", "schedule": 3600.0},
 }
 # A running job whose worker has not reported for this long is taken as lost.
 PUBLISH_JOB_LEASE_SECONDS = env_int("PUBLISH_JOB_LEASE_SECONDS", 120, minimum=5)

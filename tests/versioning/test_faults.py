@@ -4,12 +4,10 @@ broker that is down, a crash between storing and committing, a key written twice
 from __future__ import annotations
 
 import io
-import os
 import shutil
 import socket
 import subprocess
 import time
-from urllib.parse import urlparse
 
 import pytest
 from django.db import connection
@@ -18,7 +16,6 @@ from catalog.exceptions import Conflict
 from catalog.storage import copy_immutable, get_object_store, sha256_of
 from config.celery import app as celery_app
 from tests.conftest import wait_for
-from tests.faults import FlakyProxy
 from versioning.manifest import manifest_latest
 from versioning.models import DatasetVersion, JobSource, JobStatus, PublishJob
 from versioning.services import publish_job_create, publish_job_run, publish_jobs_sweep
@@ -261,19 +258,6 @@ def test_a_published_key_is_never_overwritten_with_other_bytes(dataset, system):
             store, "acme/staging/b.csv", key, sha256=sha256_of(store, "acme/staging/b.csv")
         )
     assert sha256_of(store, key) == sha256_of(store, "acme/staging/a.csv")
-
-
-@pytest.fixture
-def flaky_storage(settings):
-    """Routes this process's storage calls through a FlakyProxy to the S3 server."""
-    proxy = FlakyProxy(urlparse(os.environ["S3_ENDPOINT_URL"]).port)
-    options = {**settings.STORAGES["datasets"]["OPTIONS"], "endpoint_url": proxy.url}
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "datasets": {**settings.STORAGES["datasets"], "OPTIONS": options},
-    }
-    yield proxy
-    proxy.close()
 
 
 def test_storage_failing_while_reading_the_staged_file_retries_the_job(
