@@ -19,7 +19,7 @@ from versioning.models import DatasetVersion, JobSource, JobStatus, PublishJob
 from versioning.services import publish_job_create, publish_job_run
 from versioning.services.jobs import (
     Claim,
-    LeaseKept,
+    lease_kept,
     publish_job_claim,
     publish_job_fail,
     publish_job_requeue,
@@ -148,7 +148,7 @@ def test_the_lease_keeping_thread_survives_a_dropped_database_connection(dataset
     def lease():
         return PublishJob.objects.values_list("lease_until", flat=True).get(pk=job.pk)
 
-    with LeaseKept(claim) as kept:
+    with lease_kept(claim) as kept:
         first = lease()
         wait_for(lambda: lease() > first, timeout=10, message="the first renewal")
         assert terminate_other_connections() >= 1  # the thread's own connection

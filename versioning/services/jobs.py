@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import logging
 import random
-import threading
 import time
 from dataclasses import dataclass
 from datetime import timedelta
@@ -32,6 +31,7 @@ from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from catalog.exceptions import DomainError, StorageUnavailable
+from catalog.leases import LeaseKeeper, LeaseLost
 from catalog.queue import send_task
 from catalog.storage import ObjectStore
 from versioning.models import DatasetVersion, JobStatus, PublishJob
@@ -44,7 +44,7 @@ _BACKOFF_BASE = 5
 _BACKOFF_CAP = 300
 
 
-class ClaimLost(Exception):
+class ClaimLost(LeaseLost):
     """This worker's claim on a job is gone (its lease ran out and another worker took
     the job, or the job finished): it must stop and change nothing."""
 
@@ -166,51 +166,18 @@ class ProgressBeat:
             connection_reset()
 
 
-class LeaseKept:
+def lease_kept(claim: Claim) -> LeaseKeeper:
     """Keeps the claim's lease alive from a thread while the worker waits for the
     dataset's lock (another publish may be copying a large file) and copies: neither
     reports progress, and either can outlast a lease, after which the job would look
-    abandoned and be run a second time.
+    abandoned and be run a second time. Check `.check()` before committing."""
 
-    The thread survives database errors: it closes its broken connection and tries
-    again at the next beat. If the claim is lost, it stops and `lost` is set; the
-    pipeline checks it (`check()`) before it commits.
-    """
+    def renew() -> bool:
+        return bool(claim.rows().update(lease_until=_lease_end()))
 
-    def __init__(self, claim: Claim) -> None:
-        self.claim = claim
-        self.every = max(1.0, settings.PUBLISH_JOB_LEASE_SECONDS / 3)
-        self.stop = threading.Event()
-        self.lost = threading.Event()
-        self.thread = threading.Thread(target=self._keep, daemon=True)
-
-    def __enter__(self) -> LeaseKept:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop.set()
-        self.thread.join()
-
-    def check(self) -> None:
-        if self.lost.is_set():
-            raise ClaimLost(f"Publish job {self.claim.job_id} lost its claim.")
-
-    def _keep(self) -> None:
-        try:
-            while not self.stop.wait(self.every):
-                try:
-                    self.claim.extend()
-                except ClaimLost:
-                    self.lost.set()
-                    return
-                except DatabaseError:
-                    logger.warning(
-                        "Could not extend the lease of publish job %s", self.claim.job_id
-                    )
-                    connection.close()  # this thread's own, broken connection
-        finally:
-            connection.close()  # this thread's own connection
+    return LeaseKeeper(
+        renew, every=settings.PUBLISH_JOB_LEASE_SECONDS / 3, name=f"publish job {claim.job_id}"
+    )
 
 
 def publish_job_requeue(*, job: PublishJob, error: BaseException) -> bool:

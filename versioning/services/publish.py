@@ -34,6 +34,7 @@ from catalog.audit import Actor, audit_record
 from catalog.exceptions import Conflict, DomainError, FileRejected, InvalidInput, NotFound
 from catalog.inspection import FileProfile, detect_format, inspect_stream
 from catalog.keys import CONTENT_TYPES, staging_key, version_key
+from catalog.leases import LeaseLost
 from catalog.locks import dataset_lock
 from catalog.models import Dataset
 from catalog.services import ensure_steward
@@ -57,9 +58,9 @@ from versioning.services.jobs import (
     TEMPORARY_ERRORS,
     Claim,
     ClaimLost,
-    LeaseKept,
     ProgressBeat,
     connection_reset,
+    lease_kept,
     publish_job_claim,
     publish_job_dispatch,
     publish_job_fail,
@@ -265,7 +266,7 @@ def publish_job_attempt(*, job: PublishJob, store: ObjectStore | None = None) ->
     store = store or get_object_store()
     try:
         _run(job, store)
-    except ClaimLost:
+    except LeaseLost:
         logger.warning("Publish job %s was taken over by another worker; stopping.", job.pk)
     except TEMPORARY_ERRORS as exc:
         logger.warning("Publish job %s hit a temporary failure: %r", job.pk, exc)
@@ -308,7 +309,7 @@ def _run(job: PublishJob, store: ObjectStore) -> None:
         raise FileRejected("The uploaded file is no longer in staging; upload it again.")
     with store.open(job.staging_key) as stream:
         profile = inspect_stream(stream, format=job.format, on_progress=ProgressBeat(claim))
-    with LeaseKept(claim) as lease, dataset_lock(dataset.pk):
+    with lease_kept(claim) as lease, dataset_lock(dataset.pk):
         current = current_version(dataset)
         if current is not None and current.sha256 == profile.sha256:
             lease.check()
