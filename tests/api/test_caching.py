@@ -367,3 +367,14 @@ def test_a_rate_limit_counter_counts_and_expires_with_its_window():
     key = cache.make_and_validate_key("counter")
     assert 0 < cache._cache.get_client(key).ttl(key) <= 61
     assert cache.get("counter") == 3
+
+
+def test_the_manifest_matches_if_none_match_lists_weak_tags_and_the_wildcard(
+    published, viewer, as_user
+):
+    client = as_user(viewer)
+    etag = client.get(MANIFEST)["ETag"]
+    for header in (etag, f'"other", W/{etag}', "*"):
+        assert client.get(MANIFEST, HTTP_IF_NONE_MATCH=header).status_code == 304, header
+    for header in ('"other"', "not an etag", etag.strip('"')):
+        assert client.get(MANIFEST, HTTP_IF_NONE_MATCH=header).status_code == 200, header

@@ -18,6 +18,7 @@ from django.conf import settings
 from django.db.models import OuterRef, Prefetch, Subquery
 from django.http import HttpResponse, HttpResponseRedirect
 from django.utils import timezone
+from django.utils.http import parse_etags
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import exceptions, generics, serializers, status
@@ -424,12 +425,9 @@ class PublishJobView(APIView):
 
 
 def _etag_matches(header: str, etag: str) -> bool:
-    if not header:
-        return False
-    if header.strip() == "*":
-        return True
-    candidates = {tag.strip().removeprefix("W/") for tag in header.split(",")}
-    return etag in candidates
+    # If-None-Match compares weakly (RFC 9110 13.1.2): W/"x" matches "x".
+    tags = parse_etags(header)
+    return "*" in tags or etag in {tag.removeprefix("W/") for tag in tags}
 
 
 class ManifestView(APIView):
