@@ -17,7 +17,8 @@ that cannot reach the cache is logged and made up by the outbox sweeper
 last bump it knows of); a read that cannot reach it answers from the database and
 stores nothing.
 
-Cached answers are plain data (bytes, dicts, tuples of them), never ORM objects.
+Cached answers are plain data (bytes, dicts, tuples of them), never ORM objects; model
+instances travel as `model_snapshot()` dicts.
 
 One number for the whole catalog, not one per organisation: a signed-in caller also
 sees other organisations' public and internal datasets, and membership decides which
@@ -195,3 +196,38 @@ def cached_write(key: str, value: object, *, generation: int | None, seconds: in
         logger.warning("The shared cache cannot be written; the answer is not kept.")
         return
     _answers.put(key, generation, seconds, value)
+
+
+# --- Model instances as plain data -----------------------------------------------------
+
+
+def model_snapshot(obj, *related: str) -> dict:
+    """A model instance as plain data to cache: its fields' values, and those of the
+    named related objects (already loaded). Never the pickled instance: that carries
+    its caches and the class's layout, which a deploy may change under it."""
+    return {
+        "model": obj._meta.label,
+        "fields": {
+            field.attname: getattr(obj, field.attname) for field in obj._meta.concrete_fields
+        },
+        "related": {name: model_snapshot(getattr(obj, name)) for name in related},
+    }
+
+
+def model_restore(snapshot: dict):
+    """The instance a snapshot was taken of (as loaded from the database), or None when
+    it no longer fits its model (a field was removed or renamed since): a cache miss."""
+    from django.apps import apps
+
+    try:
+        model = apps.get_model(snapshot["model"])
+        obj = model(**snapshot["fields"])
+    except (LookupError, TypeError, KeyError):
+        return None
+    obj._state.adding, obj._state.db = False, "default"
+    for name, related in snapshot["related"].items():
+        restored = model_restore(related)
+        if restored is None:
+            return None
+        setattr(obj, name, restored)
+    return obj

@@ -378,3 +378,30 @@ def test_the_manifest_matches_if_none_match_lists_weak_tags_and_the_wildcard(
         assert client.get(MANIFEST, HTTP_IF_NONE_MATCH=header).status_code == 304, header
     for header in ('"other"', "not an etag", etag.strip('"')):
         assert client.get(MANIFEST, HTTP_IF_NONE_MATCH=header).status_code == 200, header
+
+
+def test_the_shared_cache_holds_a_versions_facts_as_plain_data_not_model_instances(
+    published, viewer, as_user
+):
+    from django.core.cache import cache
+    from django.db.models import Model
+
+    as_user(viewer).get(f"{DOWNLOAD}?ttl=600")
+    client = cache._cache.get_client()
+    keys = [k.decode().split(":", 2)[2] for k in client.keys("*api-version:*")]
+    assert keys
+
+    def plain(value) -> bool:
+        if isinstance(value, Model):
+            return False
+        if isinstance(value, dict):
+            return all(plain(v) for v in value.values())
+        if isinstance(value, (list, tuple)):
+            return all(plain(v) for v in value)
+        return True
+
+    for key in keys:
+        generation, value = cache.get(key)
+        assert plain(value)
+        current = DatasetVersion.objects.get(dataset=published, is_current=True)
+        assert value[1]["fields"]["sha256"] == current.sha256
