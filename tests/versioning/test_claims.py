@@ -4,7 +4,6 @@ with its staged file; a job that fails for good removes what it staged."""
 
 from __future__ import annotations
 
-import io
 from datetime import timedelta
 
 import pytest
@@ -15,8 +14,15 @@ from django.utils import timezone
 from catalog.exceptions import StorageUnavailable
 from catalog.storage import get_object_store
 from tests.conftest import wait_for
-from versioning.models import DatasetVersion, JobSource, JobStatus, PublishJob
-from versioning.services import publish_job_create, publish_job_run
+from tests.versioning.conftest import (
+    CSV,
+    big_csv,
+    queue,
+    sweep_until_finished,
+    wait_until_running,
+)
+from versioning.models import DatasetVersion, JobStatus, PublishJob
+from versioning.services import publish_job_run
 from versioning.services.jobs import (
     Claim,
     lease_kept,
@@ -27,18 +33,6 @@ from versioning.services.jobs import (
 from versioning.services.publish import publish_job_attempt
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-CSV = b"day,store,revenue\n2024-08-10,ST1,10.5\n2024-08-10,ST2,7\n"
-
-
-def queue(dataset, data, system):
-    return publish_job_create(
-        dataset=dataset,
-        stream=io.BytesIO(data),
-        filename="data.csv",
-        actor=system,
-        source=JobSource.COMMAND,
-    )
 
 
 def expire_lease(job) -> None:
@@ -163,28 +157,13 @@ def test_the_lease_keeping_thread_survives_a_dropped_database_connection(dataset
 def test_a_dropped_database_connection_mid_inspection_keeps_the_upload_and_the_job_completes(
     dataset, system, start_worker
 ):
-    row = b"2024-08-10,ST0001,1234.56,some text that takes a little room\n"
-    data = b"day,store,revenue,comment\n" + row * (60 * 1024 * 1024 // len(row))
+    data = big_csv(60)
     start_worker()
     job = queue(dataset, data, system)
-    wait_for(
-        lambda: PublishJob.objects.filter(
-            pk=job.pk, status=JobStatus.RUNNING, bytes_done__gt=0
-        ).exists(),
-        timeout=60,
-        interval=0.05,
-        message="the inspection to be under way",
-    )
+    wait_until_running(job)
     assert terminate_other_connections() >= 1
 
-    def finished():
-        from versioning.services import publish_jobs_sweep
-
-        publish_jobs_sweep()
-        job.refresh_from_db()
-        return job.is_finished
-
-    wait_for(finished, timeout=120, interval=1, message="the job to finish")
+    sweep_until_finished(job)
     assert job.status == JobStatus.SUCCEEDED, job.message
     version = DatasetVersion.objects.get(dataset=dataset)
     assert version.pk == job.version_id and version.size_bytes == len(data)

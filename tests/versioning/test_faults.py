@@ -16,34 +16,19 @@ from catalog.exceptions import Conflict
 from catalog.storage import copy_immutable, get_object_store, sha256_of
 from config.celery import app as celery_app
 from tests.conftest import wait_for
+from tests.versioning.conftest import (
+    CSV,
+    big_csv,
+    finished,
+    queue,
+    sweep_until_finished,
+    wait_until_running,
+)
 from versioning.manifest import manifest_latest
-from versioning.models import DatasetVersion, JobSource, JobStatus, PublishJob
-from versioning.services import publish_job_create, publish_job_run, publish_jobs_sweep
+from versioning.models import DatasetVersion, JobStatus
+from versioning.services import publish_job_run
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker]
-
-CSV = b"day,store,revenue\n2024-08-10,ST1,10.5\n2024-08-10,ST2,7\n"
-
-
-def big_csv(megabytes: int) -> bytes:
-    row = b"2024-08-10,ST0001,1234.56,some text that takes a little room\n"
-    return b"day,store,revenue,comment\n" + row * (megabytes * 1024 * 1024 // len(row))
-
-
-def queue(dataset, data, system, **kwargs):
-    return publish_job_create(
-        dataset=dataset,
-        stream=io.BytesIO(data),
-        filename="data.csv",
-        actor=system,
-        source=JobSource.COMMAND,
-        **kwargs,
-    )
-
-
-def finished(job):
-    job.refresh_from_db()
-    return job.is_finished
 
 
 def test_a_real_worker_publishes_a_queued_job(dataset, system, start_worker):
@@ -66,25 +51,14 @@ def test_a_worker_killed_mid_publish_is_replaced_and_the_job_completes_once(
 
     worker = start_worker()
     job = queue(dataset, big_csv(120), system)
-    wait_for(
-        lambda: PublishJob.objects.filter(
-            pk=job.pk, status=JobStatus.RUNNING, bytes_done__gt=0
-        ).exists(),
-        timeout=60,
-        interval=0.05,
-        message="the job to be running",
-    )
+    wait_until_running(job)
     worker.kill()
     job.refresh_from_db()
     assert job.status == JobStatus.RUNNING  # killed half-way: nobody finished it
 
     start_worker()
 
-    def sweep_until_finished():
-        publish_jobs_sweep()
-        return finished(job)
-
-    wait_for(sweep_until_finished, timeout=120, interval=1, message="the job to be taken over")
+    sweep_until_finished(job, timeout=120)
     assert job.status == JobStatus.SUCCEEDED, job.message
     assert job.attempts == 2
     assert DatasetVersion.objects.filter(dataset=dataset).count() == 2
@@ -175,11 +149,7 @@ def test_with_the_broker_down_an_upload_is_queued_promptly_and_runs_once_it_is_b
     # Nothing was sent while the broker was down: only the sweeper can bring the job back.
     start_worker(env={"REDIS_URL": private_redis.url})
 
-    def sweep_until_finished():
-        publish_jobs_sweep()
-        return finished(job)
-
-    wait_for(sweep_until_finished, timeout=60, interval=1, message="the swept job")
+    sweep_until_finished(job, timeout=60)
     assert job.status == JobStatus.SUCCEEDED, job.message
     assert DatasetVersion.objects.filter(dataset=dataset).count() == 1
 
@@ -331,11 +301,7 @@ def test_a_worker_killed_after_storing_the_object_and_before_the_commit_publishe
 
     start_worker()
 
-    def sweep_until_finished():
-        publish_jobs_sweep()
-        return finished(job)
-
-    wait_for(sweep_until_finished, timeout=90, interval=1, message="the re-run")
+    sweep_until_finished(job, timeout=90)
     assert job.status == JobStatus.SUCCEEDED, job.message
     assert job.attempts == 2
     versions = DatasetVersion.objects.filter(dataset=dataset)
