@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 
+from catalog.api.generations import generation_bump
 from catalog.models import (
     STEWARD_ROLES,
     AuditEntry,
@@ -71,6 +72,24 @@ class OrganizationScopedAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return request.user.is_superuser
+
+    # Changes made here (a dataset's visibility, a membership) change what the API shows:
+    # cached answers must miss after commit (catalog/api/generations.py).
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        generation_bump()
+
+    def save_formset(self, request, form, formset, change):
+        super().save_formset(request, form, formset, change)
+        generation_bump()
+
+    def delete_model(self, request, obj):
+        super().delete_model(request, obj)
+        generation_bump()
+
+    def delete_queryset(self, request, queryset):
+        super().delete_queryset(request, queryset)
+        generation_bump()
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         if db_field.name == "organization" and not request.user.is_superuser:

@@ -5,9 +5,11 @@ that made the change. That writes a `DomainEvent` and one `EventDelivery` per ha
 subscribed to its topic, so the event exists exactly when the change was committed. After
 commit a Celery task delivers it; a periodic sweeper delivers whatever that task missed
 (the broker was down, the worker died). A delivery is claimed by a conditional update
-with a lease, so two workers never run one handler for one event at the same time, and it
-is marked delivered only after its handler returned: delivery is at least once, and
-handlers are written to be idempotent.
+with a lease, renewed while its handler runs (a handler may outlast any fixed lease), so
+two workers never run one handler for one event at the same time; it is marked delivered
+only after its handler returned, and only under the claim: delivery is at least once,
+and handlers are written to be idempotent. Delivered events are pruned after
+OUTBOX_RETENTION_DAYS (`events_prune`).
 
 Apps subscribe in their `AppConfig.ready()`, one line per handler:
 
@@ -23,9 +25,11 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
+from catalog.api.generations import generation_bump
+from catalog.leases import LeaseKeeper
 from catalog.models import DomainEvent, EventDelivery, Organization
 
 logger = logging.getLogger(__name__)
@@ -60,6 +64,8 @@ def event_record(
 ) -> DomainEvent:
     """Records an event in the current transaction; it is delivered after commit."""
     event = DomainEvent.objects.create(topic=topic, payload=payload, organization=organization)
+    # What the API shows may have changed with it: cached answers miss after commit.
+    generation_bump()
     deliveries = EventDelivery.objects.bulk_create(
         EventDelivery(event=event, handler=name) for name in _handlers_for(topic)
     )
@@ -89,8 +95,32 @@ def _claim(delivery_id: int) -> EventDelivery | None:
     return EventDelivery.objects.select_related("event").get(pk=delivery_id)
 
 
+def _mine(delivery: EventDelivery):
+    """The delivery, only while this worker's claim (the attempt it took) holds."""
+    return EventDelivery.objects.filter(
+        pk=delivery.pk, attempts=delivery.attempts, delivered_at__isnull=True
+    )
+
+
+def _lease_kept(delivery: EventDelivery) -> LeaseKeeper:
+    """Renews the delivery's lease while its handler runs (a columnar copy of a large
+    file can take longer than any fixed lease), fenced by the claim."""
+
+    def renew() -> bool:
+        lease = timezone.now() + timedelta(seconds=settings.OUTBOX_LEASE_SECONDS)
+        return bool(_mine(delivery).update(lease_until=lease))
+
+    return LeaseKeeper(
+        renew, every=settings.OUTBOX_LEASE_SECONDS / 3, name=f"event delivery {delivery.pk}"
+    )
+
+
 def events_deliver(*, delivery_ids: Iterable[int]) -> int:
-    """Runs the handler of each delivery that is not taken; returns how many succeeded."""
+    """Runs the handler of each delivery that is not taken; returns how many succeeded.
+
+    The delivery's lease is renewed while its handler runs, so only a worker that died
+    loses it; what the worker records afterwards (delivered, or the failure) is fenced
+    by its claim, so a worker that lost it changes nothing."""
     done = 0
     for delivery_id in delivery_ids:
         delivery = _claim(delivery_id)
@@ -99,32 +129,31 @@ def events_deliver(*, delivery_ids: Iterable[int]) -> int:
         handler = _handlers.get(delivery.handler)
         if handler is None:
             # The handler was unsubscribed since: nobody is left to take this event.
-            EventDelivery.objects.filter(pk=delivery.pk).update(
+            _mine(delivery).update(
                 failed_at=timezone.now(), last_error="No such handler is registered any more."
             )
             continue
         try:
-            handler(delivery.event)
+            with _lease_kept(delivery):
+                handler(delivery.event)
         except Exception as exc:
             logger.exception("Handler %s failed on %s", delivery.handler, delivery.event)
             _record_failure(delivery, exc)
             continue
-        EventDelivery.objects.filter(pk=delivery.pk).update(
-            delivered_at=timezone.now(), lease_until=None, last_error=""
-        )
-        done += 1
+        if _mine(delivery).update(delivered_at=timezone.now(), lease_until=None, last_error=""):
+            done += 1
     return done
 
 
 def _record_failure(delivery: EventDelivery, exc: Exception) -> None:
     if delivery.attempts >= settings.OUTBOX_MAX_ATTEMPTS:
-        EventDelivery.objects.filter(pk=delivery.pk).update(
+        _mine(delivery).update(
             failed_at=timezone.now(), lease_until=None, last_error=str(exc)[:2000]
         )
         return
     # Exponential backoff with jitter: the sweeper picks it up once the lease runs out.
     delay = min(3600, 2**delivery.attempts) * (0.5 + random.random())
-    EventDelivery.objects.filter(pk=delivery.pk).update(
+    _mine(delivery).update(
         lease_until=timezone.now() + timedelta(seconds=delay), last_error=str(exc)[:2000]
     )
 
@@ -141,3 +170,23 @@ def events_pending_ids(*, limit: int = 500) -> list[int]:
         .order_by("id")
         .values_list("id", flat=True)[:limit]
     )
+
+
+def events_prune(*, older_than: timedelta | None = None, batch: int = 1000) -> int:
+    """Deletes events older than OUTBOX_RETENTION_DAYS (or `older_than`) whose every
+    delivery is done, with those deliveries; returns how many events. An event still
+    waiting for a handler, or whose delivery failed for good (an operator looks at
+    those), is kept whatever its age. The audit log is another table and stays."""
+    age = older_than if older_than is not None else timedelta(days=settings.OUTBOX_RETENTION_DAYS)
+    cutoff = timezone.now() - age
+    undelivered = EventDelivery.objects.filter(event=OuterRef("pk"), delivered_at__isnull=True)
+    prunable = DomainEvent.objects.filter(created_at__lt=cutoff).exclude(Exists(undelivered))
+    pruned = 0
+    # In batches: a backlog of millions never becomes one long transaction.
+    while ids := list(prunable.order_by("id").values_list("id", flat=True)[:batch]):
+        with transaction.atomic():
+            EventDelivery.objects.filter(event_id__in=ids).delete()
+            pruned += (
+                DomainEvent.objects.filter(id__in=ids).delete()[1].get(DomainEvent._meta.label, 0)
+            )
+    return pruned

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import gzip
 import hashlib
 import io
 import re
@@ -298,12 +299,11 @@ class _HashingReader:
 
 
 class _GunzipReader:
-    """Decompresses gzip (including several concatenated members) as it is read."""
+    """Decompresses gzip (several concatenated members too) as it is read, with the
+    standard library's `gzip.GzipFile`; its errors become the file's verdict."""
 
     def __init__(self, raw: _HashingReader) -> None:
-        self._raw = raw
-        self._inflater = zlib.decompressobj(wbits=31)
-        self._done = False
+        self._file = gzip.GzipFile(fileobj=raw, mode="rb")
         self.failure: FileRejected | None = None
         self.closed = False
 
@@ -311,47 +311,22 @@ class _GunzipReader:
         if size is None or size < 0:
             size = _READ_CHUNK
         try:
-            return self._read(size)
-        except zlib.error as exc:
+            return self._file.read(size)
+        except _ReadFailure:
+            raise  # the compressed stream's own failure, kept on its reader
+        except EOFError as exc:
+            self.failure = FileRejected(
+                "The gzip file is truncated: it ends before its compressed data does.",
+                details={"reason": "unexpected end of gzip stream"},
+            )
+            raise _ReadFailure("truncated gzip stream") from exc
+        except (gzip.BadGzipFile, zlib.error) as exc:
             self.failure = FileRejected(
                 "The file is not a valid gzip file, or it is damaged: "
                 "it could not be decompressed.",
                 details={"reason": str(exc)},
             )
             raise _ReadFailure(str(exc)) from exc
-
-    def _read(self, size: int) -> bytes:
-        parts = []
-        wanted = size
-        while wanted > 0 and not self._done:
-            inflater = self._inflater
-            if inflater.unconsumed_tail:
-                data = inflater.unconsumed_tail
-            elif inflater.eof:
-                data = inflater.unused_data or self._raw.read(_READ_CHUNK)
-                if not data:
-                    self._done = True
-                    break
-                # Another gzip member follows; anything else after the end is refused
-                # by zlib as a bad header.
-                inflater = self._inflater = zlib.decompressobj(wbits=31)
-            else:
-                data = self._raw.read(_READ_CHUNK)
-                if not data and self._raw.bytes_read == 0:
-                    # Nothing at all: reported as an empty file, not as bad gzip.
-                    self._done = True
-                    break
-                if not data:
-                    self.failure = FileRejected(
-                        "The gzip file is truncated: it ends before its compressed data does.",
-                        details={"reason": "unexpected end of gzip stream"},
-                    )
-                    raise _ReadFailure("truncated gzip stream")
-            part = inflater.decompress(data, wanted)
-            if part:
-                parts.append(part)
-                wanted -= len(part)
-        return b"".join(parts)
 
     def readable(self) -> bool:
         return True

@@ -9,6 +9,7 @@ from __future__ import annotations
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
+from catalog.api.generations import generation_bump
 from catalog.audit import Actor, audit_record
 from catalog.exceptions import Forbidden, InvalidInput
 from catalog.models import Dataset, Membership, Organization, Role
@@ -32,6 +33,7 @@ def organization_create(*, slug: str, name: str = "", actor: Actor) -> Organizat
     with transaction.atomic():
         org.save()
         audit_record(actor=actor, action="organization.create", obj=org, organization=org)
+        generation_bump()
     return org
 
 
@@ -49,6 +51,7 @@ def membership_set(*, organization: Organization, user, role: str, actor: Actor)
             organization=organization,
             details={"role": role},
         )
+        generation_bump()  # who may see which private datasets changed
     return membership
 
 
@@ -92,6 +95,7 @@ def dataset_create(
             audit_record(
                 actor=actor, action="dataset.create", obj=dataset, organization=organization
             )
+            generation_bump()
     except IntegrityError:
         raise InvalidInput(
             f"The organisation {organization.slug!r} already has a dataset {dataset.path!r}."
@@ -117,4 +121,5 @@ def dataset_update(*, dataset: Dataset, actor: Actor, **fields) -> Dataset:
             organization=dataset.organization,
             details={"changed": sorted(changed)},
         )
+        generation_bump()
     return dataset

@@ -21,6 +21,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, BinaryIO, Protocol
 from urllib.parse import quote, urlencode
@@ -55,6 +56,7 @@ class ObjectStore(Protocol):
     def signed_url(
         self, key: str, *, ttl: int, filename: str | None = None, version: str = ""
     ) -> str: ...
+    def abandoned_uploads_abort(self, *, older_than: timedelta) -> int: ...
 
 
 def _chunks(stream: IO[bytes], chunk_size: int) -> Iterator[bytes]:
@@ -135,6 +137,22 @@ class LocalObjectStore:
         with self.open(key) as handle:
             handle.seek(start)
             return handle.read(length)
+
+    def abandoned_uploads_abort(self, *, older_than: timedelta) -> int:
+        """Removes the temporary files of writes that never finished (the process was
+        killed mid-write) and were last touched more than `older_than` ago."""
+        cutoff = time.time() - older_than.total_seconds()
+        removed = 0
+        if not self.root.exists():
+            return 0
+        for path in self.root.rglob(".incoming-*"):
+            try:
+                if path.stat().st_mtime < cutoff:
+                    path.unlink()
+                    removed += 1
+            except FileNotFoundError:
+                continue
+        return removed
 
     def path(self, key: str) -> Path:
         """The file behind a key, for the embedded download view."""
@@ -306,12 +324,47 @@ class S3ObjectStore:
         with self._errors(key):
             return self.client.generate_presigned_url("get_object", Params=params, ExpiresIn=ttl)
 
+    def abandoned_uploads_abort(self, *, older_than: timedelta) -> int:
+        """Aborts the bucket's multipart uploads started more than `older_than` ago and
+        never completed: their parts are stored (and billed) but belong to no object.
+        boto3 aborts a failed upload itself when it can; this catches those whose abort
+        could not get through and those of processes killed mid-upload."""
+        from botocore.exceptions import ClientError
+
+        cutoff = datetime.now(UTC) - older_than
+        aborted = 0
+        with self._errors(self.bucket):
+            paginator = self.client.get_paginator("list_multipart_uploads")
+            for page in paginator.paginate(Bucket=self.bucket):
+                for upload in page.get("Uploads", []):
+                    if upload["Initiated"] >= cutoff:
+                        continue
+                    try:
+                        self.client.abort_multipart_upload(
+                            Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+                        )
+                    except ClientError as err:
+                        if err.response.get("Error", {}).get("Code") != "NoSuchUpload":
+                            raise
+                        continue  # completed or aborted meanwhile
+                    aborted += 1
+        return aborted
+
 
 def get_object_store() -> ObjectStore:
     storage = storages["datasets"]
     if isinstance(storage, FileSystemStorage):
         return LocalObjectStore(storage)
     return S3ObjectStore(storage)
+
+
+def uploads_abandoned_abort() -> int:
+    """Aborts uploads to the primary storage left unfinished for longer than
+    MULTIPART_ABANDON_HOURS (a web or worker process killed mid-upload, an abort that
+    could not get through); returns how many."""
+    return get_object_store().abandoned_uploads_abort(
+        older_than=timedelta(hours=settings.MULTIPART_ABANDON_HOURS)
+    )
 
 
 def sha256_of(store: ObjectStore, key: str) -> str:

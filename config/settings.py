@@ -13,6 +13,7 @@ from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+from kombu import Queue
 
 from config.env import env_bool, env_int, env_list, env_str
 
@@ -189,6 +190,9 @@ STREAM_CHUNK_BYTES = env_int("STREAM_CHUNK_BYTES", 8 * 1024 * 1024, minimum=64 *
 # Each web host keeps local copies of the columnar (Parquet) objects that rows are read
 # from, up to this many bytes under VAR_DIR/columnar-cache; 0 reads them from storage.
 COLUMNAR_CACHE_BYTES = env_int("COLUMNAR_CACHE_BYTES", 8 * 1024**3, minimum=0)
+# Uploads (S3 multipart uploads, local temporary files) unfinished for this many hours
+# are aborted by a periodic sweep: their writer died, or its own abort could not get through.
+MULTIPART_ABANDON_HOURS = env_int("MULTIPART_ABANDON_HOURS", 24, minimum=1)
 # Uploads above this many bytes are refused (413).
 MAX_UPLOAD_BYTES = env_int("MAX_UPLOAD_BYTES", 50 * 1024**3, minimum=1)
 # Uploads past this size are streamed to a temporary file, never held in memory.
@@ -225,9 +229,33 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_CONNECTION_TIMEOUT = 2
 CELERY_TIMEZONE = "UTC"
+# One queue per kind of work, so a large publish never delays an event delivery or a
+# notice. Tasks route by name: `versioning.*` publishing, `catalog.*` event delivery, and
+# each later app by its own prefix. A worker started without -Q (the embedded mode,
+# `make worker`) consumes every queue; in production run one worker pool per queue.
+# CELERY_QUEUE_PREFIX keeps several installations (or test runs) on one Redis apart.
+CELERY_QUEUE_PREFIX = env_str("CELERY_QUEUE_PREFIX")
+CELERY_QUEUES = {
+    name: f"{CELERY_QUEUE_PREFIX}{name}"
+    for name in ("default", "publish", "events", "replication", "notifications", "usage")
+}
+CELERY_TASK_DEFAULT_QUEUE = CELERY_QUEUES["default"]
+CELERY_TASK_QUEUES = [Queue(queue, routing_key=queue) for queue in CELERY_QUEUES.values()]
+CELERY_TASK_ROUTES = {
+    "versioning.run_publish_job": {"queue": CELERY_QUEUES["publish"]},
+    "versioning.sweep_publish_jobs": {"queue": CELERY_QUEUES["publish"]},
+    "catalog.deliver_events": {"queue": CELERY_QUEUES["events"]},
+    "catalog.sweep_events": {"queue": CELERY_QUEUES["events"]},
+    "replication.*": {"queue": CELERY_QUEUES["replication"]},
+    "notifications.*": {"queue": CELERY_QUEUES["notifications"]},
+    "usage.*": {"queue": CELERY_QUEUES["usage"]},
+}
 CELERY_BEAT_SCHEDULE = {
     "sweep-publish-jobs": {"task": "versioning.sweep_publish_jobs", "schedule": 30.0},
     "sweep-events": {"task": "catalog.sweep_events", "schedule": 30.0},
+    "prune-outbox": {"task": "catalog.prune_outbox", "schedule": 3600.0},
+    "prune-manifests": {"task": "versioning.prune_manifests", "schedule": 3600.0},
+    "abort-abandoned-uploads": {"task": "catalog.abort_abandoned_uploads", "schedule": 3600.0},
 }
 # A running job whose worker has not reported for this long is taken as lost.
 PUBLISH_JOB_LEASE_SECONDS = env_int("PUBLISH_JOB_LEASE_SECONDS", 120, minimum=5)
@@ -237,6 +265,10 @@ PUBLISH_JOB_MAX_ATTEMPTS = env_int("PUBLISH_JOB_MAX_ATTEMPTS", 3, minimum=1)
 # A claimed event delivery whose handler has not finished for this long is retried.
 OUTBOX_LEASE_SECONDS = env_int("OUTBOX_LEASE_SECONDS", 300, minimum=1)
 OUTBOX_MAX_ATTEMPTS = env_int("OUTBOX_MAX_ATTEMPTS", 10, minimum=1)
+# Delivered events, and manifests superseded by a newer one, are deleted after this many
+# days (audit entries and the manifests' immutable copies in storage stay).
+OUTBOX_RETENTION_DAYS = env_int("OUTBOX_RETENTION_DAYS", 30, minimum=1)
+MANIFEST_RETENTION_DAYS = env_int("MANIFEST_RETENTION_DAYS", 30, minimum=1)
 # OpenLineage run events for each publish: an HTTP endpoint (e.g. Marquez) and/or a file
 # of JSON lines; both empty means off.
 OPENLINEAGE_URL = env_str("OPENLINEAGE_URL")

@@ -103,6 +103,21 @@ def bucket_keys(s3_server):
     return keys
 
 
+@pytest.fixture
+def flaky_storage(settings):
+    """Routes this process's storage calls through a FlakyProxy to the S3 server."""
+    from tests.faults import FlakyProxy
+
+    proxy = FlakyProxy(urlparse(os.environ["S3_ENDPOINT_URL"]).port)
+    options = {**settings.STORAGES["datasets"]["OPTIONS"], "endpoint_url": proxy.url}
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "datasets": {**settings.STORAGES["datasets"], "OPTIONS": options},
+    }
+    yield proxy
+    proxy.close()
+
+
 # --- The cast -------------------------------------------------------------------------
 
 

@@ -29,6 +29,8 @@ os.environ.setdefault("VAR_DIR", f"/tmp/dataset-publisher-tests-{RUN_ID}")
 os.environ.setdefault("PUBLISH_JOB_LEASE_SECONDS", "6")
 os.environ.setdefault("PUBLISH_JOB_REDISPATCH_SECONDS", "2")
 os.environ.setdefault("OUTBOX_LEASE_SECONDS", "3")
+# Every queue (publish, events, ...) gets this run's own name; worker processes inherit it.
+os.environ.setdefault("CELERY_QUEUE_PREFIX", f"tests-{RUN_ID}-")
 os.environ.setdefault("ALLOWED_HOSTS", "testserver,127.0.0.1,localhost")
 
 from config.settings import *  # noqa: E402,F403
@@ -38,6 +40,5 @@ SECURE_SSL_REDIRECT = False
 SESSION_COOKIE_SECURE = False
 CSRF_COOKIE_SECURE = False
 DATABASES["default"]["TEST"] = {"NAME": f"test_dataset_publisher_{RUN_ID}"}  # noqa: F405
-CELERY_TASK_DEFAULT_QUEUE = f"tests-{RUN_ID}"
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 INSTALLED_APPS = [*INSTALLED_APPS, "tests.probe"]  # noqa: F405

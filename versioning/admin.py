@@ -331,11 +331,7 @@ class DatasetAdmin(OrganizationScopedAdmin):
                     filename=upload.name,
                     actor=Actor.from_request(request, via="admin"),
                     source=JobSource.ADMIN,
-                    requested_version=form.cleaned_data["version"],
-                    note=form.cleaned_data["note"],
-                    inputs=form.cleaned_data["inputs"],
-                    draft=form.cleaned_data["draft"],
-                    allow_breaking=form.cleaned_data["allow_breaking"],
+                    options=form.publish_options(),
                 )
             except DomainError as exc:
                 form.add_error(None, exc.message)

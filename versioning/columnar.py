@@ -20,7 +20,6 @@ every column as text rather than not at all.
 
 from __future__ import annotations
 
-import csv
 import fcntl
 import gzip
 import hashlib
@@ -29,6 +28,7 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 import tempfile
 from collections import OrderedDict
@@ -490,17 +490,51 @@ def encode_ndjson(table: pa.Table) -> bytes:
     return "".join(dumps(row) + "\n" for row in rows_as_dicts(table)).encode()
 
 
+def _is_text(column) -> bool:
+    return pa.types.is_string(column.type) or pa.types.is_large_string(column.type)
+
+
+def _has_empty(column) -> bool:
+    if column.null_count:
+        return True
+    return _is_text(column) and bool(pc.any(pc.equal(column, "")).as_py())
+
+
+def _needs_quotes(column) -> bool:
+    return _is_text(column) and bool(pc.any(pc.match_substring_regex(column, _STRUCTURAL)).as_py())
+
+
+# A value holding one of these needs quotes in CSV.
+_STRUCTURAL = '[",\r\n]'
+
+
 def encode_csv(table: pa.Table) -> bytes:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(table.column_names)
+    """The rows as CSV, written by pyarrow's CSV writer in the form our clients have
+    always had (that of Python's csv module): numbers as Python writes them (a float's
+    shortest round-trip form, `7.0`, `1e-05`), `true`/`false`, null as an empty field,
+    no quotes unless a value needs them. pyarrow quotes either every text value or none,
+    so when some text needs quotes, every text value of the answer gets them (any CSV
+    reader reads the same values)."""
     plain = _plain(table)
-    columns = [column.to_pylist() for column in plain.columns]
-    for row in zip(*columns, strict=True):
-        writer.writerow(
-            [
-                "" if v is None else ("true" if v is True else "false" if v is False else v)
-                for v in row
-            ]
-        )
-    return out.getvalue().encode()
+    columns = [
+        # Arrow writes 7.0 as "7": keep the digits clients have always had.
+        pa.array([None if v is None else repr(v) for v in column.to_pylist()], pa.string())
+        if pa.types.is_floating(column.type)
+        else column
+        for column in plain.columns
+    ]
+    if len(columns) == 1 and _has_empty(columns[0]):
+        # A lone empty field would be a blank line, which CSV readers skip: quote it.
+        columns = [pc.fill_null(pc.cast(columns[0], pa.string()), "")]
+        quote = True
+    else:
+        quote = any(_needs_quotes(c) for c in columns)
+    options = pacsv.WriteOptions(
+        quoting_style="needed" if quote else "none",
+        quoting_header="needed"
+        if any(re.search(_STRUCTURAL, name) for name in plain.column_names)
+        else "none",
+    )
+    out = io.BytesIO()
+    pacsv.write_csv(pa.Table.from_arrays(columns, names=plain.column_names), out, options)
+    return out.getvalue()

@@ -7,6 +7,8 @@ from datetime import timedelta
 from django import forms
 from django.utils import timezone
 
+from versioning.options import PublishOptions
+
 
 class PublishForm(forms.Form):
     file = forms.FileField(help_text="CSV (plain or .csv.gz) or Parquet.")
@@ -38,6 +40,16 @@ class PublishForm(forms.Form):
 
     def clean_inputs(self) -> list[str]:
         return [line.strip() for line in self.cleaned_data["inputs"].splitlines() if line.strip()]
+
+    def publish_options(self) -> PublishOptions:
+        data = self.cleaned_data
+        return PublishOptions(
+            version=data["version"],
+            note=data["note"],
+            inputs=data["inputs"],
+            draft=data["draft"],
+            allow_breaking=data["allow_breaking"],
+        )
 
 
 class DeprecateForm(forms.Form):

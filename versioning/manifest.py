@@ -15,8 +15,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, OuterRef, Subquery
 from django.utils import timezone
 
 from catalog import events
@@ -107,3 +110,25 @@ def manifest_latest(*, organization: Organization) -> Manifest | None:
     return (
         Manifest.objects.filter(organization=organization).order_by("-generated_at", "-id").first()
     )
+
+
+def manifests_prune(*, older_than: timedelta | None = None, batch: int = 1000) -> int:
+    """Deletes manifest rows superseded more than MANIFEST_RETENTION_DAYS (or
+    `older_than`) ago; returns how many. Each organisation's latest manifest stays, and
+    so does any not yet written to storage: every manifest's immutable copy stays in the
+    bucket under `manifests/history/` (a rollback's backup is named by that key)."""
+    age = older_than if older_than is not None else timedelta(days=settings.MANIFEST_RETENTION_DAYS)
+    cutoff = timezone.now() - age
+    latest = Manifest.objects.filter(organization=OuterRef("organization")).order_by(
+        "-generated_at", "-id"
+    )
+    prunable = (
+        Manifest.objects.filter(generated_at__lt=cutoff, written_at__isnull=False)
+        .annotate(latest_id=Subquery(latest.values("id")[:1]))
+        .exclude(id=F("latest_id"))
+    )
+    pruned = 0
+    while ids := list(prunable.order_by("id").values_list("id", flat=True)[:batch]):
+        with transaction.atomic():
+            pruned += Manifest.objects.filter(id__in=ids).delete()[0]
+    return pruned

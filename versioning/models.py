@@ -322,6 +322,13 @@ class PublishJob(models.Model):
         return self.status in (JobStatus.SUCCEEDED, JobStatus.FAILED)
 
     @property
+    def options(self):
+        """What the publisher asked for (`versioning.options.PublishOptions`)."""
+        from versioning.options import PublishOptions
+
+        return PublishOptions.of_job(self)
+
+    @property
     def duration(self):
         if self.started_at and self.finished_at:
             return self.finished_at - self.started_at

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
+from versioning.manifest import manifests_prune
 from versioning.services import publish_job_run, publish_jobs_sweep
 
 
@@ -16,3 +17,9 @@ def run_publish_job(job_id: str) -> str | None:
 @shared_task(name="versioning.sweep_publish_jobs")
 def sweep_publish_jobs() -> int:
     return publish_jobs_sweep()
+
+
+@shared_task(name="versioning.prune_manifests")
+def prune_manifests() -> int:
+    """Deletes superseded manifest rows past their retention (MANIFEST_RETENTION_DAYS)."""
+    return manifests_prune()

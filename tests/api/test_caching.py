@@ -367,3 +367,41 @@ def test_a_rate_limit_counter_counts_and_expires_with_its_window():
     key = cache.make_and_validate_key("counter")
     assert 0 < cache._cache.get_client(key).ttl(key) <= 61
     assert cache.get("counter") == 3
+
+
+def test_the_manifest_matches_if_none_match_lists_weak_tags_and_the_wildcard(
+    published, viewer, as_user
+):
+    client = as_user(viewer)
+    etag = client.get(MANIFEST)["ETag"]
+    for header in (etag, f'"other", W/{etag}', "*"):
+        assert client.get(MANIFEST, HTTP_IF_NONE_MATCH=header).status_code == 304, header
+    for header in ('"other"', "not an etag", etag.strip('"')):
+        assert client.get(MANIFEST, HTTP_IF_NONE_MATCH=header).status_code == 200, header
+
+
+def test_the_shared_cache_holds_a_versions_facts_as_plain_data_not_model_instances(
+    published, viewer, as_user
+):
+    from django.core.cache import cache
+    from django.db.models import Model
+
+    as_user(viewer).get(f"{DOWNLOAD}?ttl=600")
+    client = cache._cache.get_client()
+    keys = [k.decode().split(":", 2)[2] for k in client.keys("*api-version:*")]
+    assert keys
+
+    def plain(value) -> bool:
+        if isinstance(value, Model):
+            return False
+        if isinstance(value, dict):
+            return all(plain(v) for v in value.values())
+        if isinstance(value, (list, tuple)):
+            return all(plain(v) for v in value)
+        return True
+
+    for key in keys:
+        generation, value = cache.get(key)
+        assert plain(value)
+        current = DatasetVersion.objects.get(dataset=published, is_current=True)
+        assert value[1]["fields"]["sha256"] == current.sha256

@@ -115,3 +115,50 @@ def test_a_failing_handler_is_retried_later_and_given_up_after_the_last_attempt(
     delivery.refresh_from_db()
     assert delivery.failed_at is not None and delivery.attempts == 2
     assert delivery.pk not in events.events_pending_ids()
+
+
+def test_a_handler_that_outlasts_the_lease_is_not_taken_by_the_sweeper_while_it_runs(
+    tmp_path, settings
+):
+    """As a columnar copy of a large file would: the handler runs for three leases."""
+    import threading
+
+    assert settings.OUTBOX_LEASE_SECONDS == 3
+    log = tmp_path / "log"
+    with transaction.atomic():
+        event = events.event_record(
+            topic="probe.slow", payload={"log": str(log), "sleep_first_time": 9}
+        )
+    [delivery] = event.deliveries.all()
+    worker = threading.Thread(target=events.events_deliver, kwargs={"delivery_ids": [delivery.pk]})
+    worker.start()
+    wait_for(lambda: log_lines(log), message="the handler to start")
+    swept = 0
+    while worker.is_alive():
+        # What the periodic sweeper does, again and again while the handler runs.
+        swept += events.events_deliver(delivery_ids=events.events_pending_ids())
+        worker.join(0.5)
+    assert swept == 0
+    assert [line.split()[0] for line in log_lines(log)] == ["start", "done"]
+    delivery.refresh_from_db()
+    assert delivery.delivered_at is not None and delivery.attempts == 1
+
+
+def test_a_delivery_whose_claim_was_taken_over_is_not_marked_by_the_first_worker(tmp_path):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    with transaction.atomic():
+        event = events.event_record(topic="probe.x", payload={"log": str(tmp_path / "log")})
+    [delivery] = event.deliveries.all()
+    stale = events._claim(delivery.pk)
+    EventDelivery.objects.filter(pk=delivery.pk).update(
+        lease_until=timezone.now() - timedelta(seconds=1)
+    )
+    fresh = events._claim(delivery.pk)
+    assert (stale.attempts, fresh.attempts) == (1, 2)
+    events._record_failure(stale, RuntimeError("late"))
+    delivery.refresh_from_db()
+    assert delivery.last_error == ""
+    assert delivery.attempts == 2 and delivery.failed_at is None

@@ -8,6 +8,9 @@ import io
 import pytest
 
 from catalog.audit import Actor
+from tests.conftest import wait_for
+from versioning.models import JobSource, JobStatus, PublishJob
+from versioning.services import publish_job_create, publish_jobs_sweep
 
 
 def csv_of(columns: dict[str, list], *, order: list[str] | None = None) -> bytes:
@@ -59,3 +62,51 @@ def publish_with(system):
         return job
 
     return run
+
+
+# --- Publish jobs and workers, for the fault and claim tests ----------------------
+
+CSV = b"day,store,revenue\n2024-08-10,ST1,10.5\n2024-08-10,ST2,7\n"
+
+
+def big_csv(megabytes: int) -> bytes:
+    row = b"2024-08-10,ST0001,1234.56,some text that takes a little room\n"
+    return b"day,store,revenue,comment\n" + row * (megabytes * 1024 * 1024 // len(row))
+
+
+def queue(dataset, data, system, **kwargs):
+    return publish_job_create(
+        dataset=dataset,
+        stream=io.BytesIO(data),
+        filename="data.csv",
+        actor=system,
+        source=JobSource.COMMAND,
+        **kwargs,
+    )
+
+
+def finished(job):
+    job.refresh_from_db()
+    return job.is_finished
+
+
+def wait_until_running(job) -> None:
+    """Until a worker has the job and has read some of its file."""
+    wait_for(
+        lambda: PublishJob.objects.filter(
+            pk=job.pk, status=JobStatus.RUNNING, bytes_done__gt=0
+        ).exists(),
+        timeout=60,
+        interval=0.05,
+        message="the job to be running",
+    )
+
+
+def sweep_until_finished(job, *, timeout: float = 120) -> None:
+    """Runs the sweeper, as beat would, until the job is finished."""
+
+    def swept():
+        publish_jobs_sweep()
+        return finished(job)
+
+    wait_for(swept, timeout=timeout, interval=1, message="the swept job to finish")

@@ -4,12 +4,10 @@ broker that is down, a crash between storing and committing, a key written twice
 from __future__ import annotations
 
 import io
-import os
 import shutil
 import socket
 import subprocess
 import time
-from urllib.parse import urlparse
 
 import pytest
 from django.db import connection
@@ -18,35 +16,19 @@ from catalog.exceptions import Conflict
 from catalog.storage import copy_immutable, get_object_store, sha256_of
 from config.celery import app as celery_app
 from tests.conftest import wait_for
-from tests.faults import FlakyProxy
+from tests.versioning.conftest import (
+    CSV,
+    big_csv,
+    finished,
+    queue,
+    sweep_until_finished,
+    wait_until_running,
+)
 from versioning.manifest import manifest_latest
-from versioning.models import DatasetVersion, JobSource, JobStatus, PublishJob
-from versioning.services import publish_job_create, publish_job_run, publish_jobs_sweep
+from versioning.models import DatasetVersion, JobStatus
+from versioning.services import publish_job_run
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker]
-
-CSV = b"day,store,revenue\n2024-08-10,ST1,10.5\n2024-08-10,ST2,7\n"
-
-
-def big_csv(megabytes: int) -> bytes:
-    row = b"2024-08-10,ST0001,1234.56,some text that takes a little room\n"
-    return b"day,store,revenue,comment\n" + row * (megabytes * 1024 * 1024 // len(row))
-
-
-def queue(dataset, data, system, **kwargs):
-    return publish_job_create(
-        dataset=dataset,
-        stream=io.BytesIO(data),
-        filename="data.csv",
-        actor=system,
-        source=JobSource.COMMAND,
-        **kwargs,
-    )
-
-
-def finished(job):
-    job.refresh_from_db()
-    return job.is_finished
 
 
 def test_a_real_worker_publishes_a_queued_job(dataset, system, start_worker):
@@ -69,25 +51,14 @@ def test_a_worker_killed_mid_publish_is_replaced_and_the_job_completes_once(
 
     worker = start_worker()
     job = queue(dataset, big_csv(120), system)
-    wait_for(
-        lambda: PublishJob.objects.filter(
-            pk=job.pk, status=JobStatus.RUNNING, bytes_done__gt=0
-        ).exists(),
-        timeout=60,
-        interval=0.05,
-        message="the job to be running",
-    )
+    wait_until_running(job)
     worker.kill()
     job.refresh_from_db()
     assert job.status == JobStatus.RUNNING  # killed half-way: nobody finished it
 
     start_worker()
 
-    def sweep_until_finished():
-        publish_jobs_sweep()
-        return finished(job)
-
-    wait_for(sweep_until_finished, timeout=120, interval=1, message="the job to be taken over")
+    sweep_until_finished(job, timeout=120)
     assert job.status == JobStatus.SUCCEEDED, job.message
     assert job.attempts == 2
     assert DatasetVersion.objects.filter(dataset=dataset).count() == 2
@@ -178,11 +149,7 @@ def test_with_the_broker_down_an_upload_is_queued_promptly_and_runs_once_it_is_b
     # Nothing was sent while the broker was down: only the sweeper can bring the job back.
     start_worker(env={"REDIS_URL": private_redis.url})
 
-    def sweep_until_finished():
-        publish_jobs_sweep()
-        return finished(job)
-
-    wait_for(sweep_until_finished, timeout=60, interval=1, message="the swept job")
+    sweep_until_finished(job, timeout=60)
     assert job.status == JobStatus.SUCCEEDED, job.message
     assert DatasetVersion.objects.filter(dataset=dataset).count() == 1
 
@@ -191,8 +158,9 @@ def test_with_the_broker_down_an_upload_is_queued_promptly_and_runs_once_it_is_b
 
 
 class VersionInsertTrigger:
-    """A database trigger that makes the commit of a new version fail, as a crash there
-    would: the object is already at its final key, the version row never commits."""
+    """A database trigger that refuses the insert of a new version: the object is already
+    at its final key, the version row never commits, and the job's cleanup runs (a real
+    crash, where no cleanup runs, is the SIGKILL test below)."""
 
     def install(self) -> None:
         with connection.cursor() as cursor:
@@ -218,7 +186,7 @@ def version_insert_trigger():
     trigger.lift()
 
 
-def test_a_crash_between_storing_and_committing_leaves_the_previous_version_current(
+def test_a_commit_the_database_refuses_leaves_the_previous_version_current_and_no_orphan(
     dataset, system, version_insert_trigger, bucket_keys
 ):
     first = publish_job_run(job_id=queue(dataset, CSV, system).pk)
@@ -262,19 +230,6 @@ def test_a_published_key_is_never_overwritten_with_other_bytes(dataset, system):
     assert sha256_of(store, key) == sha256_of(store, "acme/staging/a.csv")
 
 
-@pytest.fixture
-def flaky_storage(settings):
-    """Routes this process's storage calls through a FlakyProxy to the S3 server."""
-    proxy = FlakyProxy(urlparse(os.environ["S3_ENDPOINT_URL"]).port)
-    options = {**settings.STORAGES["datasets"]["OPTIONS"], "endpoint_url": proxy.url}
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "datasets": {**settings.STORAGES["datasets"], "OPTIONS": options},
-    }
-    yield proxy
-    proxy.close()
-
-
 def test_storage_failing_while_reading_the_staged_file_retries_the_job(
     dataset, system, flaky_storage
 ):
@@ -316,3 +271,44 @@ def test_storage_failing_while_copying_to_the_final_key_retries_and_leaves_nothi
         assert job.attempts == 2
     finally:
         proxy.heal()
+
+
+def test_a_worker_killed_after_storing_the_object_and_before_the_commit_publishes_once_on_rerun(
+    dataset, system, start_worker, bucket_keys, tmp_path
+):
+    first = publish_job_run(job_id=queue(dataset, CSV, system).pk)
+    assert first.status == JobStatus.SUCCEEDED
+    marker = tmp_path / "crashed"
+    crashing = start_worker(env={"PROBE_CRASH_BEFORE_COMMIT": str(marker)})
+
+    newer = CSV + b"2024-08-11,ST3,1\n"
+    job = queue(dataset, newer, system)
+    wait_for(marker.exists, timeout=60, message="the worker to reach the commit")
+    wait_for(lambda: crashing.proc.poll() is not None, timeout=10, message="the worker to die")
+    target_key = marker.read_text()
+
+    # Killed between storing and committing: the object is at its final key, no version
+    # refers to it, and the previous version is still current and intact.
+    job.refresh_from_db()
+    assert job.status == JobStatus.RUNNING
+    store = get_object_store()
+    assert store.exists(target_key)
+    current = DatasetVersion.objects.get(dataset=dataset, is_current=True)
+    assert current.pk == first.version_id
+    assert sha256_of(store, current.key) == current.sha256
+    manifest = manifest_latest(organization=dataset.organization)
+    assert manifest.body["datasets"]["gold/txn_daily"]["sha256"] == current.sha256
+
+    start_worker()
+
+    sweep_until_finished(job, timeout=90)
+    assert job.status == JobStatus.SUCCEEDED, job.message
+    assert job.attempts == 2
+    versions = DatasetVersion.objects.filter(dataset=dataset)
+    assert versions.count() == 2
+    new = versions.get(is_current=True)
+    assert new.pk == job.version_id and new.key == target_key  # the stored object reused
+    assert sha256_of(store, new.key) == new.sha256
+    # No object left that no version refers to, and nothing left in staging.
+    assert bucket_keys("acme/v1/gold/") == sorted(v.key for v in versions)
+    assert bucket_keys("acme/staging/") == []

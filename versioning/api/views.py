@@ -18,6 +18,7 @@ from django.conf import settings
 from django.db.models import OuterRef, Prefetch, Subquery
 from django.http import HttpResponse, HttpResponseRedirect
 from django.utils import timezone
+from django.utils.http import parse_etags
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import exceptions, generics, serializers, status
@@ -30,7 +31,13 @@ from rest_framework.views import APIView
 from catalog.api.access import dataset_for_request, visible_datasets
 from catalog.api.errors import error_responses
 from catalog.api.exceptions import PayloadTooLarge
-from catalog.api.generations import ANSWER_SECONDS, cached_read, cached_write
+from catalog.api.generations import (
+    ANSWER_SECONDS,
+    cached_read,
+    cached_write,
+    model_restore,
+    model_snapshot,
+)
 from catalog.api.permissions import device_dataset_id
 from catalog.api.throttling import SignedUrlRateThrottle
 from catalog.audit import Actor
@@ -424,12 +431,9 @@ class PublishJobView(APIView):
 
 
 def _etag_matches(header: str, etag: str) -> bool:
-    if not header:
-        return False
-    if header.strip() == "*":
-        return True
-    candidates = {tag.strip().removeprefix("W/") for tag in header.split(",")}
-    return etag in candidates
+    # If-None-Match compares weakly (RFC 9110 13.1.2): W/"x" matches "x".
+    tags = parse_etags(header)
+    return "*" in tags or etag in {tag.removeprefix("W/") for tag in tags}
 
 
 class ManifestView(APIView):
@@ -602,7 +606,10 @@ def _dataset_and_version(
     key = caching.version_key(request, layer=layer, name=name, org=org, version=version)
     found, generation = (None, 0) if key is None else cached_read(key, request)
     if found is not None:
-        dataset, current = found
+        dataset, current = (model_restore(snapshot) for snapshot in found)
+        found = None if dataset is None or current is None else (dataset, current)
+    if found is not None:
+        current.dataset = dataset
         if current.columnar_key or not rows:
             return found
         current.columnar_key = (
@@ -617,7 +624,8 @@ def _dataset_and_version(
         version_download_check(version=current, user=request.user)
         current.dataset = dataset
     if key is not None and current.status not in (VersionStatus.DRAFT, VersionStatus.ARCHIVED):
-        cached_write(key, (dataset, current), generation=generation, seconds=ANSWER_SECONDS)
+        snapshot = (model_snapshot(dataset, "organization"), model_snapshot(current))
+        cached_write(key, snapshot, generation=generation, seconds=ANSWER_SECONDS)
     return dataset, current
 
 

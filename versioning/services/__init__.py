@@ -10,6 +10,7 @@ from versioning.services.changelog import (  # noqa: F401
     version_get,
     versions_diff,
 )
+from versioning.services.current import version_make_current  # noqa: F401
 from versioning.services.lifecycle import (  # noqa: F401
     version_archive,
     version_deprecate,

@@ -21,61 +21,22 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import date
 
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.utils import timezone
 
-from catalog import events
-from catalog.audit import Actor, audit_record
-from catalog.exceptions import Conflict, Forbidden, InvalidInput
+from catalog.audit import Actor
+from catalog.exceptions import Forbidden, InvalidInput
 from catalog.locks import dataset_lock
-from catalog.models import Dataset
 from catalog.selectors import user_can_steward
 from catalog.services import ensure_steward
-from versioning.manifest import manifest_generate
 from versioning.models import ChangeKind, DatasetVersion, VersionStatus
 from versioning.semver import Version
 from versioning.services.changelog import breaking_override_text, changelog_write
 from versioning.services.compatibility import compatibility_check
+from versioning.services.current import version_make_current, version_record
 from versioning.services.diff import schema_diff
 
 MAX_MESSAGE = 2000
-
-
-def _payload(version: DatasetVersion, **extra) -> dict:
-    return {
-        "dataset_id": version.dataset_id,
-        "dataset": version.dataset.path,
-        "organization": version.dataset.organization.slug,
-        "version_id": version.pk,
-        "version": version.version,
-        "status": version.status,
-        **extra,
-    }
-
-
-def _record(
-    version: DatasetVersion,
-    *,
-    actor: Actor,
-    action: str,
-    topics: tuple[str, ...],
-    payload: dict,
-    details: dict,
-) -> None:
-    """A transition's events and audit entry, in the transition's transaction."""
-    for topic in topics:
-        events.event_record(
-            topic=topic,
-            payload=_payload(version, **payload),
-            organization=version.dataset.organization,
-        )
-    audit_record(
-        actor=actor,
-        action=action,
-        obj=version,
-        organization=version.dataset.organization,
-        details=details,
-    )
 
 
 def _transition(
@@ -83,7 +44,7 @@ def _transition(
 ) -> DatasetVersion:
     """Runs `change` on a fresh, locked copy of the version: under the dataset's lock and
     in one transaction. `change` checks, saves, and records its events and audit entry
-    (`_record`)."""
+    (`version_record`)."""
     ensure_steward(actor=actor, organization=version.dataset.organization)
     with dataset_lock(version.dataset_id), transaction.atomic():
         locked = (
@@ -168,36 +129,18 @@ def version_promote(
             v.diff = diff.as_dict()
             v.change_type = diff.change_type
             v.breaking = diff.breaking
-        if current is not None:
-            DatasetVersion.objects.filter(pk=current.pk).update(is_current=False)
         v.status = VersionStatus.ACTIVE
-        v.is_current = True
-        now = timezone.now()
-        try:
-            v.save(
-                update_fields=[
-                    "status",
-                    "is_current",
-                    "parent",
-                    "diff",
-                    "change_type",
-                    "breaking",
-                ]
-            )
-        except IntegrityError as exc:
-            raise Conflict(f"{v} could not be made current: {exc}") from exc
+        v.save(update_fields=["status", "parent", "diff", "change_type", "breaking"])
         if diff is not None:
             changelog_write(version=v, diff=diff, note=v.note, override=override)
-        Dataset.objects.filter(pk=v.dataset_id).update(updated_at=now)
-        manifest_generate(organization=v.dataset.organization)
         previous = current.version if current else None
-        _record(
-            v,
+        version_make_current(
+            version=v,
+            previous=current,
             actor=actor,
             action="version.promote",
             topics=("version.promoted", "version.published"),
             payload={
-                "previous_version": previous,
                 "change_type": v.change_type,
                 "breaking": v.breaking,
                 "sha256": v.sha256,
@@ -245,7 +188,7 @@ def version_deprecate(
         v.deprecated_at = timezone.now()
         v.save(update_fields=["status", "deprecation_message", "sunset_date", "deprecated_at"])
         facts = {"message": message, "sunset": sunset.isoformat(), "previous_status": was}
-        _record(
+        version_record(
             v,
             actor=actor,
             action="version.deprecate",
@@ -275,7 +218,7 @@ def version_archive(*, version: DatasetVersion, actor: Actor) -> DatasetVersion:
         v.status = VersionStatus.ARCHIVED
         v.archived_at = timezone.now()
         v.save(update_fields=["status", "status_before_archive", "archived_at"])
-        _record(
+        version_record(
             v,
             actor=actor,
             action="version.archive",
@@ -317,7 +260,7 @@ def version_restore(*, version: DatasetVersion, actor: Actor) -> DatasetVersion:
                 "deprecated_at",
             ]
         )
-        _record(
+        version_record(
             v,
             actor=actor,
             action="version.restore",

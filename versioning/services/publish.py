@@ -8,50 +8,37 @@
                          for (or check the publisher's against it and the dataset's
                          compatibility mode), copy to the immutable key, and in one
                          transaction write the version, its changelog and lineage, make it
-                         current (unless it is a draft), regenerate the manifest and record
-                         the events
-    publish_jobs_sweep   periodically: send again the tasks of queued jobs whose dispatch
-                         was lost, and take over running jobs whose worker died
+                         current (unless it is a draft: `version_make_current`), regenerate
+                         the manifest and record the events
 
-Every failure leaves the previous version current, removes the staged object and
-anything this job put at a final key, and fails the job with a message for a steward.
+What the publisher asked for travels as one `PublishOptions` value. Claiming, fencing,
+retries and the sweeper live in `versioning.services.jobs`: every change to the job is
+fenced by this worker's claim, a failure of infrastructure sends the job back to the
+queue with its staged file, and only a verdict on the file (or running out of attempts)
+fails it, removing what it staged. Either way the previous version stays current.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import threading
-import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import timedelta
-from typing import IO
+from typing import IO, Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q
 from django.utils import timezone
 
-from catalog import events
 from catalog.audit import Actor, audit_record
-from catalog.exceptions import (
-    Conflict,
-    DomainError,
-    FileRejected,
-    InvalidInput,
-    NotFound,
-    StorageUnavailable,
-)
+from catalog.exceptions import Conflict, DomainError, FileRejected, InvalidInput, NotFound
 from catalog.inspection import FileProfile, detect_format, inspect_stream
 from catalog.keys import CONTENT_TYPES, staging_key, version_key
+from catalog.leases import LeaseLost
 from catalog.locks import dataset_lock
 from catalog.models import Dataset
-from catalog.queue import send_task
 from catalog.services import ensure_steward
 from catalog.storage import ObjectStore, copy_immutable, get_object_store
-from versioning.manifest import manifest_generate
 from versioning.models import (
     DatasetVersion,
     JobOutcome,
@@ -60,15 +47,40 @@ from versioning.models import (
     PublishJob,
     VersionStatus,
 )
+from versioning.options import PublishOptions
 from versioning.semver import Version, parse_version, version_fields
 from versioning.services.changelog import breaking_override_text, changelog_write
 from versioning.services.compatibility import compatibility_check, version_for_change
+from versioning.services.current import version_make_current, version_record
 from versioning.services.diff import SchemaDiff, schema_diff
+from versioning.services.jobs import (
+    TASK_NAME,
+    TEMPORARY_ERRORS,
+    Claim,
+    ClaimLost,
+    ProgressBeat,
+    connection_reset,
+    lease_kept,
+    publish_job_claim,
+    publish_job_dispatch,
+    publish_job_fail,
+    publish_job_requeue,
+    publish_jobs_sweep,
+)
 from versioning.services.lineage import input_label, inputs_record, inputs_resolve
 
 logger = logging.getLogger(__name__)
 
-TASK_NAME = "versioning.run_publish_job"
+__all__ = (
+    "TASK_NAME",
+    "PublishOptions",
+    "publish_job_create",
+    "publish_job_create_from_object",
+    "publish_job_attempt",
+    "publish_job_run",
+    "publish_jobs_sweep",
+)
+
 _HEAD_BYTES = 64
 
 
@@ -117,30 +129,27 @@ def publish_job_create(
     filename: str,
     actor: Actor,
     source: str,
-    requested_version: str = "",
-    note: str = "",
-    on_progress=None,
-    allow_breaking: bool = False,
-    inputs: Sequence[str] = (),
-    draft: bool = False,
+    options: PublishOptions | None = None,
+    on_progress: Callable[[int], None] | None = None,
+    **fields: Any,
 ) -> PublishJob:
-    """Streams `stream` to a staging key and queues a job that publishes it.
-
-    `allow_breaking` lets a breaking change through with less than a major bump (the
-    changelog records it; a dataset in strict mode still refuses it). `inputs` names the
-    versions this one is built from (`["gold/txn_daily@1.2.0", ...]`), pinned now.
-    `draft` (implied by a pre-release version such as 1.3.0-rc.1) publishes without
-    making the version current: a steward promotes it later.
+    """Streams `stream` to a staging key and queues a job that publishes it as
+    `options` ask (see `PublishOptions`; the field names `requested_version`, `note`,
+    `allow_breaking`, `inputs` and `draft` are also taken as keywords). Inputs are
+    pinned to exact versions now.
 
     Raises Forbidden unless the actor stewards the dataset's organisation, InvalidInput
     for a malformed, taken or too-low version or a bad input, FileRejected for an empty
     or unknown file.
     """
+    options = options or PublishOptions.from_fields(**fields)
     ensure_steward(actor=actor, organization=dataset.organization)
     if source not in JobSource.values:
         raise InvalidInput(f"Unknown publish source {source!r}.")
-    _check_requested_version(dataset, requested_version)
-    pinned = [input_label(v) for v in inputs_resolve(dataset=dataset, inputs=inputs)]
+    _check_requested_version(dataset, options.version)
+    options = options.with_inputs(
+        input_label(v) for v in inputs_resolve(dataset=dataset, inputs=options.inputs)
+    )
     head = stream.read(_HEAD_BYTES)
     if not head:
         raise FileRejected("The file is empty.")
@@ -164,13 +173,9 @@ def publish_job_create(
                 source_name=filename[:300],
                 staging_key=key,
                 format=file_format,
-                requested_version=requested_version.strip(),
-                note=note,
-                allow_breaking=allow_breaking,
-                draft=draft,
-                inputs=pinned,
                 bytes_total=size,
                 ip_address=actor.ip_address,
+                **options.job_fields(),
             )
             audit_record(
                 actor=actor,
@@ -181,13 +186,10 @@ def publish_job_create(
                     "dataset": dataset.path,
                     "file": filename,
                     "size_bytes": size,
-                    "requested_version": requested_version.strip(),
-                    "allow_breaking": allow_breaking,
-                    "draft": draft,
-                    "inputs": pinned,
+                    **options.audit_details(),
                 },
             )
-            transaction.on_commit(lambda: _dispatch(job.pk))
+            transaction.on_commit(lambda: publish_job_dispatch(job.pk))
     except BaseException:
         store.delete(key)
         raise
@@ -200,11 +202,8 @@ def publish_job_create_from_object(
     source_key: str,
     actor: Actor,
     source: str = JobSource.OBJECT,
-    requested_version: str = "",
-    note: str = "",
-    allow_breaking: bool = False,
-    inputs: Sequence[str] = (),
-    draft: bool = False,
+    options: PublishOptions | None = None,
+    **fields: Any,
 ) -> PublishJob:
     """Queues the publish of an object already in the bucket (a pipeline wrote it there).
 
@@ -212,6 +211,7 @@ def publish_job_create_from_object(
     under the job. Raises NotFound when there is no such object, or when it lies outside
     the dataset's organisation's prefix (one organisation never publishes another's bytes).
     """
+    options = options or PublishOptions.from_fields(**fields)
     ensure_steward(actor=actor, organization=dataset.organization)
     org_prefix = f"{dataset.organization.slug}/"
     if not source_key.startswith(org_prefix) or ".." in source_key.split("/"):
@@ -223,149 +223,103 @@ def publish_job_create_from_object(
         head = stream.read(_HEAD_BYTES)
     if not head:
         raise FileRejected("The file is empty.")
-    return publish_job_create(
-        dataset=dataset,
-        stream=store.open(source_key),
-        filename=source_key.rsplit("/", 1)[-1],
-        actor=actor,
-        source=source,
-        requested_version=requested_version,
-        note=note,
-        allow_breaking=allow_breaking,
-        inputs=inputs,
-        draft=draft,
-    )
-
-
-def _dispatch(job_id) -> None:
-    if send_task(TASK_NAME, str(job_id)):
-        PublishJob.objects.filter(pk=job_id, status=JobStatus.QUEUED).update(
-            dispatched_at=timezone.now()
+    with store.open(source_key) as stream:
+        return publish_job_create(
+            dataset=dataset,
+            stream=stream,
+            filename=source_key.rsplit("/", 1)[-1],
+            actor=actor,
+            source=source,
+            options=options,
         )
-
-
-def _claim(job_id) -> PublishJob | None:
-    """Takes the job for this worker: a queued one, or a running one whose lease ran out."""
-    now = timezone.now()
-    claimed = PublishJob.objects.filter(
-        Q(status=JobStatus.QUEUED) | Q(status=JobStatus.RUNNING, lease_until__lt=now),
-        pk=job_id,
-    ).update(
-        status=JobStatus.RUNNING,
-        lease_until=now + timedelta(seconds=settings.PUBLISH_JOB_LEASE_SECONDS),
-        started_at=now,
-        attempts=F("attempts") + 1,
-    )
-    if not claimed:
-        return None
-    return PublishJob.objects.select_related("dataset__organization", "requested_by").get(pk=job_id)
 
 
 def publish_job_run(*, job_id) -> PublishJob | None:
-    """Runs one publish job to its end. Safe to call twice: a job that is finished, or
-    held by a live worker, is left alone."""
-    job = _claim(job_id)
+    """Runs one publish job to its end, or back to the queue after a temporary failure.
+    Safe to call twice: a job that is finished, or held by a live worker, is left alone;
+    a worker that loses its claim midway stops and changes nothing."""
+    job = publish_job_claim(job_id=job_id)
     if job is None:
         return None
-    if job.attempts > settings.PUBLISH_JOB_MAX_ATTEMPTS:
-        _fail(
-            job,
-            f"The publish was interrupted {job.attempts - 1} times (the worker stopped); "
-            "upload the file again.",
-            code="interrupted",
-        )
-        return job
     store = get_object_store()
-    try:
-        _run(job, store)
-    except StorageUnavailable as exc:
-        if job.attempts < settings.PUBLISH_JOB_MAX_ATTEMPTS:
-            _requeue(job, store, exc)
-        else:
-            _fail(job, f"Storage kept failing: {exc.message}", code=exc.code, store=store)
-    except DomainError as exc:
-        _fail(job, exc.message, code=exc.code, store=store, details=exc.details)
-    except Exception as exc:
-        logger.exception("Publish job %s failed", job.pk)
-        _fail(
-            job,
-            f"The publish stopped on an unexpected error ({type(exc).__name__}); nothing "
-            "was published. Try again, or tell an administrator if it happens again.",
-            code="internal",
+    if job.attempts > settings.PUBLISH_JOB_MAX_ATTEMPTS:
+        publish_job_fail(
+            job=job,
+            message=f"The publish was interrupted {job.attempts - 1} times (the worker "
+            "stopped or a service failed); upload the file again.",
+            code="interrupted",
             store=store,
         )
-    job.refresh_from_db()
+    else:
+        publish_job_attempt(job=job, store=store)
+    try:
+        job.refresh_from_db()
+    except TEMPORARY_ERRORS:
+        connection_reset()
     return job
 
 
-class _Heartbeat:
-    """Reports progress and keeps the lease alive, at most once a second."""
-
-    def __init__(self, job: PublishJob) -> None:
-        self.job = job
-        self.last = 0.0
-
-    def __call__(self, done: int) -> None:
-        now = time.monotonic()
-        if now - self.last < 1.0:
-            return
-        self.last = now
-        PublishJob.objects.filter(pk=self.job.pk, status=JobStatus.RUNNING).update(
-            bytes_done=done,
-            lease_until=timezone.now() + timedelta(seconds=settings.PUBLISH_JOB_LEASE_SECONDS),
-        )
-
-
-class _LeaseKept:
-    """Keeps the job's lease alive from a thread while the worker waits for the dataset's
-    lock (another publish may be copying a large file) and copies: neither reports
-    progress, and either can outlast a lease, after which the job would look abandoned
-    and be run a second time."""
-
-    def __init__(self, job: PublishJob) -> None:
-        self.job_id = job.pk
-        self.every = max(1.0, settings.PUBLISH_JOB_LEASE_SECONDS / 3)
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._keep, daemon=True)
-
-    def __enter__(self) -> _LeaseKept:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop.set()
-        self.thread.join()
-
-    def _keep(self) -> None:
-        from django.db import connection
-
+def publish_job_attempt(*, job: PublishJob, store: ObjectStore | None = None) -> None:
+    """One attempt at a claimed job (`publish_job_claim`), under the claim `job.attempts`
+    names, and what its outcome does to the job: success, back to the queue after a
+    temporary failure, or failed for good. Nothing at all if the claim is lost."""
+    store = store or get_object_store()
+    try:
+        _run(job, store)
+    except LeaseLost:
+        logger.warning("Publish job %s was taken over by another worker; stopping.", job.pk)
+    except TEMPORARY_ERRORS as exc:
+        logger.warning("Publish job %s hit a temporary failure: %r", job.pk, exc)
+        connection_reset()
         try:
-            while not self.stop.wait(self.every):
-                PublishJob.objects.filter(pk=self.job_id, status=JobStatus.RUNNING).update(
-                    lease_until=timezone.now()
-                    + timedelta(seconds=settings.PUBLISH_JOB_LEASE_SECONDS)
+            if job.attempts < settings.PUBLISH_JOB_MAX_ATTEMPTS:
+                publish_job_requeue(job=job, error=exc)
+            else:
+                message = getattr(exc, "message", type(exc).__name__)
+                publish_job_fail(
+                    job=job,
+                    message=f"The publish kept failing on a temporary fault: {message}. "
+                    "Upload the file again.",
+                    code=getattr(exc, "code", "temporary"),
+                    store=store,
                 )
-        except Exception:
-            logger.warning("Could not extend the lease of publish job %s", self.job_id)
-        finally:
-            connection.close()  # this thread's own connection
+        except TEMPORARY_ERRORS:
+            # Still down: the lease runs out and the sweeper sends the job again.
+            logger.warning("Publish job %s left for the sweeper", job.pk)
+            connection_reset()
+    except DomainError as exc:
+        publish_job_fail(
+            job=job, message=exc.message, code=exc.code, store=store, details=exc.details
+        )
+    except Exception as exc:
+        logger.exception("Publish job %s failed", job.pk)
+        publish_job_fail(
+            job=job,
+            message=f"The publish stopped on an unexpected error ({type(exc).__name__}); "
+            "nothing was published. Try again, or tell an administrator if it happens again.",
+            code="internal",
+            store=store,
+        )
 
 
 def _run(job: PublishJob, store: ObjectStore) -> None:
     dataset = job.dataset
+    claim = Claim.of(job)
     if not store.exists(job.staging_key):
         raise FileRejected("The uploaded file is no longer in staging; upload it again.")
     with store.open(job.staging_key) as stream:
-        profile = inspect_stream(stream, format=job.format, on_progress=_Heartbeat(job))
-    with _LeaseKept(job), dataset_lock(dataset.pk):
+        profile = inspect_stream(stream, format=job.format, on_progress=ProgressBeat(claim))
+    with lease_kept(claim) as lease, dataset_lock(dataset.pk):
         current = current_version(dataset)
         if current is not None and current.sha256 == profile.sha256:
-            _finish_unchanged(job, current, store)
-            return
-        decision = _decide(job, dataset, current, profile)
-        key = _target_key(job, dataset, decision.version)
-        copy_immutable(store, job.staging_key, key, sha256=profile.sha256)
-        _commit(job, dataset, current, decision, key, profile)
+            lease.check()
+            _finish_unchanged(job, current)
+        else:
+            decision = _decide(job, dataset, current, profile)
+            key = _target_key(job, dataset, decision.version, store)
+            copy_immutable(store, job.staging_key, key, sha256=profile.sha256)
+            lease.check()
+            _commit(job, dataset, current, decision, key, profile)
     store.delete(job.staging_key)
 
 
@@ -392,10 +346,11 @@ def _decide(
         new_size=profile.size_bytes,
         base_version=current.version if current else None,
     )
+    options = job.options
     taken = set(DatasetVersion.objects.filter(dataset=dataset).values_list("version", flat=True))
     override = ""
-    if job.requested_version:
-        version = parse_version(job.requested_version)
+    if options.version:
+        version = parse_version(options.version)
         if base is not None and version <= base:
             raise InvalidInput(
                 f"Version {version} is not above the current version {current.version}."
@@ -408,7 +363,7 @@ def _decide(
             diff=diff,
             base=base,
             candidate=version,
-            allow_breaking=job.allow_breaking,
+            allow_breaking=options.allow_breaking,
         )
         if claim:
             who = job.requested_by.get_username() if job.requested_by else ""
@@ -423,13 +378,18 @@ def _decide(
         )
     diff = replace(diff, target_version=str(version))
     return _Decision(
-        version=version, diff=diff, draft=job.draft or bool(version.prerelease), override=override
+        version=version,
+        diff=diff,
+        draft=options.draft or bool(version.prerelease),
+        override=override,
     )
 
 
-def _target_key(job: PublishJob, dataset: Dataset, version: Version) -> str:
+def _target_key(job: PublishJob, dataset: Dataset, version: Version, store: ObjectStore) -> str:
     """The final key, decided once per job and kept on the job, so a re-run after a crash
-    finds the same key (and the bytes it already copied there)."""
+    finds the same key (and the bytes it already copied there). When a re-run decides
+    another version (another publish came first), the object copied for the old one is
+    removed, so no object is left that no version refers to."""
     if job.target_version == str(version) and job.target_key:
         return job.target_key
     key = version_key(
@@ -440,7 +400,10 @@ def _target_key(job: PublishJob, dataset: Dataset, version: Version) -> str:
         version=str(version),
         format=job.format,
     )
-    PublishJob.objects.filter(pk=job.pk).update(target_version=str(version), target_key=key)
+    previous = job.target_key
+    Claim.of(job).update(target_version=str(version), target_key=key)
+    if previous and previous != key and not DatasetVersion.objects.filter(key=previous).exists():
+        store.delete(previous)
     job.target_version, job.target_key = str(version), key
     return key
 
@@ -453,20 +416,23 @@ def _commit(
     key: str,
     profile: FileProfile,
 ) -> None:
+    """One transaction, under this worker's claim: the version row, its changelog and
+    lineage, the job's success, and (unless a draft) the version made current with its
+    manifest, events and audit entry. Raises ClaimLost, writing nothing, when another
+    worker holds the job now; Conflict when the database refuses the version."""
     now = timezone.now()
     version = decision.version
+    options = job.options
+    claim = Claim.of(job)
     try:
         with transaction.atomic():
-            locked = PublishJob.objects.select_for_update().get(pk=job.pk)
-            if locked.status != JobStatus.RUNNING:
-                return  # another worker finished this job meanwhile
-            if current is not None and not decision.draft:
-                DatasetVersion.objects.filter(pk=current.pk).update(is_current=False)
+            if not claim.rows().select_for_update().exists():
+                raise ClaimLost(f"Publish job {job.pk} lost its claim before its commit.")
             new = DatasetVersion.objects.create(
                 dataset=dataset,
                 **version_fields(version),
                 status=VersionStatus.DRAFT if decision.draft else VersionStatus.ACTIVE,
-                is_current=not decision.draft,
+                is_current=False,
                 key=key,
                 format=profile.format,
                 content_type=CONTENT_TYPES[profile.format],
@@ -477,78 +443,60 @@ def _commit(
                 change_type=decision.diff.change_type,
                 breaking=decision.diff.breaking,
                 diff=decision.diff.as_dict(),
-                note=job.note,
+                note=options.note,
                 parent=current,
                 published_by=job.requested_by,
                 published_at=now,
             )
             changelog_write(
-                version=new, diff=decision.diff, note=job.note, override=decision.override
+                version=new, diff=decision.diff, note=options.note, override=decision.override
             )
-            inputs_record(version=new, inputs=job.inputs)
+            inputs_record(version=new, inputs=options.inputs)
             payload = {
-                "dataset_id": dataset.pk,
-                "dataset": dataset.path,
-                "organization": dataset.organization.slug,
-                "version_id": new.pk,
-                "version": new.version,
-                "previous_version": current.version if current else None,
-                "status": new.status,
                 "change_type": new.change_type,
                 "breaking": new.breaking,
                 "breaking_columns": decision.diff.breaking_columns,
                 "sha256": new.sha256,
                 "key": new.key,
-                "inputs": list(job.inputs),
+                "inputs": list(options.inputs),
+            }
+            actor = Actor(user=job.requested_by, ip_address=job.ip_address, via=job.source)
+            details = {
+                "job": str(job.pk),
+                "sha256": new.sha256,
+                "key": new.key,
+                "change_type": new.change_type,
+                "breaking": new.breaking,
+                "breaking_allowed": bool(decision.override),
+                "inputs": list(options.inputs),
             }
             if decision.draft:
-                events.event_record(
-                    topic="version.drafted", payload=payload, organization=dataset.organization
-                )
-                message = (
-                    f"Published {dataset.path} {new.version} as a draft ({new.change_type}"
-                    f"{', breaking' if new.breaking else ''}): {new.row_count:,} rows, "
-                    f"{new.size_bytes:,} bytes. "
-                    + (
-                        f"{current.version} stays current until a steward promotes it."
-                        if current
-                        else "A steward promotes it to make it current."
-                    )
+                version_record(
+                    new,
+                    actor=actor,
+                    action="version.publish_draft",
+                    topics=("version.drafted",),
+                    payload={"previous_version": current.version if current else None, **payload},
+                    details=details,
                 )
             else:
-                Dataset.objects.filter(pk=dataset.pk).update(updated_at=now)
-                manifest_generate(organization=dataset.organization)
-                events.event_record(
-                    topic="version.published", payload=payload, organization=dataset.organization
+                version_make_current(
+                    version=new,
+                    previous=current,
+                    actor=actor,
+                    action="version.publish",
+                    topics=("version.published",),
+                    payload=payload,
+                    details=details,
                 )
-                message = (
-                    f"Published {dataset.path} {new.version} ({new.change_type}"
-                    f"{', breaking' if new.breaking else ''}): {new.row_count:,} rows, "
-                    f"{new.size_bytes:,} bytes, SHA-256 {new.sha256}."
-                )
-            PublishJob.objects.filter(pk=job.pk).update(
+            claim.update(
                 status=JobStatus.SUCCEEDED,
                 outcome=JobOutcome.PUBLISHED,
                 version=new,
                 bytes_done=profile.size_bytes,
-                message=message,
+                message=_published_message(new, current, draft=decision.draft),
                 finished_at=now,
                 lease_until=None,
-            )
-            audit_record(
-                actor=Actor(user=job.requested_by, ip_address=job.ip_address, via=job.source),
-                action="version.publish_draft" if decision.draft else "version.publish",
-                obj=new,
-                organization=dataset.organization,
-                details={
-                    "job": str(job.pk),
-                    "sha256": new.sha256,
-                    "key": new.key,
-                    "change_type": new.change_type,
-                    "breaking": new.breaking,
-                    "breaking_allowed": bool(decision.override),
-                    "inputs": list(job.inputs),
-                },
             )
     except IntegrityError as exc:
         raise Conflict(
@@ -556,8 +504,26 @@ def _commit(
         ) from exc
 
 
-def _finish_unchanged(job: PublishJob, current: DatasetVersion, store: ObjectStore) -> None:
-    PublishJob.objects.filter(pk=job.pk, status=JobStatus.RUNNING).update(
+def _published_message(new: DatasetVersion, current: DatasetVersion | None, *, draft: bool) -> str:
+    kind = f"{new.change_type}{', breaking' if new.breaking else ''}"
+    if not draft:
+        return (
+            f"Published {new.dataset.path} {new.version} ({kind}): {new.row_count:,} rows, "
+            f"{new.size_bytes:,} bytes, SHA-256 {new.sha256}."
+        )
+    after = (
+        f"{current.version} stays current until a steward promotes it."
+        if current
+        else "A steward promotes it to make it current."
+    )
+    return (
+        f"Published {new.dataset.path} {new.version} as a draft ({kind}): "
+        f"{new.row_count:,} rows, {new.size_bytes:,} bytes. {after}"
+    )
+
+
+def _finish_unchanged(job: PublishJob, current: DatasetVersion) -> None:
+    Claim.of(job).update(
         status=JobStatus.SUCCEEDED,
         outcome=JobOutcome.UNCHANGED,
         version=current,
@@ -567,75 +533,3 @@ def _finish_unchanged(job: PublishJob, current: DatasetVersion, store: ObjectSto
         finished_at=timezone.now(),
         lease_until=None,
     )
-    store.delete(job.staging_key)
-
-
-def _discard_uncommitted(job: PublishJob, store: ObjectStore) -> None:
-    """Removes what this job stored that no version row refers to."""
-    store.delete(job.staging_key)
-    job.refresh_from_db(fields=["target_key"])
-    if job.target_key and not DatasetVersion.objects.filter(key=job.target_key).exists():
-        store.delete(job.target_key)
-
-
-def _fail(
-    job: PublishJob,
-    message: str,
-    *,
-    code: str,
-    store: ObjectStore | None = None,
-    details: dict | None = None,
-) -> None:
-    if store is not None:
-        try:
-            _discard_uncommitted(job, store)
-        except DomainError:
-            logger.warning("Could not clean up after failed publish job %s", job.pk)
-    PublishJob.objects.filter(pk=job.pk).exclude(status=JobStatus.SUCCEEDED).update(
-        status=JobStatus.FAILED,
-        message=message,
-        error_code=code,
-        error_details=_json_safe(details or {}),
-        finished_at=timezone.now(),
-        lease_until=None,
-    )
-
-
-def _json_safe(details: dict) -> dict:
-    """Domain error details as JSON (they may hold dates or other plain values)."""
-
-    return json.loads(json.dumps(details, default=str))
-
-
-def _requeue(job: PublishJob, store: ObjectStore, exc: StorageUnavailable) -> None:
-    """A temporary storage failure: back to the queue, sent again with backoff."""
-    try:
-        if job.target_key and not DatasetVersion.objects.filter(key=job.target_key).exists():
-            store.delete(job.target_key)
-    except DomainError:
-        pass
-    delay = min(300, 5 * 2**job.attempts)
-    PublishJob.objects.filter(pk=job.pk, status=JobStatus.RUNNING).update(
-        status=JobStatus.QUEUED,
-        message=f"Storage failed ({exc.message}); trying again.",
-        lease_until=None,
-        dispatched_at=timezone.now() + timedelta(seconds=delay),
-    )
-
-
-def publish_jobs_sweep() -> int:
-    """Sends again the task of every job the broker lost; returns how many."""
-    now = timezone.now()
-    stale_dispatch = now - timedelta(seconds=settings.PUBLISH_JOB_REDISPATCH_SECONDS)
-    queued = PublishJob.objects.filter(
-        Q(dispatched_at__isnull=True) | Q(dispatched_at__lt=stale_dispatch),
-        status=JobStatus.QUEUED,
-    )
-    lost = PublishJob.objects.filter(status=JobStatus.RUNNING, lease_until__lt=now)
-    sent = 0
-    for job_id in list(queued.values_list("pk", flat=True)) + list(
-        lost.values_list("pk", flat=True)
-    ):
-        _dispatch(job_id)
-        sent += 1
-    return sent

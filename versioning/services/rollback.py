@@ -10,18 +10,17 @@ records `version.rolled_back` for subscribers. Rolling forward again is a rollba
 
 from __future__ import annotations
 
-from django.db import IntegrityError, transaction
-from django.utils import timezone
+from django.db import transaction
 
-from catalog import events
-from catalog.audit import Actor, audit_record
-from catalog.exceptions import Conflict, InvalidInput
+from catalog.audit import Actor
+from catalog.exceptions import InvalidInput
 from catalog.locks import dataset_lock
 from catalog.models import Dataset
 from catalog.services import ensure_steward
-from versioning.manifest import manifest_generate, manifest_latest
+from versioning.manifest import manifest_latest
 from versioning.models import DatasetRollback, DatasetVersion, VersionStatus
 from versioning.services.changelog import version_get
+from versioning.services.current import version_make_current
 
 MAX_REASON = 2000
 
@@ -60,14 +59,6 @@ def dataset_rollback(
         )
         _check_target(target, current)
         backup = manifest_latest(organization=dataset.organization)
-        now = timezone.now()
-        DatasetVersion.objects.filter(pk=current.pk).update(is_current=False)
-        try:
-            DatasetVersion.objects.filter(pk=target.pk).update(is_current=True)
-        except IntegrityError as exc:
-            raise Conflict(f"{target} could not be made current: {exc}") from exc
-        Dataset.objects.filter(pk=dataset.pk).update(updated_at=now)
-        manifest = manifest_generate(organization=dataset.organization)
         user = actor.user if getattr(actor.user, "pk", None) else None
         rollback = DatasetRollback.objects.create(
             dataset=dataset,
@@ -77,37 +68,28 @@ def dataset_rollback(
             actor=user,
             actor_name=user.get_username() if user else "",
             backup_manifest_key=backup.key if backup else "",
-            manifest=manifest,
         )
-        events.event_record(
-            topic="version.rolled_back",
-            payload={
-                "dataset_id": dataset.pk,
-                "dataset": dataset.path,
-                "organization": dataset.organization.slug,
-                "rollback_id": rollback.pk,
-                "from_version": current.version,
-                "to_version": target.version,
-                "version_id": target.pk,
-                "sha256": target.sha256,
-                "key": target.key,
-                "reason": reason,
-                "backup_manifest_key": rollback.backup_manifest_key,
-            },
-            organization=dataset.organization,
-        )
-        audit_record(
+        facts = {
+            "from_version": current.version,
+            "to_version": target.version,
+            "reason": reason,
+            "backup_manifest_key": rollback.backup_manifest_key,
+        }
+        rollback.manifest = version_make_current(
+            version=target,
+            previous=current,
             actor=actor,
             action="version.rollback",
-            obj=target,
-            organization=dataset.organization,
-            details={
-                "from_version": current.version,
-                "to_version": target.version,
-                "reason": reason,
-                "backup_manifest_key": rollback.backup_manifest_key,
+            topics=("version.rolled_back",),
+            payload={
+                "rollback_id": rollback.pk,
+                "sha256": target.sha256,
+                "key": target.key,
+                **facts,
             },
+            details=facts,
         )
+        rollback.save(update_fields=["manifest"])
     return rollback
 
 

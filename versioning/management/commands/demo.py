@@ -15,6 +15,7 @@ from catalog.models import Dataset, Membership, Organization, Role
 from catalog.services import dataset_create, membership_set, organization_create
 from versioning.demo import DATASETS, INPUTS, demo_csv
 from versioning.models import DatasetVersion, JobSource, JobStatus
+from versioning.options import PublishOptions
 from versioning.services import publish_job_create, publish_job_run
 
 ORG = "scout"
@@ -80,9 +81,7 @@ class Command(BaseCommand):
             filename=f"{dataset.name}.csv",
             actor=Actor(via="command"),
             source=JobSource.COMMAND,
-            requested_version=version,
-            note=note,
-            inputs=inputs,
+            options=PublishOptions(version=version, note=note, inputs=inputs),
         )
         job = publish_job_run(job_id=job.pk) or job
         if job.status != JobStatus.SUCCEEDED:

@@ -13,6 +13,7 @@ from catalog.audit import Actor
 from catalog.exceptions import DomainError
 from versioning.management.commands._common import VersionOptionCommand, dataset_or_error
 from versioning.models import JobSource, JobStatus, PublishJob
+from versioning.options import PublishOptions
 from versioning.services import publish_job_create, publish_job_run
 
 
@@ -87,11 +88,13 @@ class Command(VersionOptionCommand):
                     filename=path.name,
                     actor=Actor(via="command"),
                     source=JobSource.COMMAND,
-                    requested_version=options["requested_version"],
-                    note=options["note"],
-                    inputs=options["inputs"],
-                    draft=options["draft"],
-                    allow_breaking=options["allow_breaking"],
+                    options=PublishOptions(
+                        version=options["requested_version"],
+                        note=options["note"],
+                        inputs=options["inputs"],
+                        draft=options["draft"],
+                        allow_breaking=options["allow_breaking"],
+                    ),
                     on_progress=lambda done: bar.update(done - bar.n),
                 )
         except DomainError as exc:

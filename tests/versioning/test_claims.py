@@ -1,0 +1,170 @@
+"""A publish job belongs to the worker holding its claim (the attempt number it took):
+a worker that lost its claim changes nothing; infrastructure failures send the job back
+with its staged file; a job that fails for good removes what it staged."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.conf import settings
+from django.db import connection
+from django.utils import timezone
+
+from catalog.exceptions import StorageUnavailable
+from catalog.storage import get_object_store
+from tests.conftest import wait_for
+from tests.versioning.conftest import (
+    CSV,
+    big_csv,
+    queue,
+    sweep_until_finished,
+    wait_until_running,
+)
+from versioning.models import DatasetVersion, JobStatus, PublishJob
+from versioning.services import publish_job_run
+from versioning.services.jobs import (
+    Claim,
+    lease_kept,
+    publish_job_claim,
+    publish_job_fail,
+    publish_job_requeue,
+)
+from versioning.services.publish import publish_job_attempt
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def expire_lease(job) -> None:
+    PublishJob.objects.filter(pk=job.pk).update(lease_until=timezone.now() - timedelta(seconds=1))
+
+
+def terminate_other_connections() -> int:
+    """Kills every other connection to the test database, as a database failover or a
+    network cut would."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        return cursor.fetchone()[0]
+
+
+def test_a_stale_workers_late_requeue_and_failure_leave_the_job_another_worker_claimed_alone(
+    dataset, system
+):
+    store = get_object_store()
+    job = queue(dataset, CSV, system)
+    stale = publish_job_claim(job_id=job.pk)
+    expire_lease(job)  # the first worker stalled past its lease
+    fresh = publish_job_claim(job_id=job.pk)
+    assert (stale.attempts, fresh.attempts) == (1, 2)
+
+    assert publish_job_requeue(job=stale, error=StorageUnavailable("S3 was slow")) is False
+    assert publish_job_fail(job=stale, message="late", code="x", store=store) is False
+    job.refresh_from_db()
+    assert job.status == JobStatus.RUNNING and job.attempts == 2
+    assert job.message == ""
+    assert store.exists(job.staging_key)
+
+
+def test_a_stale_worker_that_resumes_its_attempt_publishes_nothing_and_the_new_holder_commits(
+    dataset, system
+):
+    store = get_object_store()
+    job = queue(dataset, CSV, system)
+    stale = publish_job_claim(job_id=job.pk)
+    expire_lease(job)
+    fresh = publish_job_claim(job_id=job.pk)
+
+    publish_job_attempt(job=stale, store=store)
+    job.refresh_from_db()
+    assert job.status == JobStatus.RUNNING and job.attempts == 2
+    assert not DatasetVersion.objects.exists()
+    assert store.exists(job.staging_key)
+
+    publish_job_attempt(job=fresh, store=store)
+    job.refresh_from_db()
+    assert job.status == JobStatus.SUCCEEDED, job.message
+    assert DatasetVersion.objects.get().pk == job.version_id
+    assert not store.exists(job.staging_key)
+
+
+def test_a_requeued_job_waits_out_a_backoff_before_the_sweeper_sends_it_again(dataset, system):
+    job = queue(dataset, CSV, system)
+    claimed = publish_job_claim(job_id=job.pk)
+    assert publish_job_requeue(job=claimed, error=StorageUnavailable("down")) is True
+    job.refresh_from_db()
+    assert job.status == JobStatus.QUEUED
+    assert "Storage failed (down); trying again in" in job.message
+    # Sent again no earlier than half the first backoff (5 s * 2, times 0.5-1.5) from now.
+    due = job.dispatched_at + timedelta(seconds=settings.PUBLISH_JOB_REDISPATCH_SECONDS)
+    assert due >= timezone.now() + timedelta(seconds=4)
+
+
+def test_a_job_that_runs_out_of_attempts_fails_once_and_removes_its_staged_file(
+    dataset, system, bucket_keys
+):
+    job = queue(dataset, CSV, system)
+    # Every worker so far died holding it.
+    PublishJob.objects.filter(pk=job.pk).update(
+        status=JobStatus.RUNNING,
+        attempts=settings.PUBLISH_JOB_MAX_ATTEMPTS,
+        lease_until=timezone.now() - timedelta(seconds=1),
+    )
+    assert bucket_keys("acme/staging/") == [job.staging_key]
+
+    finished = publish_job_run(job_id=job.pk)
+    assert finished.status == JobStatus.FAILED
+    assert finished.error_code == "interrupted"
+    assert bucket_keys("acme/") == []
+    assert publish_job_run(job_id=job.pk) is None  # failed for good: nobody takes it again
+
+
+def test_a_job_failing_for_good_removes_the_uncommitted_object_it_copied(
+    dataset, system, bucket_keys
+):
+    store = get_object_store()
+    job = queue(dataset, CSV, system)
+    claimed = publish_job_claim(job_id=job.pk)
+    final = "acme/v1/gold/txn_daily/txn_daily_2024-08-10_v1.0.0.csv"
+    store.copy(job.staging_key, final)
+    Claim.of(claimed).update(target_version="1.0.0", target_key=final)
+
+    assert publish_job_fail(job=claimed, message="bad", code="invalid", store=store) is True
+    assert bucket_keys("acme/") == []
+
+
+def test_the_lease_keeping_thread_survives_a_dropped_database_connection(dataset, system):
+    job = queue(dataset, CSV, system)
+    claim = Claim.of(publish_job_claim(job_id=job.pk))
+
+    def lease():
+        return PublishJob.objects.values_list("lease_until", flat=True).get(pk=job.pk)
+
+    with lease_kept(claim) as kept:
+        first = lease()
+        wait_for(lambda: lease() > first, timeout=10, message="the first renewal")
+        assert terminate_other_connections() >= 1  # the thread's own connection
+        dropped = lease()
+        # The beat after the failed one opens a new connection and renews again.
+        wait_for(lambda: lease() > dropped, timeout=15, message="a renewal after the drop")
+        assert kept.thread.is_alive()
+        kept.check()  # the claim is still this worker's
+
+
+@pytest.mark.worker
+def test_a_dropped_database_connection_mid_inspection_keeps_the_upload_and_the_job_completes(
+    dataset, system, start_worker
+):
+    data = big_csv(60)
+    start_worker()
+    job = queue(dataset, data, system)
+    wait_until_running(job)
+    assert terminate_other_connections() >= 1
+
+    sweep_until_finished(job)
+    assert job.status == JobStatus.SUCCEEDED, job.message
+    version = DatasetVersion.objects.get(dataset=dataset)
+    assert version.pk == job.version_id and version.size_bytes == len(data)
+    assert not get_object_store().exists(job.staging_key)

@@ -1,0 +1,260 @@
+"""Publish jobs as claimed rows: who holds a job, for how long, and what a worker may
+still change once it may have lost it.
+
+A worker claims a job with one conditional UPDATE that moves it to `running`, sets a
+lease and adds one to `attempts`; the attempt number it gets is its claim. Every later
+change the worker makes to the job (progress, the target key, requeue, failure, the
+commit) is an UPDATE filtered on that claim, so a worker whose lease ran out while it
+was stalled (on S3, on a lock, on a dropped connection) and whose job another worker has
+since claimed changes nothing: its UPDATE matches no row, and it stops without touching
+the job or the objects the new holder is working with (`ClaimLost`).
+
+Faults follow the design's rule: a failure of infrastructure (storage, the database,
+the cache) is temporary, so the job keeps its staged file and goes back to the queue
+with exponential backoff and jitter; only a verdict on the file itself, or running out
+of attempts, fails it for good, and then its staged object (and any uncommitted final
+object it made) is removed, once, by the worker whose claim failed it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import DatabaseError, InterfaceError, OperationalError, connection
+from django.db.models import F, Q, QuerySet
+from django.utils import timezone
+
+from catalog.exceptions import DomainError, StorageUnavailable
+from catalog.leases import LeaseKeeper, LeaseLost
+from catalog.queue import send_task
+from catalog.storage import ObjectStore
+from versioning.models import DatasetVersion, JobStatus, PublishJob
+
+logger = logging.getLogger(__name__)
+
+TASK_NAME = "versioning.run_publish_job"
+# Backoff for temporary failures: 5 s, 10 s, 20 s... at most 5 minutes, times 0.5-1.5.
+_BACKOFF_BASE = 5
+_BACKOFF_CAP = 300
+
+
+class ClaimLost(LeaseLost):
+    """This worker's claim on a job is gone (its lease ran out and another worker took
+    the job, or the job finished): it must stop and change nothing."""
+
+
+def _redis_errors() -> tuple[type[BaseException], ...]:
+    try:
+        from redis.exceptions import ConnectionError, TimeoutError
+    except ImportError:  # the embedded mode needs no Redis client
+        return ()
+    return (ConnectionError, TimeoutError)
+
+
+# Errors of infrastructure that may pass: a job is retried for them, never failed.
+TEMPORARY_ERRORS: tuple[type[BaseException], ...] = (
+    StorageUnavailable,
+    OperationalError,
+    InterfaceError,
+    ConnectionError,
+    *_redis_errors(),
+)
+
+
+def temporary_reason(error: BaseException) -> str:
+    """A person's words for a temporary failure."""
+    if isinstance(error, StorageUnavailable):
+        return f"Storage failed ({error.message})"
+    if isinstance(error, DatabaseError):
+        return f"The database connection failed ({type(error).__name__})"
+    return f"A service did not answer ({type(error).__name__})"
+
+
+def connection_reset() -> None:
+    """Drops this thread's database connection if it is broken, so the next query opens
+    a new one (Django would otherwise keep failing on the dead socket)."""
+    try:
+        connection.close_if_unusable_or_obsolete()
+        if connection.connection is not None and not connection.is_usable():
+            connection.close()
+    except DatabaseError:
+        connection.close()
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A worker's hold on a job: the job and the attempt number it claimed."""
+
+    job_id: object
+    attempt: int
+
+    def rows(self) -> QuerySet[PublishJob]:
+        """The job, only while it is still this claim's."""
+        return PublishJob.objects.filter(
+            pk=self.job_id, status=JobStatus.RUNNING, attempts=self.attempt
+        )
+
+    def update(self, **fields) -> None:
+        """Changes the job under this claim; raises ClaimLost if it is no longer ours."""
+        if not self.rows().update(**fields):
+            raise ClaimLost(f"Publish job {self.job_id} attempt {self.attempt} lost its claim.")
+
+    def extend(self) -> None:
+        self.update(lease_until=_lease_end())
+
+    @classmethod
+    def of(cls, job: PublishJob) -> Claim:
+        return cls(job_id=job.pk, attempt=job.attempts)
+
+
+def _lease_end():
+    return timezone.now() + timedelta(seconds=settings.PUBLISH_JOB_LEASE_SECONDS)
+
+
+def publish_job_claim(*, job_id) -> PublishJob | None:
+    """Takes the job for this worker: a queued one, or a running one whose lease ran out.
+    The returned job's `attempts` is this worker's claim (`Claim.of(job)`); None when
+    the job is finished or held by a live worker."""
+    now = timezone.now()
+    claimed = PublishJob.objects.filter(
+        Q(status=JobStatus.QUEUED) | Q(status=JobStatus.RUNNING, lease_until__lt=now),
+        pk=job_id,
+    ).update(
+        status=JobStatus.RUNNING,
+        lease_until=_lease_end(),
+        started_at=now,
+        attempts=F("attempts") + 1,
+    )
+    if not claimed:
+        return None
+    return PublishJob.objects.select_related("dataset__organization", "requested_by").get(pk=job_id)
+
+
+def publish_job_dispatch(job_id) -> None:
+    """Sends the job's task (best effort: the sweeper sends it again if this is lost)."""
+    if send_task(TASK_NAME, str(job_id)):
+        PublishJob.objects.filter(pk=job_id, status=JobStatus.QUEUED).update(
+            dispatched_at=timezone.now()
+        )
+
+
+class ProgressBeat:
+    """An `on_progress` callback: reports progress and extends the lease, at most once a
+    second. A database error here (a dropped connection) is not the file's fault: it is
+    logged, the broken connection closed, and the next beat tries again. A lost claim
+    stops the work at the next beat (ClaimLost)."""
+
+    def __init__(self, claim: Claim) -> None:
+        self.claim = claim
+        self.last = 0.0
+
+    def __call__(self, done: int) -> None:
+        now = time.monotonic()
+        if now - self.last < 1.0:
+            return
+        self.last = now
+        try:
+            self.claim.update(bytes_done=done, lease_until=_lease_end())
+        except DatabaseError:
+            logger.warning("Could not report progress of publish job %s", self.claim.job_id)
+            connection_reset()
+
+
+def lease_kept(claim: Claim) -> LeaseKeeper:
+    """Keeps the claim's lease alive from a thread while the worker waits for the
+    dataset's lock (another publish may be copying a large file) and copies: neither
+    reports progress, and either can outlast a lease, after which the job would look
+    abandoned and be run a second time. Check `.check()` before committing."""
+
+    def renew() -> bool:
+        return bool(claim.rows().update(lease_until=_lease_end()))
+
+    return LeaseKeeper(
+        renew, every=settings.PUBLISH_JOB_LEASE_SECONDS / 3, name=f"publish job {claim.job_id}"
+    )
+
+
+def publish_job_requeue(*, job: PublishJob, error: BaseException) -> bool:
+    """A temporary failure: the job goes back to the queue under this worker's claim,
+    with its staged file (and any final object it copied, which the next attempt reuses
+    when its bytes are the same), to be sent again after an exponential backoff with
+    jitter. Returns False, touching nothing, if the claim is lost."""
+    claim = Claim.of(job)
+    delay = min(_BACKOFF_CAP, _BACKOFF_BASE * 2**job.attempts) * (0.5 + random.random())
+    try:
+        claim.update(
+            status=JobStatus.QUEUED,
+            message=f"{temporary_reason(error)}; trying again in {delay:.0f} s.",
+            lease_until=None,
+            # The sweeper sends a queued job once its dispatch is this old.
+            dispatched_at=timezone.now()
+            + timedelta(seconds=delay - settings.PUBLISH_JOB_REDISPATCH_SECONDS),
+        )
+    except ClaimLost:
+        return False
+    return True
+
+
+def publish_job_fail(
+    *,
+    job: PublishJob,
+    message: str,
+    code: str,
+    store: ObjectStore,
+    details: dict | None = None,
+) -> bool:
+    """Fails the job for good under this worker's claim, then removes its staged object
+    and any final object it made that no version refers to. Returns False, touching
+    nothing, if the claim is lost (the job belongs to another worker now)."""
+    try:
+        Claim.of(job).update(
+            status=JobStatus.FAILED,
+            message=message,
+            error_code=code,
+            error_details=json.loads(json.dumps(details or {}, default=str)),
+            finished_at=timezone.now(),
+            lease_until=None,
+        )
+    except ClaimLost:
+        return False
+    job_objects_discard(job=job, store=store)
+    return True
+
+
+def job_objects_discard(*, job: PublishJob, store: ObjectStore) -> None:
+    """Removes what a finished-for-good job stored that no version row refers to. A
+    storage failure here is logged: the objects are then left for an operator (their
+    keys are on the job)."""
+    try:
+        store.delete(job.staging_key)
+        target = PublishJob.objects.filter(pk=job.pk).values_list("target_key", flat=True).first()
+        if target and not DatasetVersion.objects.filter(key=target).exists():
+            store.delete(target)
+    except DomainError:
+        logger.warning("Could not remove the objects of failed publish job %s", job.pk)
+
+
+def publish_jobs_sweep() -> int:
+    """Sends again the task of every job the broker lost (a queued job not started for
+    PUBLISH_JOB_REDISPATCH_SECONDS) and of every running job whose worker went silent
+    (its lease ran out); returns how many."""
+    now = timezone.now()
+    stale_dispatch = now - timedelta(seconds=settings.PUBLISH_JOB_REDISPATCH_SECONDS)
+    queued = PublishJob.objects.filter(
+        Q(dispatched_at__isnull=True) | Q(dispatched_at__lt=stale_dispatch),
+        status=JobStatus.QUEUED,
+    )
+    lost = PublishJob.objects.filter(status=JobStatus.RUNNING, lease_until__lt=now)
+    sent = 0
+    for job_id in list(queued.values_list("pk", flat=True)) + list(
+        lost.values_list("pk", flat=True)
+    ):
+        publish_job_dispatch(job_id)
+        sent += 1
+    return sent
