@@ -92,6 +92,12 @@ def empty_bucket(s3_server):
         keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
         if keys:
             s3_server.delete_objects(Bucket=bucket, Delete={"Objects": keys})
+    # Uploads that a killed worker or a cut connection left unfinished go too, so a test
+    # that counts them sees only its own.
+    for upload in s3_server.list_multipart_uploads(Bucket=bucket).get("Uploads", []):
+        s3_server.abort_multipart_upload(
+            Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+        )
 
 
 @pytest.fixture
