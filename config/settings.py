@@ -14,7 +14,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from config.env import env_bool, env_int, env_list, env_str
+from config.env import env_bool, env_int, env_list, env_networks, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var")))
@@ -65,6 +65,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Outermost: sees every answer, including those Django makes from exceptions.
+    "catalog.api.middleware.ApiErrorShapeMiddleware",
+    "catalog.middleware.ContentSecurityPolicyMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -189,6 +192,8 @@ STREAM_CHUNK_BYTES = env_int("STREAM_CHUNK_BYTES", 8 * 1024 * 1024, minimum=64 *
 # Each web host keeps local copies of the columnar (Parquet) objects that rows are read
 # from, up to this many bytes under VAR_DIR/columnar-cache; 0 reads them from storage.
 COLUMNAR_CACHE_BYTES = env_int("COLUMNAR_CACHE_BYTES", 8 * 1024**3, minimum=0)
+# Files with more columns than this are refused at publish (the header is enough).
+MAX_COLUMNS = env_int("MAX_COLUMNS", 2000, minimum=1)
 # Uploads above this many bytes are refused (413).
 MAX_UPLOAD_BYTES = env_int("MAX_UPLOAD_BYTES", 50 * 1024**3, minimum=1)
 # Uploads past this size are streamed to a temporary file, never held in memory.
@@ -272,6 +277,8 @@ AXES_COOLOFF_TIME = env_int("LOGIN_LOCKOUT_MINUTES", 15, minimum=1) / 60  # hour
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_DISABLE_ACCESS_LOG = True
+# Lock-outs count per address as the rate limits and the audit log see it.
+AXES_CLIENT_IP_CALLABLE = "catalog.addresses.client_ip"
 AXES_VERBOSE = False
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -291,6 +298,16 @@ if env_bool("SECURE_PROXY_SSL_HEADER", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SESSION_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
+# Our own reverse proxies (addresses or CIDR networks): only a connection from one of
+# them may name the client in X-Forwarded-For. Empty: the header is ignored.
+TRUSTED_PROXIES = env_networks("TRUSTED_PROXIES")
+# Sent with every response (admin, API docs, pages, API): scripts from our origin only.
+CONTENT_SECURITY_POLICY = env_str(
+    "CONTENT_SECURITY_POLICY",
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; font-src 'self' data:; connect-src 'self'; object-src 'none'; "
+    "base-uri 'self'; form-action 'self'; frame-ancestors 'none'",
+)
 
 # --- REST API -------------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -301,7 +318,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["catalog.api.permissions.ScopePermission"],
     "DEFAULT_THROTTLE_CLASSES": ["catalog.api.throttling.ApiRateThrottle"],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "catalog.api.schema.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "catalog.api.pagination.Pagination",
     "PAGE_SIZE": 50,
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],

@@ -108,7 +108,7 @@ def bucket_keys(s3_server):
 
 @pytest.fixture
 def system() -> Actor:
-    return Actor(via="command")
+    return Actor.system(via="command")
 
 
 @pytest.fixture

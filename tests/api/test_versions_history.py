@@ -42,7 +42,7 @@ def publish_as(dataset, data: bytes, *, version: str = "", draft=False, inputs=(
         dataset=dataset,
         stream=io.BytesIO(data),
         filename="data.csv",
-        actor=Actor(user=user, via="command"),
+        actor=Actor(user=user, via="api") if user else Actor.system(via="command"),
         source=JobSource.COMMAND,
         requested_version=version,
         draft=draft,

@@ -36,6 +36,7 @@ from django.utils import timezone
 
 from catalog import events
 from catalog.audit import Actor, audit_record
+from catalog.digests import CheckedStream, sha256_hex
 from catalog.exceptions import (
     Conflict,
     DomainError,
@@ -123,8 +124,12 @@ def publish_job_create(
     allow_breaking: bool = False,
     inputs: Sequence[str] = (),
     draft: bool = False,
+    expected_sha256: str = "",
 ) -> PublishJob:
     """Streams `stream` to a staging key and queues a job that publishes it.
+
+    `expected_sha256` (hex), when given, is the SHA-256 the publisher computed: bytes
+    that do not match are refused (`DigestMismatch`) before any job exists.
 
     `allow_breaking` lets a breaking change through with less than a major bump (the
     changelog records it; a dataset in strict mode still refuses it). `inputs` names the
@@ -141,6 +146,8 @@ def publish_job_create(
         raise InvalidInput(f"Unknown publish source {source!r}.")
     _check_requested_version(dataset, requested_version)
     pinned = [input_label(v) for v in inputs_resolve(dataset=dataset, inputs=inputs)]
+    if expected_sha256:
+        stream = CheckedStream(stream, expected=sha256_hex(expected_sha256))
     head = stream.read(_HEAD_BYTES)
     if not head:
         raise FileRejected("The file is empty.")
@@ -205,6 +212,7 @@ def publish_job_create_from_object(
     allow_breaking: bool = False,
     inputs: Sequence[str] = (),
     draft: bool = False,
+    expected_sha256: str = "",
 ) -> PublishJob:
     """Queues the publish of an object already in the bucket (a pipeline wrote it there).
 
@@ -234,6 +242,7 @@ def publish_job_create_from_object(
         allow_breaking=allow_breaking,
         inputs=inputs,
         draft=draft,
+        expected_sha256=expected_sha256,
     )
 
 

@@ -31,7 +31,7 @@ class Command(BaseCommand):
     )
 
     def handle(self, *args, **options):
-        actor = Actor(via="command")
+        actor = Actor.system(via="command")
         org = Organization.objects.filter(slug=ORG).first() or organization_create(
             slug=ORG, name="Scout Analytics", actor=actor
         )
@@ -78,7 +78,7 @@ class Command(BaseCommand):
             dataset=dataset,
             stream=io.BytesIO(data),
             filename=f"{dataset.name}.csv",
-            actor=Actor(via="command"),
+            actor=Actor.system(via="command"),
             source=JobSource.COMMAND,
             requested_version=version,
             note=note,
