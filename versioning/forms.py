@@ -7,6 +7,8 @@ from datetime import timedelta
 from django import forms
 from django.utils import timezone
 
+from catalog.validators import validate_header_text
+
 
 class PublishForm(forms.Form):
     file = forms.FileField(help_text="CSV (plain or .csv.gz) or Parquet.")
@@ -42,9 +44,11 @@ class PublishForm(forms.Form):
 
 class DeprecateForm(forms.Form):
     message = forms.CharField(
+        validators=[validate_header_text],
         max_length=2000,
         widget=forms.Textarea(attrs={"rows": 3}),
-        help_text="Why, and what to use instead; API clients get it with every response.",
+        help_text="Why, and what to use instead, on one line; API clients get it with every "
+        "response.",
     )
     sunset = forms.DateField(
         help_text="After this day the version may be archived (YYYY-MM-DD).",

@@ -31,6 +31,7 @@ from catalog.locks import dataset_lock
 from catalog.models import Dataset
 from catalog.selectors import user_can_steward
 from catalog.services import ensure_steward
+from catalog.validators import has_control_characters
 from versioning.manifest import manifest_generate
 from versioning.models import ChangeKind, DatasetVersion, VersionStatus
 from versioning.semver import Version
@@ -225,6 +226,11 @@ def version_deprecate(
         raise InvalidInput("Say why the version is deprecated and what to use instead.")
     if len(message) > MAX_MESSAGE:
         raise InvalidInput(f"The deprecation message is at most {MAX_MESSAGE} characters.")
+    if has_control_characters(message):
+        raise InvalidInput(
+            "The deprecation message must be one line without control characters: clients "
+            "get it in an HTTP header."
+        )
     if not isinstance(sunset, date):
         raise InvalidInput("The sunset date is a day, e.g. 2025-03-31.")
     if sunset < timezone.localdate():
