@@ -9,7 +9,7 @@ from catalog.models import Visibility
 from catalog.services import dataset_create
 from tests.api.conftest import error_of
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.both_modes]
 
 FAR = ["9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00+14:00"]
 

@@ -14,7 +14,7 @@ from django.test import override_settings
 from catalog.storage import get_object_store
 from tests.api.conftest import CSV, error_of
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.both_modes]
 
 CONTRACT = {"signed_url", "expires_at", "dataset_info"}
 INFO = {"row_count", "size_bytes", "last_updated", "sha256", "version"}
@@ -24,6 +24,7 @@ def parse_z(text: str) -> datetime:
     return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
 
 
+@pytest.mark.s3  # fetches the presigned URL from the S3 server
 def test_a_signed_url_downloads_exactly_the_bytes_the_manifest_lists(published, viewer, as_user):
     client = as_user(viewer)
     response = client.get("/api/v1/datasets/gold/txn_daily/download/?ttl=600")
@@ -40,6 +41,7 @@ def test_a_signed_url_downloads_exactly_the_bytes_the_manifest_lists(published, 
     assert hashlib.sha256(fetched.content).hexdigest() == manifest["sha256"]
 
 
+@pytest.mark.s3  # fetches the presigned URL from the S3 server
 def test_in_the_services_mode_the_url_is_a_presigned_get_of_one_key_until_expires_at(
     published, viewer, as_user
 ):
@@ -93,6 +95,7 @@ def test_the_seeds_proxy_form_answers_the_same(published, viewer, as_user):
     assert client.get("/api/v1/dataset-proxy").status_code == 400
 
 
+@pytest.mark.s3  # fetches the presigned URL from the S3 server
 def test_raw_redirects_to_a_signed_url(published, viewer, as_user):
     response = as_user(viewer).get("/api/v1/datasets/gold/txn_daily/raw/")
     assert response.status_code == 302

@@ -11,7 +11,7 @@ from tests.api.conftest import CSV, error_of, multipart, post_multipart
 from versioning.models import DatasetVersion, JobStatus, PublishJob
 from versioning.services import publish_job_run
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.both_modes]
 
 URL = "/api/v1/datasets/gold/txn_daily/versions/"
 CSV_2 = CSV + b"2024-08-12,ST0003,1.5,true\n"

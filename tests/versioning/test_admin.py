@@ -10,7 +10,7 @@ from catalog.models import AuditEntry, Dataset
 from versioning.models import JobStatus, PublishJob
 from versioning.services import publish_job_run
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.both_modes]
 
 CSV = b"day,store,revenue\n2024-08-10,ST1,10.5\n"
 
