@@ -4,8 +4,8 @@ Django's own parser writes every file part to a temporary file before the view r
 Here the file part is handed to the publish service as a stream instead, which writes it
 straight to the staging key: the upload crosses the web process in chunks, never whole,
 and never touches its disk. The price is order: the fields (`version`, `note`,
-`allow_breaking`, `draft`, `inputs`, `sha256`) must come before the file (curl sends `-F` parts in
-the order given). A field that arrives after the file is refused before the job exists,
+`allow_breaking`, `draft`, `inputs`, `sha256`) must come before the file (curl sends `-F`
+parts in the order given). A field that arrives after the file is refused before the job exists,
 by raising from the stream's last read, which aborts the staging write.
 
 Django's part iterator (`django.http.multipartparser.Parser`) does the splitting; the
@@ -53,7 +53,8 @@ class _Counted:
     def __init__(self, stream, limit: int, *, boundary: bytes) -> None:
         self.stream, self.limit, self.count = stream, limit, 0
         self.hash = hashlib.sha256()
-        self.closing = b"--" + boundary + b"--"
+        # The close delimiter (RFC 2046): CRLF, two hyphens, the boundary, two hyphens.
+        self.closing = b"\r\n--" + boundary + b"--"
         self.closed = False
         self._tail = b""
 

@@ -302,10 +302,21 @@ class VersionListView(DatasetScoped, generics.ListAPIView):
             "streamed to staging as it arrives, or JSON naming an object already in the "
             "bucket under the organisation's prefix. Answers 202 with the publish job; "
             "follow its `url` until `status` is `succeeded` or `failed`. Needs the "
-            "steward role and the publish scope; a device token publishes only to its "
-            "own dataset."
+            "steward role and the publish scope; a device token only uploads new files "
+            "to its own dataset. A body cut off before its end is refused (400); so is "
+            "a file whose SHA-256 is not the `sha256` sent, or a body whose digest is not "
+            "the `Content-Digest` sent (400 `digest_mismatch`)."
         ),
-        parameters=DATASET_PARAMETERS,
+        parameters=[
+            *DATASET_PARAMETERS,
+            OpenApiParameter(
+                "Content-Digest",
+                OpenApiTypes.STR,
+                OpenApiParameter.HEADER,
+                description="RFC 9530, `sha-256=:<base64>:`: the SHA-256 of the request "
+                "body as sent (for multipart, the whole body).",
+            ),
+        ],
         request={
             "multipart/form-data": PublishUploadInput,
             "application/json": PublishFromObjectInput,
