@@ -53,14 +53,18 @@ def _command(kind: str, port: int) -> list[str]:
     return [str(BIN / "python"), "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"]
 
 
-@pytest.fixture
-def start_server(tmp_path):
-    """Starts `gunicorn` or `runserver`; stops it after the test."""
+@pytest.fixture(scope="module")
+def start_server(tmp_path_factory):
+    """Starts `gunicorn` or `runserver` once per test module (each test's rows reach it
+    through the shared test database); stops them after the module."""
+    servers: dict[str, Server] = {}
     procs: list[subprocess.Popen] = []
 
-    def start(kind: str = "gunicorn", *, env: dict | None = None) -> Server:
+    def start(kind: str = "gunicorn") -> Server:
+        if kind in servers:
+            return servers[kind]
         port = free_port()
-        log = tmp_path / f"{kind}.log"
+        log = tmp_path_factory.mktemp(kind) / f"{kind}.log"
         proc = subprocess.Popen(
             _command(kind, port),
             cwd=ROOT,
@@ -69,7 +73,6 @@ def start_server(tmp_path):
                 "DJANGO_SETTINGS_MODULE": "tests.settings",
                 "DATABASE_URL": _test_database_url(),
                 "PYTHONUNBUFFERED": "1",
-                **(env or {}),
             },
             stdout=log.open("w"),
             stderr=subprocess.STDOUT,
@@ -87,6 +90,7 @@ def start_server(tmp_path):
                 return False
 
         wait_for(up, timeout=60, message=f"{kind} to answer")
+        servers[kind] = server
         return server
 
     yield start
