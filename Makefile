@@ -9,7 +9,7 @@ PORT ?= 8000
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/dataset_publisher
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/13
 
-.PHONY: install run worker migrate demo test test-only lint format check-deploy bench clean
+.PHONY: install run worker migrate demo test test-only test-embedded lint format check-deploy bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,11 @@ test: lint check-deploy test-only
 
 test-only: install
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(PY) -m pytest $(PYTEST_ARGS)
+	$(MAKE) test-embedded
+
+# The tests marked both_modes again in the embedded mode: SQLite, local files, no Redis.
+test-embedded: install
+	TEST_MODE=embedded $(PY) -m pytest $(PYTEST_ARGS)
 
 format: install
 	$(VENV)/bin/ruff check --fix .

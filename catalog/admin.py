@@ -171,6 +171,19 @@ class AuditEntryAdmin(ReadOnlyAdmin):
     date_hierarchy = "created_at"
     show_full_result_count = False
 
+    # Entries hold addresses and token prefixes: stewards and admins of the organisation
+    # read them, viewers do not; entries of no organisation are for superusers only.
+    def get_queryset(self, request):
+        queryset = admin.ModelAdmin.get_queryset(self, request)
+        if request.user.is_superuser:
+            return queryset
+        return queryset.filter(organization__in=self._orgs(request, stewarded=True))
+
+    def has_module_permission(self, request):
+        return super().has_module_permission(request) and (
+            request.user.is_superuser or bool(self._roles(request) & set(STEWARD_ROLES))
+        )
+
 
 class EventDeliveryInline(admin.TabularInline):
     model = EventDelivery

@@ -6,25 +6,35 @@ from dataclasses import dataclass
 
 from django.db import models
 
+from catalog.addresses import client_ip
 from catalog.models import AuditEntry, Organization
 
 
 @dataclass(frozen=True)
 class Actor:
     """Who asks for a service call, and from where: the user, their address, the door
-    they came through (admin, api, command, worker)."""
+    they came through (admin, api, command, worker).
+
+    An actor without a user is nobody (an anonymous request) and may change nothing.
+    Commands and workers that act for the system say so explicitly with
+    `Actor.system(...)`: a missing user is never taken to mean the system.
+    """
 
     user: object | None = None
     ip_address: str | None = None
     via: str = ""
+    is_system: bool = False
+
+    @classmethod
+    def system(cls, *, via: str = "command") -> Actor:
+        """The system itself (a management command, a worker): may act anywhere."""
+        return cls(via=via, is_system=True)
 
     @classmethod
     def from_request(cls, request, *, via: str) -> Actor:
-        forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
-        ip = forwarded.split(",")[0].strip() if forwarded else request.META.get("REMOTE_ADDR")
         return cls(
             user=request.user if request.user.is_authenticated else None,
-            ip_address=ip or None,
+            ip_address=client_ip(request),
             via=via,
         )
 

@@ -58,10 +58,13 @@ def membership_set(*, organization: Organization, user, role: str, actor: Actor)
 def ensure_steward(*, actor: Actor, organization: Organization) -> None:
     """Raises Forbidden unless the actor is a steward or admin of the organisation.
 
-    Commands and workers act for the system (no user) and may act anywhere.
+    Only the explicit system actor (`Actor.system`, commands and workers) may act
+    anywhere; an actor without a signed-in user (an anonymous request) is refused.
     """
-    if actor.user is None:
+    if actor.is_system:
         return
+    if actor.user is None or not getattr(actor.user, "is_authenticated", False):
+        raise Forbidden("Sign in as a steward of the organisation to do this.")
     if not user_can_steward(actor.user, organization):
         raise Forbidden(f"You are not a steward of the organisation {organization.slug!r}.")
 

@@ -21,10 +21,11 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, BinaryIO, Protocol
-from urllib.parse import quote, urlencode
+from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 from django.conf import settings
 from django.core.files.storage import FileSystemStorage, storages
@@ -55,8 +56,16 @@ class ObjectStore(Protocol):
     def read_range(self, key: str, start: int, length: int) -> bytes: ...
     def signed_url(
         self, key: str, *, ttl: int, filename: str | None = None, version: str = ""
-    ) -> str: ...
+    ) -> SignedUrl: ...
     def abandoned_uploads_abort(self, *, older_than: timedelta) -> int: ...
+
+
+@dataclass(frozen=True)
+class SignedUrl:
+    """A download URL and the moment it stops working, as the signer set it."""
+
+    url: str
+    expires_at: datetime
 
 
 def _chunks(stream: IO[bytes], chunk_size: int) -> Iterator[bytes]:
@@ -164,7 +173,10 @@ class LocalObjectStore:
         if version:
             query["version"] = version
         query["signature"] = download_signature(key, expires, version)
-        return f"{settings.PUBLIC_BASE_URL.rstrip('/')}/objects/{quote(key)}?{urlencode(query)}"
+        return SignedUrl(
+            url=f"{settings.PUBLIC_BASE_URL.rstrip('/')}/objects/{quote(key)}?{urlencode(query)}",
+            expires_at=datetime.fromtimestamp(expires, UTC),
+        )
 
 
 def download_signature(key: str, expires: int, version: str = "") -> str:
@@ -322,7 +334,14 @@ class S3ObjectStore:
         if filename:
             params["ResponseContentDisposition"] = f'attachment; filename="{filename}"'
         with self._errors(key):
-            return self.client.generate_presigned_url("get_object", Params=params, ExpiresIn=ttl)
+            url = self.client.generate_presigned_url("get_object", Params=params, ExpiresIn=ttl)
+        # SigV4 signs the second it was made (X-Amz-Date); the URL works `ttl` after it.
+        signed_at = parse_qs(urlsplit(url).query).get("X-Amz-Date", [""])[0]
+        try:
+            start = datetime.strptime(signed_at, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+        except ValueError:
+            start = datetime.now(UTC).replace(microsecond=0)
+        return SignedUrl(url=url, expires_at=start + timedelta(seconds=ttl))
 
     def abandoned_uploads_abort(self, *, older_than: timedelta) -> int:
         """Aborts the bucket's multipart uploads started more than `older_than` ago and

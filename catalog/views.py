@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import mimetypes
 import re
+import time
 
 from django.http import FileResponse, HttpResponse, JsonResponse
-from django.views.decorators.http import require_GET
+from django.utils.http import http_date, parse_etags
+from django.views.decorators.http import require_safe
 
 from catalog.storage import LocalObjectStore, get_object_store, verify_download_signature
 
@@ -44,18 +46,29 @@ def _forbidden() -> JsonResponse:
     )
 
 
-@require_GET
+def _object_headers(response: HttpResponse, *, etag: str, stat, expires: int, key: str):
+    """What GET and HEAD both answer about an object: an immutable key's bytes never
+    change, so a client may keep them as long as its URL works."""
+    response["ETag"] = etag
+    response["Last-Modified"] = http_date(stat.st_mtime)
+    max_age = max(0, expires - int(time.time()))
+    response["Cache-Control"] = f"private, max-age={max_age}, immutable"
+    response["Accept-Ranges"] = "bytes"
+    response["Content-Disposition"] = f'attachment; filename="{key.rsplit("/", 1)[-1]}"'
+    return response
+
+
+@require_safe
 def signed_object_download(request, key: str):
     """Streams an object to whoever holds a valid, unexpired signed URL for its key and
-    version; a tampered, expired or other key's URL gets 403."""
+    version; a tampered, expired or other key's URL gets 403. HEAD answers the same
+    headers as GET (clients size a download with it first), without the body."""
     store = get_object_store()
     if not isinstance(store, LocalObjectStore):
         return _forbidden()
+    expires = request.GET.get("expires", "")
     if not verify_download_signature(
-        key,
-        request.GET.get("expires", ""),
-        request.GET.get("signature", ""),
-        request.GET.get("version", ""),
+        key, expires, request.GET.get("signature", ""), request.GET.get("version", "")
     ):
         return _forbidden()
     try:
@@ -64,15 +77,14 @@ def signed_object_download(request, key: str):
     except (FileNotFoundError, Exception):
         return _forbidden()
     etag = f'"{stat.st_size:x}-{int(stat.st_mtime_ns):x}"'
-    if request.headers.get("If-None-Match") == etag:
-        response = HttpResponse(status=304)
-        response["ETag"] = etag
-        return response
+    headers = {"etag": etag, "stat": stat, "expires": int(expires), "key": key}
+    if etag in parse_etags(request.headers.get("If-None-Match", "")):
+        return _object_headers(HttpResponse(status=304), **headers)
     content_type = mimetypes.guess_type(key)[0] or "application/octet-stream"
     if key.endswith(".gz"):
         content_type = "application/gzip"  # never Content-Encoding: the bytes are the file
     size = stat.st_size
-    handle = open(path, "rb")  # noqa: SIM115 - FileResponse closes it
+    start, end, status = 0, size - 1, 200
     match = _RANGE.match(request.headers.get("Range", ""))
     if match and (match.group(1) or match.group(2)):
         first, last = match.groups()
@@ -81,23 +93,21 @@ def signed_object_download(request, key: str):
         else:
             start, end = max(0, size - int(last)), size - 1
         if start > end or start >= size:
-            handle.close()
             response = HttpResponse(status=416)
             response["Content-Range"] = f"bytes */{size}"
             return response
-        handle.seek(start)
-        response = FileResponse(
-            _Limited(handle, end - start + 1), content_type=content_type, status=206
-        )
-        response["Content-Length"] = str(end - start + 1)
-        response["Content-Range"] = f"bytes {start}-{end}/{size}"
+        status = 206
+    if request.method == "HEAD":
+        response = HttpResponse(content_type=content_type, status=status)
     else:
-        response = FileResponse(handle, content_type=content_type)
-        response["Content-Length"] = str(size)
-    response["Accept-Ranges"] = "bytes"
-    response["ETag"] = etag
-    response["Content-Disposition"] = f'attachment; filename="{path.name}"'
-    return response
+        handle = open(path, "rb")  # noqa: SIM115 - FileResponse closes it
+        handle.seek(start)
+        body = _Limited(handle, end - start + 1) if status == 206 else handle
+        response = FileResponse(body, content_type=content_type, status=status)
+    response["Content-Length"] = str(end - start + 1)
+    if status == 206:
+        response["Content-Range"] = f"bytes {start}-{end}/{size}"
+    return _object_headers(response, **headers)
 
 
 def healthz(request):

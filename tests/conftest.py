@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -46,8 +47,29 @@ def wait_for(
         time.sleep(interval)
 
 
+EMBEDDED = os.environ.get("TEST_MODE", "services") == "embedded"
+
+
+def pytest_collection_modifyitems(config, items):
+    """In the embedded mode only the tests marked for both modes run (and of those, none
+    that needs the S3 server or a worker on Redis)."""
+    if not EMBEDDED:
+        return
+    kept, dropped = [], []
+    for item in items:
+        markers = {mark.name for mark in item.iter_markers()}
+        runs = "both_modes" in markers and not markers & {"s3", "worker"}
+        (kept if runs else dropped).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
+
 @pytest.fixture(scope="session", autouse=True)
 def s3_server():
+    if EMBEDDED:
+        yield None
+        return
     endpoint = os.environ["S3_ENDPOINT_URL"]
     port = urlparse(endpoint).port
     Path(settings.VAR_DIR).mkdir(parents=True, exist_ok=True)
@@ -82,10 +104,17 @@ def s3_server():
     log.close()
 
 
+def _objects_dir() -> Path:
+    return Path(settings.STORAGES["datasets"]["OPTIONS"]["location"])
+
+
 @pytest.fixture(autouse=True)
 def empty_bucket(s3_server):
-    """Each test starts with an empty bucket."""
+    """Each test starts with an empty bucket (in the embedded mode, an empty folder)."""
     yield
+    if s3_server is None:
+        shutil.rmtree(_objects_dir(), ignore_errors=True)
+        return
     bucket = os.environ["S3_BUCKET"]
     paginator = s3_server.get_paginator("list_objects_v2")
     for page in paginator.paginate(Bucket=bucket):
@@ -103,6 +132,10 @@ def empty_bucket(s3_server):
 @pytest.fixture
 def bucket_keys(s3_server):
     def keys(prefix: str = "") -> list[str]:
+        if s3_server is None:
+            root = _objects_dir()
+            found = (p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+            return sorted(key for key in found if key.startswith(prefix))
         response = s3_server.list_objects_v2(Bucket=os.environ["S3_BUCKET"], Prefix=prefix)
         return sorted(o["Key"] for o in response.get("Contents", []))
 
@@ -129,7 +162,7 @@ def flaky_storage(settings):
 
 @pytest.fixture
 def system() -> Actor:
-    return Actor(via="command")
+    return Actor.system(via="command")
 
 
 @pytest.fixture

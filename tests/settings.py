@@ -1,6 +1,11 @@
 """Test settings: the services mode (PostgreSQL, Redis, S3 on loopback) with short
 leases, so that the fault tests see a dead worker's job taken over within seconds.
 
+With `TEST_MODE=embedded` the same tests run in the embedded mode instead: SQLite, the
+file cache, the folder queue and local files under VAR_DIR, nothing external. `make
+test` runs the tests marked `both_modes` that way too (the API's filters, rows,
+downloads and publishing, and the pages), so the two modes cannot drift apart.
+
 Worker processes started by the tests use this module too, so everything they need is
 read from the environment that the test session sets up (see conftest.py).
 """
@@ -18,12 +23,18 @@ def _free_port() -> int:
 # One id per test session, inherited by the worker processes it starts: test runs side by
 # side on one machine get their own test database and task queue.
 RUN_ID = os.environ.setdefault("TEST_RUN_ID", str(os.getpid()))
-os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/dataset_publisher")
-os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/13")
-os.environ.setdefault("S3_ENDPOINT_URL", f"http://127.0.0.1:{_free_port()}")
-os.environ.setdefault("S3_BUCKET", "datasets-test")
-os.environ.setdefault("S3_ACCESS_KEY_ID", "testing")
-os.environ.setdefault("S3_SECRET_ACCESS_KEY", "testing")
+EMBEDDED = os.environ.get("TEST_MODE", "services") == "embedded"
+if EMBEDDED:
+    for name in ("DATABASE_URL", "REDIS_URL", "S3_BUCKET", "S3_ENDPOINT_URL"):
+        os.environ.pop(name, None)
+    os.environ.setdefault("DEBUG", "false")
+else:
+    os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/dataset_publisher")
+    os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/13")
+    os.environ.setdefault("S3_ENDPOINT_URL", f"http://127.0.0.1:{_free_port()}")
+    os.environ.setdefault("S3_BUCKET", "datasets-test")
+    os.environ.setdefault("S3_ACCESS_KEY_ID", "testing")
+    os.environ.setdefault("S3_SECRET_ACCESS_KEY", "testing")
 os.environ.setdefault("SECRET_KEY", "tests-only-" + "x" * 50)
 os.environ.setdefault("VAR_DIR", f"/tmp/dataset-publisher-tests-{RUN_ID}")
 os.environ.setdefault("PUBLISH_JOB_LEASE_SECONDS", "6")
@@ -39,6 +50,7 @@ STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # noqa: F405
 SECURE_SSL_REDIRECT = False
 SESSION_COOKIE_SECURE = False
 CSRF_COOKIE_SECURE = False
-DATABASES["default"]["TEST"] = {"NAME": f"test_dataset_publisher_{RUN_ID}"}  # noqa: F405
+if not EMBEDDED:
+    DATABASES["default"]["TEST"] = {"NAME": f"test_dataset_publisher_{RUN_ID}"}  # noqa: F405
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 INSTALLED_APPS = [*INSTALLED_APPS, "tests.probe"]  # noqa: F405

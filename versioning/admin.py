@@ -17,6 +17,7 @@ import json
 
 from django.contrib import admin, messages
 from django.db.models import OuterRef, Subquery
+from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -211,9 +212,14 @@ class DatasetAdmin(OrganizationScopedAdmin):
             **extra,
         }
 
-    def history_view(self, request, object_id: int):
+    def history_view(self, request, object_id: int | str, extra_context=None):
         """Every version with its status, classification, publisher and deltas; then the
-        rollbacks. Two queries whatever the number of versions."""
+        rollbacks. Two queries whatever the number of versions.
+
+        It replaces the admin's own history view, so Django's `<path:object_id>/history/`
+        route reaches it too, with any text as the id: only digits name a dataset."""
+        if not (str(object_id).isascii() and str(object_id).isdigit()):
+            raise Http404(f"No dataset {str(object_id)[:50]!r}.")
         dataset = get_object_or_404(self.get_queryset(request), pk=object_id)
         versions = list(
             DatasetVersion.objects.filter(dataset=dataset)

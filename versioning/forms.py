@@ -7,6 +7,7 @@ from datetime import timedelta
 from django import forms
 from django.utils import timezone
 
+from catalog.validators import validate_header_text
 from versioning.options import PublishOptions
 
 
@@ -54,9 +55,11 @@ class PublishForm(forms.Form):
 
 class DeprecateForm(forms.Form):
     message = forms.CharField(
+        validators=[validate_header_text],
         max_length=2000,
         widget=forms.Textarea(attrs={"rows": 3}),
-        help_text="Why, and what to use instead; API clients get it with every response.",
+        help_text="Why, and what to use instead, on one line; API clients get it with every "
+        "response.",
     )
     sunset = forms.DateField(
         help_text="After this day the version may be archived (YYYY-MM-DD).",

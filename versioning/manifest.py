@@ -81,6 +81,31 @@ def manifest_build(*, organization: Organization, generated_at: datetime) -> dic
     return body
 
 
+def manifest_merge(bodies: dict[str, dict]) -> dict:
+    """One manifest of the same shape listing several organisations' (keyed by slug): a
+    `<layer>/<name>` found in two is keyed `<org>/<layer>/<name>`, with its own checksum."""
+    counts: dict[str, int] = {}
+    for body in bodies.values():
+        for path in body["datasets"]:
+            counts[path] = counts.get(path, 0) + 1
+    datasets = {}
+    for slug, body in sorted(bodies.items()):
+        for path, entry in body["datasets"].items():
+            datasets[path if counts[path] == 1 else f"{slug}/{path}"] = entry
+    merged = {
+        "generated_at": max(body["generated_at"] for body in bodies.values()),
+        "version": next(iter(bodies.values()))["version"],
+        "total_datasets": len(datasets),
+        "datasets": dict(sorted(datasets.items())),
+        "integrity": {
+            "manifest_sha256": "",
+            "total_size_bytes": sum(entry["size_bytes"] for entry in datasets.values()),
+        },
+    }
+    merged["integrity"]["manifest_sha256"] = manifest_checksum(merged)
+    return merged
+
+
 def manifest_generate(*, organization: Organization) -> Manifest:
     """Builds and stores the organisation's manifest from its current versions.
 

@@ -9,6 +9,7 @@ from django.db import models
 from django.db.models import F, Q
 
 from catalog.models import Dataset, Organization
+from catalog.validators import validate_header_text
 
 
 class VersionStatus(models.TextChoices):
@@ -63,7 +64,10 @@ class DatasetVersion(models.Model):
     )
     note = models.TextField(blank=True, help_text="The publisher's changelog note (markdown).")
     deprecation_message = models.TextField(
-        blank=True, help_text="Why the version is deprecated and what to use instead."
+        blank=True,
+        validators=[validate_header_text],
+        help_text="Why the version is deprecated and what to use instead (one line: "
+        "clients get it in a Warning header).",
     )
     sunset_date = models.DateField(
         null=True, blank=True, help_text="After this day the version may be archived."

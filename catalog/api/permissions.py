@@ -6,6 +6,11 @@ services check. A token acts with its own scopes (`admin` includes the others), 
 device token additionally sees only its one dataset (`device_dataset_id`). A method the
 view names no scope for is refused to every token: new endpoints fail closed.
 
+A device token (an edge device's) may only upload new files to its dataset: it is
+refused every steward action (rollback, the lifecycle), publishing an object already in
+the bucket, and the publish options that reach beyond one new file (`allow_breaking`, a
+draft or pre-release, `inputs`): `device_refuse` says so with 403.
+
 Anonymous callers may use GET where a view sets `anonymous_read` (public datasets).
 """
 
@@ -13,6 +18,7 @@ from __future__ import annotations
 
 from rest_framework.permissions import BasePermission
 
+from catalog.exceptions import Forbidden
 from catalog.models import ApiToken, TokenKind, TokenScope
 
 
@@ -27,6 +33,15 @@ def device_dataset_id(request) -> int | None:
     if token is not None and token.kind == TokenKind.DEVICE:
         return token.dataset_id
     return None
+
+
+def device_refuse(request, action: str) -> None:
+    """Raises Forbidden when a device token asks for `action` (words after "cannot")."""
+    if device_dataset_id(request) is not None:
+        raise Forbidden(
+            f"A device token may only upload new files to its dataset; it cannot {action}. "
+            "Use a personal token of a steward."
+        )
 
 
 def required_scope(view, method: str) -> str | None:

@@ -14,6 +14,7 @@ class TokenCreateInput(serializers.Serializer):
         child=serializers.ChoiceField(choices=TokenScope.choices),
         required=False,
         allow_empty=False,
+        min_length=1,
         max_length=3,
         help_text="read, publish, admin (admin includes the others). A device token is "
         "always publish only.",

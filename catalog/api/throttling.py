@@ -18,6 +18,7 @@ from django.conf import settings
 from django.core.cache import caches
 from rest_framework.throttling import BaseThrottle
 
+from catalog.addresses import client_ip
 from catalog.api.cache_backend import ReusingRedisCache
 from catalog.api.generations import GENERATION_KEY, generation_given
 from catalog.api.rates import parse_rate
@@ -30,7 +31,7 @@ class ApiRateThrottle(BaseThrottle):
         user = getattr(request, "user", None)
         if user is not None and user.is_authenticated:
             return f"u{user.pk}"
-        return f"ip{self.get_ident(request)}"
+        return f"ip{client_ip(request)}"
 
     def allow_request(self, request, view) -> bool:
         cache = caches["default"]

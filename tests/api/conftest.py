@@ -88,3 +88,27 @@ def error_of(response) -> dict:
     assert set(body) == {"error"}, body
     assert set(body["error"]) == {"code", "message", "details"}, body
     return body["error"]
+
+
+def multipart(parts: list[tuple[str, str | None, bytes]], boundary: str = "XyZ") -> bytes:
+    """A multipart body with the parts in exactly this order (name, filename, bytes)."""
+    out = b""
+    for name, filename, data in parts:
+        disposition = f'form-data; name="{name}"'
+        if filename:
+            disposition += f'; filename="{filename}"'
+        out += f"--{boundary}\r\nContent-Disposition: {disposition}\r\n\r\n".encode()
+        out += data + b"\r\n"
+    return out + f"--{boundary}--\r\n".encode()
+
+
+def post_multipart(
+    client,
+    body: bytes,
+    boundary: str = "XyZ",
+    url: str = "/api/v1/datasets/gold/txn_daily/versions/",
+    **extra,
+):
+    return client.generic(
+        "POST", url, body, content_type=f"multipart/form-data; boundary={boundary}", **extra
+    )

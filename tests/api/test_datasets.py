@@ -13,7 +13,7 @@ from catalog.models import AuditEntry, Dataset, Visibility
 from catalog.services import dataset_create
 from tests.api.conftest import CSV, error_of
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.both_modes]
 
 
 def paths(response) -> list[str]:

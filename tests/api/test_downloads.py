@@ -14,7 +14,7 @@ from django.test import override_settings
 from catalog.storage import get_object_store
 from tests.api.conftest import CSV, error_of
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.both_modes]
 
 CONTRACT = {"signed_url", "expires_at", "dataset_info"}
 INFO = {"row_count", "size_bytes", "last_updated", "sha256", "version"}
@@ -24,6 +24,7 @@ def parse_z(text: str) -> datetime:
     return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
 
 
+@pytest.mark.s3  # fetches the presigned URL from the S3 server
 def test_a_signed_url_downloads_exactly_the_bytes_the_manifest_lists(published, viewer, as_user):
     client = as_user(viewer)
     response = client.get("/api/v1/datasets/gold/txn_daily/download/?ttl=600")
@@ -40,6 +41,7 @@ def test_a_signed_url_downloads_exactly_the_bytes_the_manifest_lists(published, 
     assert hashlib.sha256(fetched.content).hexdigest() == manifest["sha256"]
 
 
+@pytest.mark.s3  # fetches the presigned URL from the S3 server
 def test_in_the_services_mode_the_url_is_a_presigned_get_of_one_key_until_expires_at(
     published, viewer, as_user
 ):
@@ -93,6 +95,7 @@ def test_the_seeds_proxy_form_answers_the_same(published, viewer, as_user):
     assert client.get("/api/v1/dataset-proxy").status_code == 400
 
 
+@pytest.mark.s3  # fetches the presigned URL from the S3 server
 def test_raw_redirects_to_a_signed_url(published, viewer, as_user):
     response = as_user(viewer).get("/api/v1/datasets/gold/txn_daily/raw/")
     assert response.status_code == 302
@@ -153,7 +156,7 @@ def local_path(url: str) -> str:
 
 
 def test_an_embedded_signed_url_streams_the_file_with_its_headers(embedded, client):
-    url = embedded.signed_url("acme/v1/gold/a/a_2024-08-10_v1.0.0.csv", ttl=60, version="1.0.0")
+    url = embedded.signed_url("acme/v1/gold/a/a_2024-08-10_v1.0.0.csv", ttl=60, version="1.0.0").url
     response = client.get(local_path(url))
     assert response.status_code == 200
     assert b"".join(response.streaming_content) == CSV
@@ -169,13 +172,13 @@ def test_an_embedded_signed_url_streams_the_file_with_its_headers(embedded, clie
 
 def test_a_tampered_expired_or_cross_key_embedded_url_is_refused(embedded, client):
     key = "acme/v1/gold/a/a_2024-08-10_v1.0.0.csv"
-    url = local_path(embedded.signed_url(key, ttl=60, version="1.0.0"))
+    url = local_path(embedded.signed_url(key, ttl=60, version="1.0.0").url)
     refused = [
         url.replace("signature=", "signature=0"),
         url.replace("version=1.0.0", "version=1.0.1"),
         url.replace("expires=", "expires=9"),
         url.replace("/gold/a/a_", "/gold/b/b_"),
-        local_path(embedded.signed_url(key, ttl=-1, version="1.0.0")),
+        local_path(embedded.signed_url(key, ttl=-1, version="1.0.0").url),
         url.split("?")[0],
     ]
     for bad in refused:
@@ -200,3 +203,22 @@ def test_the_api_signs_embedded_urls_that_cover_the_version(embedded, published,
         hashlib.sha256(b"".join(fetched.streaming_content)).hexdigest()
         == (body["dataset_info"]["sha256"])
     )
+
+
+def test_head_on_an_embedded_signed_url_answers_the_get_headers_without_the_body(embedded, client):
+    url = local_path(
+        embedded.signed_url("acme/v1/gold/a/a_2024-08-10_v1.0.0.csv", ttl=600, version="1.0.0").url
+    )
+    got = client.get(url)
+    head = client.head(url)
+    assert head.status_code == 200
+    assert head.content == b""
+    for name in ("Content-Length", "Content-Type", "ETag", "Last-Modified", "Cache-Control"):
+        assert head[name] == got[name], name
+    assert head["Content-Length"] == str(len(CSV))
+    directives = [d.strip() for d in head["Cache-Control"].split(",")]
+    assert directives[0] == "private" and directives[2] == "immutable"
+    assert 590 <= int(directives[1].removeprefix("max-age=")) <= 600
+    assert client.get(url, HTTP_IF_NONE_MATCH=got["ETag"]).status_code == 304
+    assert client.head(url.replace("signature=", "signature=0")).status_code == 403
+    assert client.post(url).status_code == 405

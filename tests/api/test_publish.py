@@ -7,32 +7,14 @@ import io
 import pytest
 
 from catalog.models import AuditEntry
-from tests.api.conftest import CSV, error_of
+from tests.api.conftest import CSV, error_of, multipart, post_multipart
 from versioning.models import DatasetVersion, JobStatus, PublishJob
 from versioning.services import publish_job_run
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.both_modes]
 
 URL = "/api/v1/datasets/gold/txn_daily/versions/"
 CSV_2 = CSV + b"2024-08-12,ST0003,1.5,true\n"
-
-
-def multipart(parts: list[tuple[str, str | None, bytes]], boundary: str = "XyZ") -> bytes:
-    """A multipart body with the parts in exactly this order (name, filename, bytes)."""
-    out = b""
-    for name, filename, data in parts:
-        disposition = f'form-data; name="{name}"'
-        if filename:
-            disposition += f'; filename="{filename}"'
-        out += f"--{boundary}\r\nContent-Disposition: {disposition}\r\n\r\n".encode()
-        out += data + b"\r\n"
-    return out + f"--{boundary}--\r\n".encode()
-
-
-def post_multipart(client, body: bytes, boundary: str = "XyZ", url: str = URL):
-    return client.generic(
-        "POST", url, body, content_type=f"multipart/form-data; boundary={boundary}"
-    )
 
 
 def test_an_upload_is_streamed_to_staging_and_answered_with_a_job(

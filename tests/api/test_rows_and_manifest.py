@@ -16,7 +16,7 @@ from versioning import columnar
 from versioning.manifest import manifest_checksum
 from versioning.models import DatasetVersion
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.both_modes]
 
 ROWS = "/api/v1/datasets/gold/txn_daily/rows/"
 

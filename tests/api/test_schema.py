@@ -87,3 +87,25 @@ def test_no_generated_request_gets_a_500_or_an_answer_outside_the_schema(
             status_code_conformance,
         ],
     )
+
+
+def test_the_schema_answers_json_for_format_json_and_yaml_by_default(api):
+    as_json = api.get("/api/v1/schema/?format=json")
+    assert as_json.status_code == 200
+    assert as_json["Content-Type"].startswith("application/vnd.oai.openapi+json")
+    assert as_json.json()["openapi"].startswith("3.")
+    as_yaml = api.get("/api/v1/schema/")
+    assert as_yaml["Content-Type"].startswith("application/vnd.oai.openapi")
+    assert as_yaml.content.startswith(b"openapi:")
+
+
+def test_the_schema_declares_anonymous_reads_minimum_scopes_and_page_size(api):
+    schema = api.get("/api/v1/schema/?format=json").json()
+    listing = schema["paths"]["/api/v1/datasets/"]
+    assert {} in listing["get"]["security"]
+    assert {} not in listing["post"]["security"]
+    assert {} not in schema["paths"]["/api/v1/tokens/"]["get"]["security"]
+    scopes = schema["components"]["schemas"]["TokenCreateInputRequest"]["properties"]["scopes"]
+    assert scopes["minItems"] == 1
+    page_size = next(p for p in listing["get"]["parameters"] if p["name"] == "page_size")
+    assert page_size["schema"]["minimum"] == 1

@@ -16,7 +16,7 @@ from catalog.audit import Actor
 from catalog.models import ApiToken, AuditEntry
 from catalog.services import dataset_create
 from catalog.tokens import token_revoke
-from tests.api.conftest import CSV, error_of
+from tests.api.conftest import CSV, error_of, multipart
 
 pytestmark = pytest.mark.django_db
 
@@ -197,6 +197,67 @@ def test_a_device_token_cannot_read_nor_reach_another_dataset(device, acme, syst
         "/api/v1/datasets/gold/other/versions/", {"file": io.BytesIO(CSV)}, format="multipart"
     )
     assert response.status_code == 404
+
+
+DEVICE_REFUSED_UPLOADS = {
+    "allow_breaking": [("allow_breaking", "true")],
+    "a draft": [("draft", "true")],
+    "a pre-release": [("version", "2.0.0-rc.1")],
+    "inputs from elsewhere": [("inputs", "gold/other")],
+}
+
+
+@pytest.mark.parametrize("case", sorted(DEVICE_REFUSED_UPLOADS))
+def test_a_device_token_uploads_only_a_plain_new_file(device, acme, system, case, bucket_keys):
+    from versioning.models import PublishJob
+
+    dataset_create(organization=acme, layer="gold", name="other", actor=system)
+    fields = [(name, None, value.encode()) for name, value in DEVICE_REFUSED_UPLOADS[case]]
+    body = multipart([*fields, ("file", "day.csv", CSV)])
+    response = device.generic(
+        "POST",
+        "/api/v1/datasets/gold/txn_daily/versions/",
+        body,
+        content_type="multipart/form-data; boundary=XyZ",
+    )
+    assert response.status_code == 403, response.content
+    error = error_of(response)
+    assert error["code"] == "forbidden"
+    assert "device token may only upload new files" in error["message"]
+    assert not PublishJob.objects.exclude(source="command").exists()
+    assert bucket_keys("acme/staging/") == []
+
+
+def test_a_device_token_cannot_publish_an_object_already_in_the_bucket(device, published):
+    from versioning.models import DatasetVersion, PublishJob
+
+    key = DatasetVersion.objects.get(dataset=published).key
+    response = device.post(
+        "/api/v1/datasets/gold/txn_daily/versions/", {"object_key": key}, format="json"
+    )
+    assert response.status_code == 403
+    assert "object already in the bucket" in error_of(response)["message"]
+    assert not PublishJob.objects.exclude(source="command").exists()
+
+
+@pytest.mark.parametrize(
+    ("action", "body"),
+    [
+        ("rollback/", {"to": "1.0.0", "reason": "x"}),
+        ("versions/1.0.0/promote/", {}),
+        ("versions/1.0.0/deprecate/", {"message": "old", "sunset": "2030-01-01"}),
+        ("versions/1.0.0/archive/", {}),
+        ("versions/1.0.0/restore/", {}),
+    ],
+)
+def test_a_device_token_is_refused_every_steward_action(device, published, action, body):
+    from versioning.models import DatasetVersion
+
+    response = device.post(f"/api/v1/datasets/gold/txn_daily/{action}", body, format="json")
+    assert response.status_code == 403, response.content
+    assert "device token may only upload new files" in error_of(response)["message"]
+    assert DatasetVersion.objects.get(dataset=published).status == "active"
+    assert AuditEntry.objects.filter(action__startswith="version.", via="api").count() == 0
 
 
 def test_only_a_steward_makes_a_device_token_and_only_for_a_dataset_they_see(

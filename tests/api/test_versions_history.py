@@ -42,7 +42,7 @@ def publish_as(dataset, data: bytes, *, version: str = "", draft=False, inputs=(
         dataset=dataset,
         stream=io.BytesIO(data),
         filename="data.csv",
-        actor=Actor(user=user, via="command"),
+        actor=Actor(user=user, via="api") if user else Actor.system(via="command"),
         source=JobSource.COMMAND,
         requested_version=version,
         draft=draft,
@@ -314,6 +314,70 @@ def test_deprecating_without_a_message_with_a_past_sunset_or_the_current_version
     response = as_user(steward).post(f"{BASE}versions/{version}/deprecate/", body, format="json")
     assert response.status_code == 400, response.content
     assert words in error_of(response)["message"]
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "Use 1.1.0\r\nX-Injected: yes",
+        "nul\x00byte",
+        "bell\x07",
+        "del\x7f",
+        "tab\there",
+        "c1\x85here",
+    ],
+)
+def test_a_deprecation_message_with_control_characters_is_refused_everywhere(
+    two_versions, steward, as_user, message
+):
+    from datetime import date
+
+    from django.core.exceptions import ValidationError
+
+    from catalog.exceptions import InvalidInput
+    from versioning.models import DatasetVersion
+    from versioning.services import version_deprecate
+
+    response = as_user(steward).post(
+        f"{BASE}versions/1.0.0/deprecate/",
+        {"message": message, "sunset": sunset()},
+        format="json",
+    )
+    assert response.status_code == 400, response.content
+    assert "control characters" in error_of(response)["message"].lower()
+    version = DatasetVersion.objects.get(version="1.0.0")
+    assert version.status == "active"
+    with pytest.raises(InvalidInput, match="control characters"):
+        version_deprecate(
+            version=version,
+            message=message,
+            sunset=date(2099, 1, 1),
+            actor=Actor(user=steward, via="admin"),
+        )
+    version.deprecation_message = message
+    with pytest.raises(ValidationError, match="Control characters"):
+        version.full_clean()
+
+
+def test_a_stored_message_with_control_characters_reaches_the_header_cleaned(
+    two_versions, steward, viewer, as_user
+):
+    from versioning.models import DatasetVersion
+
+    response = as_user(steward).post(
+        f"{BASE}versions/1.0.0/deprecate/",
+        {"message": "Use 1.1.0", "sunset": sunset()},
+        format="json",
+    )
+    assert response.status_code == 200
+    # A row written before the check existed.
+    DatasetVersion.objects.filter(version="1.0.0").update(
+        deprecation_message="Use\x01 1.1.0\r\nX-Injected: yes\x7f"
+    )
+    answer = as_user(viewer).get(f"{BASE}versions/1.0.0/")
+    assert answer.status_code == 200
+    assert answer["Warning"] == '299 - "Deprecated: Use 1.1.0 X-Injected: yes"'
+    assert all(32 <= ord(c) < 127 for value in answer.headers.values() for c in value)
 
 
 def test_an_archived_version_is_downloaded_by_stewards_only(two_versions, steward, viewer, as_user):

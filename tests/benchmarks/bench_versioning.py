@@ -124,7 +124,7 @@ def publish_seconds(dataset, path: Path) -> float:
             dataset=dataset,
             stream=stream,
             filename=path.name,
-            actor=Actor(via="command"),
+            actor=Actor.system(via="command"),
             source=JobSource.COMMAND,
         )
     job = publish_job_run(job_id=job.pk)
@@ -191,7 +191,7 @@ def _measure(args, work: Path) -> int:
     path = work / "big.csv"
     write_csv(path, args.size_mib * MiB)
     say("file", f"{path.stat().st_size / MiB:.1f} MiB")
-    actor = Actor(via="command")
+    actor = Actor.system(via="command")
     org = organization_create(slug="bench", name="Bench", actor=actor)
     small = io.BytesIO()
     with path.open("rb") as whole:

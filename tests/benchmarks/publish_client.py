@@ -39,7 +39,7 @@ def _setup() -> dict:
     from catalog.models import Dataset, Organization
     from catalog.services import dataset_create, organization_create
 
-    actor = Actor(via="command")
+    actor = Actor.system(via="command")
     org = Organization.objects.filter(slug=ORG).first()
     if org is None:
         org = organization_create(slug=ORG, name="Benchmark", actor=actor)
@@ -70,7 +70,7 @@ def _publish(path: Path, *, in_process: bool = False) -> dict:
             dataset=dataset,
             stream=stream,
             filename=path.name,
-            actor=Actor(via="command"),
+            actor=Actor.system(via="command"),
             source=JobSource.COMMAND,
         )
     staged = time.perf_counter()

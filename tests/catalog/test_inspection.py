@@ -615,3 +615,38 @@ def test_the_format_comes_from_the_first_bytes_then_the_name(
 def test_anything_else_is_refused_with_a_reason(filename: str, head: bytes, message: str) -> None:
     with pytest.raises(FileRejected, match=message):
         detect_format(filename, head)
+
+
+# --- wide files ------------------------------------------------------------------------
+
+
+def test_a_csv_wider_than_max_columns_is_refused_from_its_header_with_little_memory():
+    import tracemalloc
+
+    columns = 100_000
+    header = ",".join(f"c{i}" for i in range(columns)).encode()
+    data = header + b"\n" + b",".join([b"1"] * columns) + b"\n"
+    tracemalloc.start()
+    try:
+        with pytest.raises(FileRejected) as refused:
+            inspect(data)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert refused.value.details == {
+        "reason": "too many columns",
+        "columns": columns,
+        "limit": 2000,
+    }
+    assert "100,000 columns; at most 2,000" in refused.value.message
+    assert peak < 64 * MiB
+
+
+def test_the_column_limit_is_a_setting_and_applies_to_parquet_too(settings):
+    settings.MAX_COLUMNS = 3
+    inspect(b"a,b,c\n1,2,3\n")
+    with pytest.raises(FileRejected, match="4 columns; at most 3"):
+        inspect(b"a,b,c,d\n1,2,3,4\n")
+    table = pa.table({name: [1] for name in "abcd"})
+    with pytest.raises(FileRejected, match="4 columns; at most 3"):
+        inspect(parquet_bytes(table), format="parquet")

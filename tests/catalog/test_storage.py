@@ -5,7 +5,8 @@ from __future__ import annotations
 import io
 import os
 import time
-from urllib.parse import urlparse
+from datetime import timedelta
+from urllib.parse import parse_qs, urlparse
 
 import pytest
 import requests
@@ -109,7 +110,7 @@ def test_a_write_that_fails_midway_leaves_nothing_at_the_key(store):
 def test_a_local_signed_url_works_until_it_expires_and_only_for_its_key(local_store, client):
     store = local_store
     store.write("acme/x/a.csv", io.BytesIO(DATA))
-    url = urlparse(store.signed_url("acme/x/a.csv", ttl=60))
+    url = urlparse(store.signed_url("acme/x/a.csv", ttl=60).url)
     response = client.get(f"{url.path}?{url.query}")
     assert response.status_code == 200
     assert b"".join(response.streaming_content) == DATA
@@ -131,9 +132,12 @@ def test_an_s3_signed_url_is_a_presigned_get_of_exactly_one_key(s3_store):
     # The S3 server on loopback does not check signatures (AWS does): this test checks
     # what the URL asks for; the embedded view's test checks refusals.
     s3_store.write("acme/x/a.csv", io.BytesIO(DATA))
-    url = urlparse(s3_store.signed_url("acme/x/a.csv", ttl=120, filename="a.csv"))
+    signed = s3_store.signed_url("acme/x/a.csv", ttl=120, filename="a.csv")
+    url = urlparse(signed.url)
     assert url.path.endswith("/acme/x/a.csv")
     assert "X-Amz-Expires=120" in url.query and "X-Amz-Signature=" in url.query
+    signed_at = parse_qs(url.query)["X-Amz-Date"][0]
+    assert (signed.expires_at - timedelta(seconds=120)).strftime("%Y%m%dT%H%M%SZ") == signed_at
     assert requests.get(url.geturl(), timeout=10).content == DATA
 
 

@@ -10,7 +10,7 @@ from catalog.models import AuditEntry, Dataset
 from versioning.models import JobStatus, PublishJob
 from versioning.services import publish_job_run
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.both_modes]
 
 CSV = b"day,store,revenue\n2024-08-10,ST1,10.5\n"
 
@@ -139,3 +139,33 @@ def test_a_steward_registers_a_dataset_only_in_an_organisation_they_steward(
     created = client.post(add, {**data, "organization": acme.pk})
     assert created.status_code == 302, created.content[:2000]
     assert Dataset.objects.get(name="new_one").organization == acme
+
+
+def test_a_viewer_cannot_read_the_audit_log_in_the_admin(client, viewer, dataset):
+    entry = AuditEntry.objects.filter(organization=dataset.organization).first()
+    client.force_login(viewer)
+    assert client.get(reverse("admin:catalog_auditentry_changelist")).status_code == 403
+    assert client.get(reverse("admin:catalog_auditentry_change", args=[entry.pk])).status_code in (
+        302,
+        403,
+    )
+    assert b"Audit" not in client.get(reverse("admin:index")).content
+
+
+def test_a_steward_reads_only_their_organisations_audit_entries(
+    client, steward, dataset, other_dataset
+):
+    client.force_login(steward)
+    page = client.get(reverse("admin:catalog_auditentry_changelist"))
+    assert page.status_code == 200
+    assert b"gold/txn_daily" in page.content
+    assert b"secret_sales" not in page.content
+
+
+@pytest.mark.parametrize("object_id", ["abc", "1x", "%C2%B2"])
+def test_the_history_page_answers_404_for_an_id_that_is_not_a_number(
+    client, steward, dataset, object_id
+):
+    client.force_login(steward)
+    response = client.get(f"/admin/catalog/dataset/{object_id}/history/")
+    assert response.status_code == 404

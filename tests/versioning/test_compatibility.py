@@ -184,7 +184,7 @@ def test_a_duplicate_that_appears_while_queued_fails_the_job(dataset, published,
         dataset=dataset,
         stream=BytesIO(base_csv(units=[4, 5, 6])),
         filename="d.csv",
-        actor=Actor(via="command"),
+        actor=Actor.system(via="command"),
         source=JobSource.COMMAND,
         requested_version="1.0.1-rc.1",
     )
@@ -200,7 +200,9 @@ def test_after_a_rollback_the_next_version_skips_numbers_already_taken(
     from versioning.services import dataset_rollback
 
     publish_with(dataset, base_csv(region=["a", "b", "c"]))  # 1.1.0
-    dataset_rollback(dataset=dataset, to="1.0.0", reason="bad region", actor=Actor(via="command"))
+    dataset_rollback(
+        dataset=dataset, to="1.0.0", reason="bad region", actor=Actor.system(via="command")
+    )
     job = publish_with(dataset, base_csv(region=["x", "y", "z"]))
     assert job.version.version == "1.2.0"
     assert job.version.parent == published
@@ -215,7 +217,7 @@ def test_publishing_from_an_object_passes_the_options_on(dataset, published, pub
     job = publish_job_create_from_object(
         dataset=dataset,
         source_key="acme/incoming/day.csv",
-        actor=Actor(via="command"),
+        actor=Actor.system(via="command"),
         requested_version="1.1.0",
         allow_breaking=True,
     )

@@ -35,7 +35,7 @@ def queue(dataset, data: bytes):
         dataset=dataset,
         stream=io.BytesIO(data),
         filename="day.csv",
-        actor=Actor(via="command"),
+        actor=Actor.system(via="command"),
         source=JobSource.COMMAND,
     )
 

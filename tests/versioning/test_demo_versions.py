@@ -58,7 +58,9 @@ def test_the_demo_data_versions_roll_back_and_show_lineage(tmp_path):
     removed = major.changes.get(kind=ChangeKind.COLUMN_REMOVED)
     assert "`region`" in removed.text
 
-    dataset_rollback(dataset=txn, to="1.1.0", reason="region is needed", actor=Actor(via="command"))
+    dataset_rollback(
+        dataset=txn, to="1.1.0", reason="region is needed", actor=Actor.system(via="command")
+    )
     listed = manifest_latest(organization=txn.organization).body["datasets"]["gold/txn_daily"]
     assert (listed["schema_version"], listed["sha256"]) == ("1.1.0", previous.sha256)
 

@@ -69,7 +69,10 @@ def seconds_until_stale_changes(results: list[dict], now: datetime) -> float:
         if not hours or current is None:
             continue
         published = datetime.fromisoformat(current["published_at"].replace("Z", "+00:00"))
-        left = (published + timedelta(hours=hours) - now).total_seconds()
+        try:
+            left = (published + timedelta(hours=hours) - now).total_seconds()
+        except OverflowError:
+            continue  # a deadline past year 9999 never flips
         if left > 0:
             seconds = min(seconds, left)
     return seconds

@@ -15,6 +15,8 @@ it), so a dataset's own detail never carries them.
 
 from __future__ import annotations
 
+import unicodedata
+
 from versioning.api.serializers import dataset_url
 from versioning.models import DatasetVersion
 from versioning.services import version_deprecation
@@ -23,7 +25,10 @@ _WARNING_CHARS = 300
 
 
 def _header_text(text: str) -> str:
-    line = " ".join(text.split())
+    """`text` as a safe quoted-string: control characters (refused on input, but older
+    rows may hold them) become spaces, runs of spaces one, anything past ASCII `?`."""
+    printable = "".join(" " if unicodedata.category(c) == "Cc" else c for c in text)
+    line = " ".join(printable.split())
     ascii_only = line.encode("ascii", "replace").decode("ascii")
     if len(ascii_only) > _WARNING_CHARS:
         ascii_only = ascii_only[: _WARNING_CHARS - 3] + "..."

@@ -3,25 +3,40 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, timedelta
+from datetime import UTC
 
 import django_filters
+from django import forms
 from django.db import connection
-from django.db.models import DateTimeField, DurationField, ExpressionWrapper, F, Q, Value
-from django.db.models.functions import Now
+from django.db.models import Q
+from django.utils import timezone
+from django_filters.fields import IsoDateTimeField
 
 from catalog.models import Dataset, Layer, Visibility
+from versioning.api.serializers import freshness_cutoff
 from versioning.models import DatasetVersion, VersionStatus
 
 
-class UtcDateTimeFilter(django_filters.IsoDateTimeFilter):
-    """ISO 8601 in any offset Python accepts (up to 24 h), passed on in UTC: PostgreSQL
-    refuses offsets past 15:59."""
+class UtcIsoDateTimeField(IsoDateTimeField):
+    """ISO 8601 in any offset Python accepts (up to 24 h), converted to UTC while the
+    form is cleaned: PostgreSQL refuses offsets past 15:59, and a moment whose UTC time
+    falls outside years 1 to 9999 (`9999-12-31T23:59:59-14:00`) is refused as invalid
+    input rather than overflowing later."""
 
-    def filter(self, qs, value):
-        if value is not None and value.tzinfo is not None:
-            value = value.astimezone(UTC)
-        return super().filter(qs, value)
+    def to_python(self, value):
+        moment = super().to_python(value)
+        if moment is None or moment.tzinfo is None:
+            return moment
+        try:
+            return moment.astimezone(UTC)
+        except OverflowError:
+            raise forms.ValidationError(
+                "This moment is outside the years 1 to 9999 in UTC.", code="invalid"
+            ) from None
+
+
+class UtcDateTimeFilter(django_filters.IsoDateTimeFilter):
+    field_class = UtcIsoDateTimeField
 
 
 class DatasetFilterSet(django_filters.FilterSet):
@@ -72,19 +87,24 @@ class DatasetFilterSet(django_filters.FilterSet):
         return queryset.filter(query)
 
     def filter_stale(self, queryset, name, value):
-        # The deadline is the last publish plus freshness_hours; the view annotates
-        # last_published_at from the current version.
-        deadline = ExpressionWrapper(
-            F("last_published_at")
-            + ExpressionWrapper(
-                F("freshness_hours") * Value(timedelta(hours=1)), output_field=DurationField()
-            ),
-            output_field=DateTimeField(),
+        """Late: a freshness expectation and no publish since `now - freshness_hours`.
+
+        SQLite cannot multiply an interval, so the deadline is not computed per row:
+        the few distinct `freshness_hours` values in use are read first, and each gets
+        its own cut-off moment, compared with the annotated `last_published_at`.
+        """
+        now = timezone.now()
+        hours = (
+            queryset.filter(freshness_hours__isnull=False)
+            .order_by()
+            .values_list("freshness_hours", flat=True)
+            .distinct()
         )
-        queryset = queryset.alias(deadline=deadline)
-        late = Q(freshness_hours__isnull=False) & (
-            Q(last_published_at__isnull=True) | Q(deadline__lt=Now())
-        )
+        late = Q(freshness_hours__isnull=False, last_published_at__isnull=True)
+        for value_hours in hours:
+            cutoff = freshness_cutoff(now, value_hours)
+            if cutoff is not None:
+                late |= Q(freshness_hours=value_hours, last_published_at__lt=cutoff)
         return queryset.filter(late) if value == "true" else queryset.exclude(late)
 
 

@@ -24,6 +24,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from catalog.api.errors import error_responses
+from catalog.api.permissions import device_refuse
 from catalog.audit import Actor
 from catalog.exceptions import InvalidInput, NotFound
 from catalog.models import Dataset, TokenScope
@@ -107,9 +108,12 @@ class StewardAction:
     required_scopes = STEWARD_WRITE
     parser_classes = [JSONParser]
 
+    device_action = "act as a steward"
+
     def steward_actor(self, dataset: Dataset) -> Actor:
         if not self.request.user.is_authenticated:
             raise exceptions.NotAuthenticated()
+        device_refuse(self.request, self.device_action)
         actor = Actor.from_request(self.request, via="api")
         ensure_steward(actor=actor, organization=dataset.organization)
         return actor
@@ -197,6 +201,8 @@ class VersionLineageView(VersionScoped, APIView):
 
 
 class RollbackView(StewardAction, DatasetScoped, APIView):
+    device_action = "roll back"
+
     @extend_schema(
         summary="Roll back: make another published version current again",
         description=(
@@ -253,6 +259,8 @@ _ACTION_ERRORS = error_responses(400, 401, 403, 404, 409, 429)
 
 
 class VersionPromoteView(StewardAction, VersionScoped, APIView):
+    device_action = "promote a draft"
+
     @extend_schema(
         summary="Promote a draft: make it the current version",
         description=(
@@ -276,6 +284,8 @@ class VersionPromoteView(StewardAction, VersionScoped, APIView):
 
 
 class VersionDeprecateView(StewardAction, VersionScoped, APIView):
+    device_action = "deprecate a version"
+
     @extend_schema(
         summary="Deprecate a published version",
         description=(
@@ -300,6 +310,8 @@ class VersionDeprecateView(StewardAction, VersionScoped, APIView):
 
 
 class VersionArchiveView(StewardAction, VersionScoped, APIView):
+    device_action = "archive a version"
+
     @extend_schema(
         summary="Archive a version",
         description=(
@@ -317,6 +329,8 @@ class VersionArchiveView(StewardAction, VersionScoped, APIView):
 
 
 class VersionRestoreView(StewardAction, VersionScoped, APIView):
+    device_action = "restore a version"
+
     @extend_schema(
         summary="Restore an archived or deprecated version",
         description=(

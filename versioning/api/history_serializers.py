@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from catalog.validators import validate_header_text
 from versioning.manifest import isoformat_z
 from versioning.models import DatasetRollback
 from versioning.services.lifecycle import MAX_MESSAGE
@@ -54,7 +55,10 @@ class PromoteInput(serializers.Serializer):
 
 class DeprecateInput(serializers.Serializer):
     message = serializers.CharField(
-        max_length=MAX_MESSAGE, help_text="Why, and what to use instead; clients see it."
+        max_length=MAX_MESSAGE,
+        validators=[validate_header_text],
+        help_text="Why, and what to use instead; clients see it (one line, in the Warning "
+        "header too).",
     )
     sunset = serializers.DateField(
         input_formats=["%Y-%m-%d"],

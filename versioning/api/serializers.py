@@ -27,12 +27,22 @@ def dataset_url(dataset) -> str:
     return f"{API_ROOT}/orgs/{dataset.organization.slug}/datasets/{dataset.layer}/{dataset.name}/"
 
 
+def freshness_cutoff(now: datetime, hours: int) -> datetime | None:
+    """The moment before which a last publish is late; None when `hours` reaches back
+    past year 1 (nothing is late then)."""
+    try:
+        return now - timedelta(hours=hours)
+    except OverflowError:
+        return None
+
+
 def is_stale(dataset, last_published_at: datetime | None, now: datetime) -> bool:
     if not dataset.freshness_hours:
         return False
-    return last_published_at is None or (
-        last_published_at < now - timedelta(hours=dataset.freshness_hours)
-    )
+    if last_published_at is None:
+        return True
+    cutoff = freshness_cutoff(now, dataset.freshness_hours)
+    return cutoff is not None and last_published_at < cutoff
 
 
 # --- Versions ----------------------------------------------------------------------
@@ -274,6 +284,15 @@ class PublishOptionsInput(serializers.Serializer):
         help_text="The versions this one is built from, `<layer>/<name>@<version>` (or "
         "`<layer>/<name>` for its current version), in the same organisation."
     )
+    sha256 = serializers.RegexField(
+        r"^[0-9a-fA-F]{64}$",
+        required=False,
+        help_text="The file's SHA-256 in hex, as the publisher computed it: a file whose "
+        "bytes do not match is refused (400 `digest_mismatch`, naming both digests).",
+    )
+
+    def validate_sha256(self, value: str) -> str:
+        return value.lower()
 
 
 class PublishFromObjectInput(PublishOptionsInput):

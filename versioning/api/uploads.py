@@ -4,16 +4,25 @@ Django's own parser writes every file part to a temporary file before the view r
 Here the file part is handed to the publish service as a stream instead, which writes it
 straight to the staging key: the upload crosses the web process in chunks, never whole,
 and never touches its disk. The price is order: the fields (`version`, `note`,
-`allow_breaking`, `draft`, `inputs`) must come before the file (curl sends `-F` parts in
-the order given). A field that arrives after the file is refused before the job exists,
+`allow_breaking`, `draft`, `inputs`, `sha256`) must come before the file (curl sends `-F`
+parts in the order given). A field that arrives after the file is refused before the job exists,
 by raising from the stream's last read, which aborts the staging write.
 
 Django's part iterator (`django.http.multipartparser.Parser`) does the splitting; the
 body is counted on the way in, so an upload past MAX_UPLOAD_BYTES stops at that byte
 even without a Content-Length.
+
+A body that ends early is refused, never published as a half file: the parser treats
+the end of the stream as the end of the file part, so after the last part the body must
+have held its closing boundary (`--<boundary>--`) and exactly `Content-Length` bytes.
+The body is also hashed on the way in, for a `Content-Digest` header (RFC 9530). These
+checks raise from the file stream's last read, like the late-field check, so the staging
+write is aborted and no job exists.
 """
 
 from __future__ import annotations
+
+import hashlib
 
 from django.http import QueryDict
 from django.http.multipartparser import (
@@ -29,24 +38,36 @@ from django.utils.http import parse_header_parameters
 from rest_framework import exceptions
 
 from catalog.api.exceptions import PayloadTooLarge
+from catalog.digests import DigestMismatch, content_digest_text
 from catalog.exceptions import InvalidInput
 
 _FIELD_LIMIT = 64 * 1024
 _CHUNK = 256 * 1024
-FIELDS = ("version", "note", "allow_breaking", "draft", "inputs")
+FIELDS = ("version", "note", "allow_breaking", "draft", "inputs", "sha256")
 
 
 class _Counted:
-    """The request body, refusing to read past `limit` bytes."""
+    """The request body, refusing to read past `limit` bytes; it also hashes what it
+    reads and watches for the closing delimiter (which may straddle two reads)."""
 
-    def __init__(self, stream, limit: int) -> None:
+    def __init__(self, stream, limit: int, *, boundary: bytes) -> None:
         self.stream, self.limit, self.count = stream, limit, 0
+        self.hash = hashlib.sha256()
+        # The close delimiter (RFC 2046): CRLF, two hyphens, the boundary, two hyphens.
+        self.closing = b"\r\n--" + boundary + b"--"
+        self.closed = False
+        self._tail = b""
 
     def read(self, size: int = -1) -> bytes:
         data = self.stream.read(size)
         self.count += len(data)
         if self.count > self.limit:
             raise PayloadTooLarge(f"The upload is larger than the limit of {self.limit:,} bytes.")
+        if data:
+            self.hash.update(data)
+            window = self._tail + data
+            self.closed = self.closed or self.closing in window
+            self._tail = window[-len(self.closing) :]
         return data
 
 
@@ -75,7 +96,18 @@ class FilePart:
 
 
 class MultipartUpload:
-    def __init__(self, *, body, content_type: str, limit: int) -> None:
+    """`content_length` is the header's value (None when the body is chunked);
+    `content_digest` the SHA-256 a `Content-Digest` header names, if any."""
+
+    def __init__(
+        self,
+        *,
+        body,
+        content_type: str,
+        limit: int,
+        content_length: int | None = None,
+        content_digest: bytes | None = None,
+    ) -> None:
         try:
             content_type.encode("ascii")
             _, params = parse_header_parameters(content_type)
@@ -84,7 +116,8 @@ class MultipartUpload:
         boundary = params.get("boundary", "")
         if not boundary or not MultiPartParser.boundary_re.fullmatch(boundary):
             raise exceptions.ParseError("The multipart Content-Type has no valid boundary.")
-        self.body = _Counted(body, limit)
+        self.body = _Counted(body, limit, boundary=boundary.encode("ascii"))
+        self.content_length, self.content_digest = content_length, content_digest
         stream = LazyStream(ChunkIter(self.body, _CHUNK))
         self.parts = iter(Parser(stream, boundary.encode("ascii")))
 
@@ -127,6 +160,35 @@ class MultipartUpload:
                     "other fields before the file."
                 )
             _drain(stream)
+        self.check_complete()
+
+    def check_complete(self) -> None:
+        """Refuses a body that ended early, or whose digest is not the one sent."""
+        received, expected = self.body.count, self.content_length
+        if expected is not None and received != expected:
+            raise InvalidInput(
+                f"The upload was cut off: {received:,} of its {expected:,} bytes arrived. "
+                "Nothing was published; send it again.",
+                details={"received_bytes": received, "content_length": expected},
+            )
+        if not self.body.closed:
+            raise InvalidInput(
+                "The upload was cut off: the multipart body ended without its closing "
+                "boundary. Nothing was published; send it again.",
+                details={"received_bytes": received},
+            )
+        if self.content_digest is not None:
+            actual = self.body.hash.digest()
+            if actual != self.content_digest:
+                raise DigestMismatch(
+                    f"The request body's digest is {content_digest_text(actual)}, not the "
+                    f"Content-Digest {content_digest_text(self.content_digest)} that was "
+                    "sent: the body changed on the way. Nothing was published.",
+                    details={
+                        "expected_content_digest": content_digest_text(self.content_digest),
+                        "actual_content_digest": content_digest_text(actual),
+                    },
+                )
 
 
 def _drain(stream) -> None:

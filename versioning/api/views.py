@@ -9,10 +9,6 @@ steward role and write the audit log.
 
 from __future__ import annotations
 
-import hashlib
-from datetime import UTC, datetime, timedelta
-from urllib.parse import parse_qs, urlparse
-
 import pyarrow as pa
 from django.conf import settings
 from django.db.models import OuterRef, Prefetch, Subquery
@@ -38,12 +34,13 @@ from catalog.api.generations import (
     model_restore,
     model_snapshot,
 )
-from catalog.api.permissions import device_dataset_id
+from catalog.api.permissions import device_dataset_id, device_refuse
 from catalog.api.throttling import SignedUrlRateThrottle
 from catalog.audit import Actor
+from catalog.digests import CheckedStream, content_digest_sha256
 from catalog.exceptions import Forbidden, InvalidInput, NotFound, StorageUnavailable
 from catalog.models import Dataset, TokenScope
-from catalog.selectors import organizations_of, organizations_stewarded_by, user_can_steward
+from catalog.selectors import organizations_stewarded_by, user_can_steward
 from catalog.services import dataset_create, dataset_update
 from catalog.storage import get_object_store
 from versioning import columnar
@@ -65,13 +62,10 @@ from versioning.api.serializers import (
     VersionSerializer,
 )
 from versioning.api.uploads import MultipartUpload
-from versioning.manifest import (
-    canonical_json,
-    isoformat_z,
-    manifest_build,
-    manifest_checksum,
-)
-from versioning.models import DatasetVersion, JobSource, Manifest, PublishJob, VersionStatus
+from versioning.manifest import isoformat_z
+from versioning.models import DatasetVersion, JobSource, PublishJob, VersionStatus
+from versioning.selectors import manifest_for_user
+from versioning.semver import parse_version
 from versioning.services import (
     publish_job_create,
     publish_job_create_from_object,
@@ -267,6 +261,17 @@ class DatasetDetailView(DatasetScoped, APIView):
 # --- Versions and publishing -----------------------------------------------------------
 
 
+def _device_limits(request, options: dict) -> None:
+    """A device token uploads a new file, with a version and a note at most."""
+    if options["allow_breaking"]:
+        device_refuse(request, "allow a breaking change")
+    version = (options.get("version") or "").strip()
+    if options["draft"] or (version and parse_version(version).prerelease):
+        device_refuse(request, "publish a draft or pre-release")
+    if options.get("inputs"):
+        device_refuse(request, "name the inputs a version was built from")
+
+
 class VersionListView(DatasetScoped, generics.ListAPIView):
     required_scopes = {"GET": TokenScope.READ, "POST": TokenScope.PUBLISH}
     serializer_class = VersionSerializer
@@ -304,10 +309,21 @@ class VersionListView(DatasetScoped, generics.ListAPIView):
             "streamed to staging as it arrives, or JSON naming an object already in the "
             "bucket under the organisation's prefix. Answers 202 with the publish job; "
             "follow its `url` until `status` is `succeeded` or `failed`. Needs the "
-            "steward role and the publish scope; a device token publishes only to its "
-            "own dataset."
+            "steward role and the publish scope; a device token only uploads new files "
+            "to its own dataset. A body cut off before its end is refused (400); so is "
+            "a file whose SHA-256 is not the `sha256` sent, or a body whose digest is not "
+            "the `Content-Digest` sent (400 `digest_mismatch`)."
         ),
-        parameters=DATASET_PARAMETERS,
+        parameters=[
+            *DATASET_PARAMETERS,
+            OpenApiParameter(
+                "Content-Digest",
+                OpenApiTypes.STR,
+                OpenApiParameter.HEADER,
+                description="RFC 9530, `sha-256=:<base64>:`: the SHA-256 of the request "
+                "body as sent (for multipart, the whole body).",
+            ),
+        ],
         request={
             "multipart/form-data": PublishUploadInput,
             "application/json": PublishFromObjectInput,
@@ -332,13 +348,15 @@ class VersionListView(DatasetScoped, generics.ListAPIView):
         source = JobSource.DEVICE if device_dataset_id(request) else JobSource.API
         content_type = request.content_type.split(";")[0].strip().lower()
         if content_type == "multipart/form-data":
-            job = self._publish_upload(request, dataset, actor, source, limit)
+            job = self._publish_upload(request, dataset, actor, source, limit, length)
         elif content_type == "application/json":
+            device_refuse(request, "publish an object already in the bucket")
             data = PublishFromObjectInput(data=request.data)
             data.is_valid(raise_exception=True)
             job = publish_job_create_from_object(
                 dataset=dataset,
                 source_key=data.validated_data["object_key"],
+                expected_sha256=data.validated_data.get("sha256", ""),
                 actor=actor,
                 requested_version=data.validated_data.get("version", ""),
                 note=data.validated_data.get("note", ""),
@@ -356,25 +374,38 @@ class VersionListView(DatasetScoped, generics.ListAPIView):
         body = PublishJobSerializer(job).data
         return Response(body, status=status.HTTP_202_ACCEPTED, headers={"Location": body["url"]})
 
-    def _publish_upload(self, request, dataset, actor, source, limit) -> PublishJob:
+    def _publish_upload(self, request, dataset, actor, source, limit, length) -> PublishJob:
         http_request = request._request
         if not user_can_steward(request.user, dataset.organization):
             # Refused before a byte of the file is read.
             raise Forbidden(f"You are not a steward of the organisation {dataset.organization}.")
+        content_digest = content_digest_sha256(request.headers.get("Content-Digest", ""))
         if hasattr(http_request, "_files"):
             # Already parsed (a session's CSRF check reads the form): Django spooled the
             # file to disk, so stream it from there.
+            if content_digest is not None:
+                raise InvalidInput(
+                    "Content-Digest is checked only on uploads sent with a token; send the "
+                    "file's SHA-256 in the sha256 field instead."
+                )
             upload = http_request.FILES.get("file")
             if upload is None:
                 raise InvalidInput("The upload has no file part named 'file'.")
             fields, stream, filename = http_request.POST, upload, upload.name
         else:
             multipart = MultipartUpload(
-                body=http_request, content_type=request.content_type, limit=limit
+                body=http_request,
+                content_type=request.content_type,
+                limit=limit,
+                content_length=length if request.META.get("CONTENT_LENGTH") else None,
+                content_digest=content_digest,
             )
             fields, filename, stream = multipart.fields_and_file()
         options = PublishOptionsInput(data=fields)
         options.is_valid(raise_exception=True)
+        _device_limits(request, options.validated_data)
+        if options.validated_data.get("sha256"):
+            stream = CheckedStream(stream, expected=options.validated_data["sha256"])
         return publish_job_create(
             dataset=dataset,
             stream=stream,
@@ -468,7 +499,7 @@ class ManifestView(APIView):
         key = caching.manifest_key(request, slug=slug)
         cached, generation = (None, 0) if key is None else cached_read(key, request)
         if cached is None:
-            cached = self._built(request, slug)
+            cached = manifest_for_user(user=request.user, slug=slug)
             if key is not None:
                 cached_write(key, cached, generation=generation, seconds=ANSWER_SECONDS)
         etag, body = cached
@@ -476,75 +507,10 @@ class ManifestView(APIView):
             return self._answer(HttpResponse(status=304), etag)
         return self._answer(HttpResponse(body, content_type="application/json"), etag)
 
-    def _not_a_member(self, slug: str | None) -> NotFound:
-        return NotFound(
-            f"You are not a member of the organisation {slug!r}."
-            if slug is not None
-            else "You are not a member of any organisation."
-        )
-
-    def _built(self, request, slug: str | None) -> tuple[str, bytes]:
-        """The ETag and body, from the database."""
-        organizations = organizations_of(request.user)
-        if slug is not None:
-            organizations = organizations.filter(slug=slug)
-        # One query: the organisations with the id and checksum of their newest manifest.
-        newest = Manifest.objects.filter(organization=OuterRef("pk")).order_by(
-            "-generated_at", "-id"
-        )
-        organizations = list(
-            organizations.annotate(
-                head_pk=Subquery(newest.values("pk")[:1]),
-                head_sha=Subquery(newest.values("sha256")[:1]),
-            )
-        )
-        if not organizations:
-            raise self._not_a_member(slug)
-        heads = {o.pk: (o.head_pk, o.head_sha) for o in organizations if o.head_pk}
-        shas = [heads[o.pk][1] if o.pk in heads else f"empty-{o.pk}" for o in organizations]
-        if len(organizations) == 1 and organizations[0].pk in heads:
-            etag = f'"{shas[0]}"'
-        else:
-            etag = '"' + hashlib.sha256("\n".join(shas).encode()).hexdigest() + '"'
-        bodies = {}
-        stored = Manifest.objects.in_bulk([pk for pk, _ in heads.values()])
-        for organization in organizations:
-            if organization.pk in heads:
-                bodies[organization.slug] = stored[heads[organization.pk][0]].body
-            else:
-                bodies[organization.slug] = manifest_build(
-                    organization=organization, generated_at=organization.created_at
-                )
-        body = next(iter(bodies.values())) if len(bodies) == 1 else _merged(bodies)
-        return etag, canonical_json(body)
-
     def _answer(self, response: HttpResponse, etag: str) -> HttpResponse:
         response["ETag"] = etag
         response["Cache-Control"] = "private, no-cache"
         return response
-
-
-def _merged(bodies: dict[str, dict]) -> dict:
-    counts: dict[str, int] = {}
-    for body in bodies.values():
-        for path in body["datasets"]:
-            counts[path] = counts.get(path, 0) + 1
-    datasets = {}
-    for slug, body in sorted(bodies.items()):
-        for path, entry in body["datasets"].items():
-            datasets[path if counts[path] == 1 else f"{slug}/{path}"] = entry
-    merged = {
-        "generated_at": max(body["generated_at"] for body in bodies.values()),
-        "version": next(iter(bodies.values()))["version"],
-        "total_datasets": len(datasets),
-        "datasets": dict(sorted(datasets.items())),
-        "integrity": {
-            "manifest_sha256": "",
-            "total_size_bytes": sum(entry["size_bytes"] for entry in datasets.values()),
-        },
-    }
-    merged["integrity"]["manifest_sha256"] = manifest_checksum(merged)
-    return merged
 
 
 # --- Signed URLs -----------------------------------------------------------------------
@@ -567,20 +533,6 @@ class ProxyQuery(SignedUrlQuery):
         r"^[a-z]{1,16}/[a-z0-9][a-z0-9_-]{0,63}$", help_text="`<layer>/<name>`"
     )
     org = serializers.SlugField(required=False, max_length=64)
-
-
-def _expiry_of(url: str, fallback: datetime) -> datetime:
-    """The moment the URL stops working, read from the URL itself so that it is exact."""
-    query = parse_qs(urlparse(url).query)
-    try:
-        if "expires" in query:
-            return datetime.fromtimestamp(int(query["expires"][0]), UTC)
-        if "X-Amz-Date" in query and "X-Amz-Expires" in query:
-            signed = datetime.strptime(query["X-Amz-Date"][0], "%Y%m%dT%H%M%SZ")
-            return signed.replace(tzinfo=UTC) + timedelta(seconds=int(query["X-Amz-Expires"][0]))
-    except (ValueError, IndexError):
-        pass
-    return fallback
 
 
 def _dataset_and_version(
@@ -634,13 +586,12 @@ def signed_download(
 ) -> tuple[dict, dict[str, str]]:
     """The signed URL's body, and the headers its response needs (a deprecated version's)."""
     _, found = _dataset_and_version(request, layer=layer, name=name, org=org, version=version)
-    now = timezone.now()
-    url = get_object_store().signed_url(
+    signed = get_object_store().signed_url(
         found.key, ttl=ttl, filename=found.key.rsplit("/", 1)[-1], version=found.version
     )
     body = {
-        "signed_url": url,
-        "expires_at": isoformat_z(_expiry_of(url, now + timedelta(seconds=ttl))),
+        "signed_url": signed.url,
+        "expires_at": isoformat_z(signed.expires_at),
         "dataset_info": {
             "row_count": found.row_count,
             "size_bytes": found.size_bytes,

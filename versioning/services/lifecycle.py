@@ -29,6 +29,7 @@ from catalog.exceptions import Forbidden, InvalidInput
 from catalog.locks import dataset_lock
 from catalog.selectors import user_can_steward
 from catalog.services import ensure_steward
+from catalog.validators import has_control_characters
 from versioning.models import ChangeKind, DatasetVersion, VersionStatus
 from versioning.semver import Version
 from versioning.services.changelog import breaking_override_text, changelog_write
@@ -168,6 +169,11 @@ def version_deprecate(
         raise InvalidInput("Say why the version is deprecated and what to use instead.")
     if len(message) > MAX_MESSAGE:
         raise InvalidInput(f"The deprecation message is at most {MAX_MESSAGE} characters.")
+    if has_control_characters(message):
+        raise InvalidInput(
+            "The deprecation message must be one line without control characters: clients "
+            "get it in an HTTP header."
+        )
     if not isinstance(sunset, date):
         raise InvalidInput("The sunset date is a day, e.g. 2025-03-31.")
     if sunset < timezone.localdate():

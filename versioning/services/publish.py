@@ -31,6 +31,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from catalog.audit import Actor, audit_record
+from catalog.digests import CheckedStream, sha256_hex
 from catalog.exceptions import Conflict, DomainError, FileRejected, InvalidInput, NotFound
 from catalog.inspection import FileProfile, detect_format, inspect_stream
 from catalog.keys import CONTENT_TYPES, staging_key, version_key
@@ -131,12 +132,16 @@ def publish_job_create(
     source: str,
     options: PublishOptions | None = None,
     on_progress: Callable[[int], None] | None = None,
+    expected_sha256: str = "",
     **fields: Any,
 ) -> PublishJob:
     """Streams `stream` to a staging key and queues a job that publishes it as
     `options` ask (see `PublishOptions`; the field names `requested_version`, `note`,
     `allow_breaking`, `inputs` and `draft` are also taken as keywords). Inputs are
     pinned to exact versions now.
+
+    `expected_sha256` (hex), when given, is the SHA-256 the publisher computed: bytes
+    that do not match are refused (`DigestMismatch`) before any job exists.
 
     Raises Forbidden unless the actor stewards the dataset's organisation, InvalidInput
     for a malformed, taken or too-low version or a bad input, FileRejected for an empty
@@ -150,6 +155,8 @@ def publish_job_create(
     options = options.with_inputs(
         input_label(v) for v in inputs_resolve(dataset=dataset, inputs=options.inputs)
     )
+    if expected_sha256:
+        stream = CheckedStream(stream, expected=sha256_hex(expected_sha256))
     head = stream.read(_HEAD_BYTES)
     if not head:
         raise FileRejected("The file is empty.")
@@ -203,6 +210,7 @@ def publish_job_create_from_object(
     actor: Actor,
     source: str = JobSource.OBJECT,
     options: PublishOptions | None = None,
+    expected_sha256: str = "",
     **fields: Any,
 ) -> PublishJob:
     """Queues the publish of an object already in the bucket (a pipeline wrote it there).
@@ -231,6 +239,7 @@ def publish_job_create_from_object(
             actor=actor,
             source=source,
             options=options,
+            expected_sha256=expected_sha256,
         )
 
 

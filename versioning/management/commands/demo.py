@@ -32,7 +32,7 @@ class Command(BaseCommand):
     )
 
     def handle(self, *args, **options):
-        actor = Actor(via="command")
+        actor = Actor.system(via="command")
         org = Organization.objects.filter(slug=ORG).first() or organization_create(
             slug=ORG, name="Scout Analytics", actor=actor
         )
@@ -79,7 +79,7 @@ class Command(BaseCommand):
             dataset=dataset,
             stream=io.BytesIO(data),
             filename=f"{dataset.name}.csv",
-            actor=Actor(via="command"),
+            actor=Actor.system(via="command"),
             source=JobSource.COMMAND,
             options=PublishOptions(version=version, note=note, inputs=inputs),
         )

@@ -1,5 +1,6 @@
 """python manage.py publish <layer>/<name> <path> [--org ORG] [--version X.Y.Z]
-[--input <layer>/<name>@<version> ...] [--draft] [--allow-breaking] [--wait | --in-process]"""
+[--input <layer>/<name>@<version> ...] [--draft] [--allow-breaking] [--sha256 HEX]
+[--wait | --in-process]"""
 
 from __future__ import annotations
 
@@ -54,6 +55,12 @@ class Command(VersionOptionCommand):
             action="store_true",
             help="accept a breaking change without a major version (the changelog records it)",
         )
+        parser.add_argument(
+            "--sha256",
+            default="",
+            metavar="HEX",
+            help="the SHA-256 the file must have (e.g. from sha256sum); other bytes are refused",
+        )
         mode = parser.add_mutually_exclusive_group()
         mode.add_argument("--wait", action="store_true", help="wait for the worker to finish")
         mode.add_argument(
@@ -86,7 +93,7 @@ class Command(VersionOptionCommand):
                     dataset=dataset,
                     stream=stream,
                     filename=path.name,
-                    actor=Actor(via="command"),
+                    actor=Actor.system(via="command"),
                     source=JobSource.COMMAND,
                     options=PublishOptions(
                         version=options["requested_version"],
@@ -95,6 +102,7 @@ class Command(VersionOptionCommand):
                         draft=options["draft"],
                         allow_breaking=options["allow_breaking"],
                     ),
+                    expected_sha256=options["sha256"],
                     on_progress=lambda done: bar.update(done - bar.n),
                 )
         except DomainError as exc:
