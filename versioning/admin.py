@@ -342,6 +342,7 @@ class DatasetAdmin(OrganizationScopedAdmin):
                     inputs=form.cleaned_data["inputs"],
                     draft=form.cleaned_data["draft"],
                     allow_breaking=form.cleaned_data["allow_breaking"],
+                    expected_sha256=form.cleaned_data["sha256"],
                 )
             except DomainError as exc:
                 form.add_error(None, exc.message)
