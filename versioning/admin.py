@@ -338,6 +338,7 @@ class DatasetAdmin(OrganizationScopedAdmin):
                     actor=Actor.from_request(request, via="admin"),
                     source=JobSource.ADMIN,
                     options=form.publish_options(),
+                    expected_sha256=form.cleaned_data["sha256"],
                 )
             except DomainError as exc:
                 form.add_error(None, exc.message)

@@ -38,6 +38,13 @@ class PublishForm(forms.Form):
         label="Allow a breaking change",
         help_text="Accept a breaking change without a major version (the changelog records it).",
     )
+    sha256 = forms.RegexField(
+        r"^[0-9a-fA-F]{64}$",
+        required=False,
+        label="SHA-256",
+        help_text="Optional: the file's SHA-256 (from sha256sum); other bytes are refused.",
+        error_messages={"invalid": "A SHA-256 is 64 hex characters (0-9, a-f)."},
+    )
 
     def clean_inputs(self) -> list[str]:
         return [line.strip() for line in self.cleaned_data["inputs"].splitlines() if line.strip()]

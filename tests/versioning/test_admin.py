@@ -82,6 +82,24 @@ def test_the_publish_page_shows_a_refusal_as_a_form_error(client, steward, datas
     assert not PublishJob.objects.exists()
 
 
+def test_the_publish_page_refuses_a_file_whose_sha256_differs(client, steward, dataset):
+    import hashlib
+
+    client.force_login(steward)
+    url = reverse("admin:catalog_dataset_publish", args=[dataset.pk])
+    wrong = "ab" * 32
+    response = client.post(url, {"file": SimpleUploadedFile("day.csv", CSV), "sha256": wrong})
+    assert response.status_code == 200
+    assert wrong.encode() in response.content
+    assert hashlib.sha256(CSV).hexdigest().encode() in response.content
+    assert not PublishJob.objects.exists()
+
+    right = hashlib.sha256(CSV).hexdigest()
+    response = client.post(url, {"file": SimpleUploadedFile("day.csv", CSV), "sha256": right})
+    assert response.status_code == 302
+    assert PublishJob.objects.count() == 1
+
+
 def test_a_viewer_cannot_publish_or_change_a_dataset(client, viewer, dataset):
     client.force_login(viewer)
     assert client.get(reverse("admin:catalog_dataset_changelist")).status_code == 200
