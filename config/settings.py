@@ -62,6 +62,7 @@ INSTALLED_APPS = [
     "replication",
     "notifications",
     "usage",
+    "portal",
 ]
 
 MIDDLEWARE = [
@@ -259,7 +260,13 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
-LOGIN_URL = "admin:login"
+LOGIN_URL = "portal:login"
+LOGIN_REDIRECT_URL = "portal:catalog"
+LOGOUT_REDIRECT_URL = "portal:catalog"
+# An invitation link works for this many days.
+INVITATION_DAYS = env_int("INVITATION_DAYS", 7, minimum=1)
+# A password-reset link works for this many seconds.
+PASSWORD_RESET_TIMEOUT = env_int("PASSWORD_RESET_TIMEOUT", 3 * 24 * 3600, minimum=300)
 # The lock-out check runs before the password check (django-axes).
 AUTHENTICATION_BACKENDS = [
     "catalog.auth_backends.LockoutBackend",
@@ -279,6 +286,23 @@ USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
+
+# --- Email (invitations, password resets) --------------------------------------------
+# With EMAIL_HOST set, mail goes out by SMTP; without it (the embedded mode) it is
+# printed on the web process's console, so `make run` shows the links.
+EMAIL_HOST = env_str("EMAIL_HOST")
+EMAIL_BACKEND = (
+    "django.core.mail.backends.smtp.EmailBackend"
+    if EMAIL_HOST
+    else "django.core.mail.backends.console.EmailBackend"
+)
+EMAIL_PORT = env_int("EMAIL_PORT", 587, minimum=1)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", EMAIL_PORT == 587)
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", EMAIL_PORT == 465)
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10, minimum=1)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Dataset Publisher <noreply@localhost>")
 
 # --- Security (strict unless DEBUG) ---------------------------------------------------
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
