@@ -281,6 +281,8 @@ AXES_RESET_ON_SUCCESS = True
 AXES_DISABLE_ACCESS_LOG = True
 AXES_VERBOSE = False
 LANGUAGE_CODE = "en-us"
+# ISO dates (YYYY-MM-DD) in every page, the admin included (config/formats/en/).
+FORMAT_MODULE_PATH = ["config.formats"]
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
