@@ -278,6 +278,7 @@ class ApiToken(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        verbose_name = "API token"
         constraints = [
             models.CheckConstraint(
                 condition=(Q(kind=TokenKind.PERSONAL) & Q(dataset__isnull=True))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from django import template
 
-from catalog import registry
+from catalog import display, registry
 
 register = template.Library()
 
@@ -27,3 +27,9 @@ def header_badges(context) -> dict:
 @register.filter
 def short_sha(value: str, length: int = 12) -> str:
     return (value or "")[:length]
+
+
+@register.filter
+def markdown_inline(text: str):
+    """Changelog markdown (`code`, **bold**) as HTML, everything else escaped."""
+    return display.markdown_inline(text)
