@@ -187,3 +187,29 @@ def test_make_runs_supervisor_serves_the_app_and_ctrl_c_stops_everything(embedde
     finally:
         if runner.poll() is None:
             runner.kill()
+
+
+PAGES_SCRIPT = """
+from urllib.parse import urlparse
+from django.test import Client
+
+client = Client(HTTP_HOST="127.0.0.1")
+signed_in = client.post("/sign-in/", {"username": "steward", "password": "demo-password-1"})
+assert signed_in.status_code == 302, signed_in.status_code
+found = client.get("/", {"search": "daily", "layer": "gold"}).content.decode()
+assert "gold/txn_daily" in found, found
+page = client.get("/datasets/scout/gold/txn_daily/").content.decode()
+assert 'id="preview-table"' in page and "<h2 id=\\"schema\\">Schema</h2>" in page
+link = urlparse(client.get("/datasets/scout/gold/txn_daily/download/")["Location"])
+body = b"".join(client.get(f"{link.path}?{link.query}").streaming_content)
+print("downloaded", len(body), body[:9].decode())
+"""
+
+
+def test_the_subscriber_pages_work_in_the_embedded_mode(embedded):
+    embedded("migrate", "--noinput")
+    embedded("demo")
+
+    result = embedded("shell", "-c", PAGES_SCRIPT)
+
+    assert "downloaded" in result.stdout and "date_key," in result.stdout, result.stderr
