@@ -198,18 +198,7 @@ class ApiTokenAdmin(ReadOnlyAdmin):
     list_filter = ["kind", ("revoked_at", admin.EmptyFieldListFilter)]
     search_fields = ["name", "prefix", "user__username", "dataset__name"]
     list_select_related = ["user", "dataset__organization"]
-    fields = [
-        "name",
-        "owner",
-        "kind",
-        "scope_list",
-        "dataset_path",
-        "prefix_shown",
-        "created_at",
-        "expires_at",
-        "last_used_at",
-        "revoked_at",
-    ]
+    fields = [*list_display[:-1], "revoked_at"]
     readonly_fields = fields
     actions = ["revoke"]
     show_full_result_count = False

@@ -78,6 +78,11 @@ def catalog(request):
     )
 
 
+def _message(request, title: str, text: str, *, status: int):
+    """A page that says one thing: why something cannot be done, and the way back."""
+    return render(request, "portal/message.html", {"title": title, "text": text}, status=status)
+
+
 def _dataset_or_404(request, org: str, layer: str, name: str) -> Dataset:
     try:
         return selectors.dataset_for_page(user=request.user, org=org, layer=layer, name=name)
@@ -139,23 +144,14 @@ def dataset_download(request, org: str, layer: str, name: str):
     try:
         version_download_check(version=version, user=request.user)
     except Forbidden as exc:
-        return render(
-            request,
-            "portal/message.html",
-            {"title": "Not available", "text": exc.message},
-            status=403,
-        )
+        return _message(request, "Not available", exc.message, status=403)
     throttle = SignedUrlRateThrottle()
     if not throttle.allow_request(request, None):
         wait = math.ceil(throttle.wait())
-        response = render(
+        response = _message(
             request,
-            "portal/message.html",
-            {
-                "title": "Too many downloads",
-                "text": "You asked for many download links in a short time. "
-                f"Try again in {wait} seconds.",
-            },
+            "Too many downloads",
+            f"You asked for many download links in a short time. Try again in {wait} seconds.",
             status=429,
         )
         response["Retry-After"] = str(wait)
@@ -168,12 +164,7 @@ def dataset_download(request, org: str, layer: str, name: str):
             version=version.version,
         )
     except DomainError as exc:
-        response = render(
-            request,
-            "portal/message.html",
-            {"title": "Try again shortly", "text": exc.message},
-            status=503,
-        )
+        response = _message(request, "Try again shortly", exc.message, status=503)
         response["Retry-After"] = "30"
         return response
     response = redirect(url)
@@ -272,9 +263,7 @@ def invitation(request, secret: str):
     try:
         pending = invitation_pending(secret=secret)
     except NotFound as exc:
-        return render(
-            request, "portal/message.html", {"title": "Invitation", "text": exc.message}, status=404
-        )
+        return _message(request, "Invitation", exc.message, status=404)
     signed_in = request.user.is_authenticated
     form = None if signed_in else InvitationAcceptForm(request.POST or None)
     if request.method == "POST" and (signed_in or form.is_valid()):
@@ -298,12 +287,7 @@ def invitation(request, secret: str):
             else:
                 messages.error(request, exc.message)
         except NotFound as exc:
-            return render(
-                request,
-                "portal/message.html",
-                {"title": "Invitation", "text": exc.message},
-                status=404,
-            )
+            return _message(request, "Invitation", exc.message, status=404)
         else:
             if not signed_in:
                 login(request, user, backend="django.contrib.auth.backends.ModelBackend")

@@ -145,19 +145,8 @@ class DatasetAdminForm(forms.ModelForm):
 
     class Meta:
         model = Dataset
-        fields = [
-            "organization",
-            "layer",
-            "name",
-            "title",
-            "description",
-            "tags",
-            "visibility",
-            "update_frequency",
-            "freshness_hours",
-            "owner",
-            "compatibility",
-        ]
+        # The admin passes the fields it shows (DatasetAdmin.fields); these are the form's own.
+        fields = ["tags"]
 
 
 @admin.register(Dataset)
