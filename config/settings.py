@@ -229,12 +229,16 @@ CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE = {
     "sweep-publish-jobs": {"task": "versioning.sweep_publish_jobs", "schedule": 30.0},
     "sweep-events": {"task": "catalog.sweep_events", "schedule": 30.0},
+    "sweep-refused-staging": {"task": "versioning.sweep_refused_staging", "schedule": 3600.0},
 }
 # A running job whose worker has not reported for this long is taken as lost.
 PUBLISH_JOB_LEASE_SECONDS = env_int("PUBLISH_JOB_LEASE_SECONDS", 120, minimum=5)
 # A queued job not picked up for this long is dispatched again by the sweeper.
 PUBLISH_JOB_REDISPATCH_SECONDS = env_int("PUBLISH_JOB_REDISPATCH_SECONDS", 60, minimum=1)
 PUBLISH_JOB_MAX_ATTEMPTS = env_int("PUBLISH_JOB_MAX_ATTEMPTS", 3, minimum=1)
+# The file of a publish refused for its version is kept this long, for a one-click
+# republish as the version it needs; then the hourly sweeper removes it.
+REFUSED_STAGING_HOURS = env_int("REFUSED_STAGING_HOURS", 24, minimum=1)
 # A claimed event delivery whose handler has not finished for this long is retried.
 OUTBOX_LEASE_SECONDS = env_int("OUTBOX_LEASE_SECONDS", 300, minimum=1)
 OUTBOX_MAX_ATTEMPTS = env_int("OUTBOX_MAX_ATTEMPTS", 10, minimum=1)

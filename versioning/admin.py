@@ -27,7 +27,7 @@ from catalog import display
 from catalog.admin import OrganizationScopedAdmin, ReadOnlyAdmin
 from catalog.audit import Actor
 from catalog.exceptions import DomainError
-from catalog.models import Compatibility, Dataset
+from catalog.models import Dataset
 from catalog.selectors import user_can_steward
 from versioning.forms import DeprecateForm, PublishForm, RollbackForm
 from versioning.models import (
@@ -35,16 +35,17 @@ from versioning.models import (
     DatasetRollback,
     DatasetVersion,
     JobSource,
-    JobStatus,
     Manifest,
     PublishJob,
     VersionInput,
     VersionStatus,
 )
-from versioning.semver import parse_version, version_next
 from versioning.services import (
     dataset_rollback,
+    needed_version,
     publish_job_create,
+    publish_job_file_kept,
+    publish_job_republish,
     version_archive,
     version_deprecate,
     version_promote,
@@ -884,25 +885,39 @@ class PublishJobAdmin(ReadOnlyAdmin):
             else "",
             "needed_version": needed_version(job) if job else "",
         }
+        if extra["needed_version"]:
+            extra["file_kept"] = publish_job_file_kept(job)
+            extra["may_steward"] = request.user.is_superuser or user_can_steward(
+                request.user, job.dataset.organization
+            )
         return super().change_view(request, object_id, form_url, {**(extra_context or {}), **extra})
 
+    def get_urls(self):
+        return [
+            path(
+                "<uuid:object_id>/republish/",
+                self.admin_site.admin_view(self.republish_view),
+                name="versioning_publishjob_republish",
+            )
+        ] + super().get_urls()
 
-def needed_version(job: PublishJob) -> str:
-    """For a job refused because its version claimed too little, the version the change
-    needs (what "publish as the needed version" offers); "" for any other job."""
-    details = job.error_details or {}
-    change = details.get("change_type")
-    if job.status != JobStatus.FAILED or job.error_code != "invalid" or not change:
-        return ""
-    if job.dataset.compatibility == Compatibility.STRICT and details.get("breaking_columns"):
-        return ""
-    base = (details.get("diff") or {}).get("base_version")
-    if not base:
-        return ""
-    try:
-        return str(version_next(parse_version(base), change))
-    except ValueError:
-        return ""
+    def republish_view(self, request, object_id):
+        """Publishes a refused job's kept file as the version it needs (POST)."""
+        job = get_object_or_404(self.get_queryset(request), pk=object_id)
+        here = reverse("admin:versioning_publishjob_change", args=[job.pk])
+        if request.method != "POST":
+            return redirect(here)
+        try:
+            new = publish_job_republish(job=job, actor=Actor.from_request(request, via="admin"))
+        except DomainError as exc:
+            self.message_user(request, exc.message, messages.ERROR)
+            return redirect(here)
+        self.message_user(
+            request,
+            f"Publishing {job.dataset.path} as {new.requested_version} in the background.",
+            messages.INFO,
+        )
+        return redirect("admin:versioning_publishjob_change", new.pk)
 
 
 @admin.register(Manifest)

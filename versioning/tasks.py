@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from versioning.services import publish_job_run, publish_jobs_sweep
+from versioning.services import publish_job_run, publish_jobs_sweep, refused_staging_sweep
 
 
 @shared_task(name="versioning.run_publish_job")
@@ -16,3 +16,8 @@ def run_publish_job(job_id: str) -> str | None:
 @shared_task(name="versioning.sweep_publish_jobs")
 def sweep_publish_jobs() -> int:
     return publish_jobs_sweep()
+
+
+@shared_task(name="versioning.sweep_refused_staging")
+def sweep_refused_staging() -> int:
+    return refused_staging_sweep()

@@ -106,21 +106,67 @@ def test_a_viewer_sees_no_buttons_and_cannot_act(client, viewer, versions):
     assert "version-archive" not in page and first.status == VersionStatus.ACTIVE
 
 
-def test_a_refused_version_offers_to_publish_as_the_version_it_needs(
-    stewards, dataset, versions, publish_with
+def test_a_refused_version_is_published_as_the_version_it_needs_in_one_click(
+    stewards, dataset, versions, publish_with, bucket_keys
 ):
-    job = publish_with(dataset, base_csv(store_id=None, revenue=None), requested_version="2.0.2")
-    assert job.status == "failed"
+    from versioning.services import publish_job_run
 
-    page = stewards.get(
-        reverse("admin:versioning_publishjob_change", args=[job.pk])
-    ).content.decode()
+    job = publish_with(dataset, base_csv(store_id=None, revenue=None), requested_version="2.0.2")
+    assert job.status == "failed" and job.staging_key in bucket_keys("acme/staging/")
+    page = stewards.get(reverse("admin:versioning_publishjob_change", args=[job.pk]))
+    assert 'value="Publish as 3.0.0"' in page.content.decode()
+
+    answer = stewards.post(reverse("admin:versioning_publishjob_republish", args=[job.pk]))
+
+    new = PublishJob.objects.exclude(pk=job.pk).order_by("-created_at").first()
+    assert answer["Location"] == reverse("admin:versioning_publishjob_change", args=[new.pk])
+    assert (new.requested_version, new.note, new.source) == ("3.0.0", job.note, "admin")
+    publish_job_run(job_id=new.pk)
+    new.refresh_from_db()
+    assert new.status == "succeeded" and new.version.version == "3.0.0"
+    job.refresh_from_db()
+    assert job.staging_key == "" and bucket_keys("acme/staging/") == []
+    again = stewards.post(
+        reverse("admin:versioning_publishjob_republish", args=[job.pk]), follow=True
+    )
+    assert "no longer kept" in again.content.decode()
+
+
+def test_once_the_file_is_swept_the_offer_opens_the_publish_form_filled_in(
+    stewards, dataset, versions, publish_with, bucket_keys, settings
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from versioning.services import refused_staging_sweep
+
+    job = publish_with(
+        dataset, base_csv(store_id=None, revenue=None), requested_version="2.0.2", note="Q3"
+    )
+    PublishJob.objects.filter(pk=job.pk).update(
+        finished_at=timezone.now() - timedelta(hours=settings.REFUSED_STAGING_HOURS + 1)
+    )
+
+    assert refused_staging_sweep() == 1
+    assert bucket_keys("acme/staging/") == [] and refused_staging_sweep() == 0
+    page = stewards.get(reverse("admin:versioning_publishjob_change", args=[job.pk]))
     form = stewards.get(
         reverse("admin:catalog_dataset_publish", args=[dataset.pk]), {"retry": str(job.pk)}
     ).content.decode()
+    assert "The file is no longer kept" in page.content.decode()
+    assert 'value="3.0.0"' in form and "Q3</textarea>" in form
 
-    assert "Publish as 3.0.0" in page
-    assert 'value="3.0.0"' in form
+
+def test_a_viewer_cannot_republish_a_refused_file(client, viewer, dataset, versions, publish_with):
+    job = publish_with(dataset, base_csv(store_id=None, revenue=None), requested_version="2.0.2")
+    client.force_login(viewer)
+
+    page = client.get(reverse("admin:versioning_publishjob_change", args=[job.pk]))
+    client.post(reverse("admin:versioning_publishjob_republish", args=[job.pk]))
+
+    assert "publish-as-needed" not in page.content.decode()
+    assert PublishJob.objects.count() == 3
 
 
 def test_the_version_history_and_djangos_change_history_are_both_reachable(

@@ -284,7 +284,10 @@ def publish_job_run(*, job_id) -> PublishJob | None:
         else:
             _fail(job, f"Storage kept failing: {exc.message}", code=exc.code, store=store)
     except DomainError as exc:
-        _fail(job, exc.message, code=exc.code, store=store, details=exc.details)
+        # A version refused for claiming too little keeps its staged file for a while, so
+        # a steward can publish it as the needed version in one step (services/retry.py).
+        keep = exc.code == "invalid" and "change_type" in exc.details
+        _fail(job, exc.message, code=exc.code, store=None if keep else store, details=exc.details)
     except Exception as exc:
         logger.exception("Publish job %s failed", job.pk)
         _fail(
