@@ -815,12 +815,21 @@ class DatasetRollbackAdmin(ReadOnlyAdmin):
         "to_version_number",
         "actor_name",
         "reason",
-        "backup_manifest_key",
+        "backup",
     ]
     list_filter = [("dataset__organization", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["dataset__name", "reason", "actor_name"]
     list_select_related = ["dataset__organization", "from_version", "to_version"]
     date_hierarchy = "created_at"
+
+    @admin.display(description="manifest before (backup)")
+    def backup(self, obj):
+        name = obj.backup_manifest_key.rsplit("/", 1)[-1]
+        return (
+            format_html('<code title="{}">{}</code>', obj.backup_manifest_key, name)
+            if name
+            else "—"
+        )
 
     @admin.display(description="from")
     def from_version_number(self, obj):
@@ -922,11 +931,15 @@ class PublishJobAdmin(ReadOnlyAdmin):
 
 @admin.register(Manifest)
 class ManifestAdmin(ReadOnlyAdmin):
-    list_display = ["organization", "generated_at", "datasets", "sha256", "written_at"]
+    list_display = ["organization", "generated_at", "datasets", "sha", "written_at"]
     list_filter = [("organization", admin.RelatedOnlyFieldListFilter)]
     list_select_related = ["organization"]
     readonly_fields = ["pretty_body"]
     exclude = ["body"]
+
+    @admin.display(description="SHA-256")
+    def sha(self, obj):
+        return display.short_sha(obj.sha256)
 
     @admin.display(description="datasets")
     def datasets(self, obj):

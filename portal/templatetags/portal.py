@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from django import template
 
-from catalog import display, registry
+from catalog import registry
 
 register = template.Library()
 
@@ -22,14 +22,3 @@ def header_badges(context) -> dict:
     if not request.user.is_authenticated:
         return {"badges": []}
     return {"badges": registry.badges_render(request)}
-
-
-@register.filter
-def short_sha(value: str, length: int = 12) -> str:
-    return (value or "")[:length]
-
-
-@register.filter
-def markdown_inline(text: str):
-    """Changelog markdown (`code`, **bold**) as HTML, everything else escaped."""
-    return display.markdown_inline(text)
