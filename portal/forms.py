@@ -21,11 +21,15 @@ class CatalogFilterForm(forms.Form):
     """The catalog's search box and filters; the same names as the API's query."""
 
     search = forms.CharField(required=False, max_length=200, label="Search")
-    organization = forms.ChoiceField(required=False, label="Organisation")
+    _unknown = {"invalid_choice": "%(value)s is not one you can choose."}
+    organization = forms.ChoiceField(required=False, label="Organisation", error_messages=_unknown)
     layer = forms.ChoiceField(
-        required=False, choices=[("", "Any layer"), *Layer.choices], label="Layer"
+        required=False,
+        choices=[("", "Any layer"), *Layer.choices],
+        label="Layer",
+        error_messages=_unknown,
     )
-    tag = forms.ChoiceField(required=False, label="Tag")
+    tag = forms.ChoiceField(required=False, label="Tag", error_messages=_unknown)
 
     def __init__(self, *args, organizations=(), tags=(), **kwargs) -> None:
         super().__init__(*args, **kwargs)

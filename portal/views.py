@@ -49,7 +49,9 @@ def catalog(request):
         },
         queryset=selectors.catalog_datasets(request.user),
     )
-    datasets = filterset.qs if filterset.is_valid() else selectors.catalog_datasets(request.user)
+    # A filter naming no organisation, layer or tag the viewer has matches nothing: say so.
+    invalid = form.is_bound and not form.is_valid()
+    datasets = filterset.qs.none() if invalid or not filterset.is_valid() else filterset.qs
     page = Paginator(datasets, CATALOG_PAGE_SIZE).get_page(request.GET.get("page"))
     now = timezone.now()
     rows = list(page.object_list)
@@ -75,6 +77,7 @@ def catalog(request):
             "query": query.urlencode(),
             "filtered": filtered,
         },
+        status=400 if invalid else 200,
     )
 
 

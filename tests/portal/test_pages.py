@@ -87,6 +87,22 @@ def test_a_dataset_past_its_freshness_expectation_is_marked_stale(client, viewer
     assert "Stale" in client.get("/").content.decode()
 
 
+def test_a_filter_naming_an_unknown_layer_or_a_hidden_organisation_says_so(
+    client, viewer, published, globex, system
+):
+    dataset_create(organization=globex, layer="gold", name="secret", actor=system)
+    client.force_login(viewer)
+
+    layer = client.get("/", {"layer": "diamond"})
+    hidden = client.get("/", {"organization": "globex"})
+
+    assert layer.status_code == 400
+    assert "Layer: diamond is not one you can choose." in layer.content.decode()
+    assert "Organisation: globex is not one you can choose." in hidden.content.decode()
+    assert "gold/secret" not in hidden.content.decode()
+    assert "gold/txn_daily" not in layer.content.decode()
+
+
 def test_the_catalog_is_paginated(client, viewer, acme, system):
     _register(acme, 23, system)
     client.force_login(viewer)
