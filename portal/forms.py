@@ -55,8 +55,13 @@ class TokenForm(forms.Form):
     )
     expires_in = forms.ChoiceField(choices=EXPIRY_CHOICES, initial="90", label="Expires")
 
-    def expires_at(self):
-        return _expiry(self.cleaned_data["expires_in"])
+    def token_arguments(self) -> dict:
+        """What `catalog.tokens.token_create` takes, from the valid form."""
+        return {
+            "name": self.cleaned_data["name"],
+            "scopes": self.cleaned_data["scopes"],
+            "expires_at": _expiry(self.cleaned_data["expires_in"]),
+        }
 
 
 class DeviceTokenForm(forms.Form):
@@ -72,8 +77,13 @@ class DeviceTokenForm(forms.Form):
             self.fields["dataset"].queryset = datasets
         self.fields["dataset"].label_from_instance = lambda d: f"{d.organization.slug}: {d.path}"
 
-    def expires_at(self):
-        return _expiry(self.cleaned_data["expires_in"])
+    def token_arguments(self) -> dict:
+        """What `catalog.tokens.token_create` takes, from the valid form."""
+        return {
+            "name": self.cleaned_data["name"],
+            "dataset": self.cleaned_data["dataset"],
+            "expires_at": _expiry(self.cleaned_data["expires_in"]),
+        }
 
 
 class InvitationAcceptForm(forms.Form):

@@ -29,7 +29,7 @@ from portal import selectors
 from portal.forms import CatalogFilterForm, DeviceTokenForm, InvitationAcceptForm, TokenForm
 from versioning.api.filters import DatasetFilterSet
 from versioning.models import VersionStatus
-from versioning.services import version_deprecation, version_download_check
+from versioning.services import version_download_check
 
 CATALOG_PAGE_SIZE = 20
 DOWNLOAD_TTL = 3600
@@ -100,11 +100,7 @@ def dataset_detail(request, org: str, layer: str, name: str):
     page = selectors.dataset_page(user=request.user, dataset=dataset)
     current = page.current
     preview = selectors.version_preview(version=current) if current is not None else None
-    deprecated = [
-        {"version": v, "deprecation": version_deprecation(version=v)}
-        for v in page.versions
-        if v.status == VersionStatus.DEPRECATED
-    ]
+    deprecated = [v for v in page.versions if v.status == VersionStatus.DEPRECATED]
     return render(
         request,
         "portal/dataset.html",
@@ -194,35 +190,23 @@ def tokens(request):
     user = request.user
     stewarded = _stewarded_datasets(user)
     may_make_devices = user.is_superuser or organizations_stewarded_by(user).exists()
-    form = TokenForm(request.POST if request.POST.get("kind") == "personal" else None)
-    device_form = DeviceTokenForm(
-        request.POST if request.POST.get("kind") == "device" else None, datasets=stewarded
-    )
+    posted = request.POST if request.method == "POST" else None
+    device = request.POST.get("kind") == "device"
+    form = TokenForm(None if device else posted)
+    device_form = DeviceTokenForm(posted if device else None, datasets=stewarded)
     made = None
-    if request.method == "POST":
-        actor = Actor.from_request(request, via="web")
-        chosen = form if request.POST.get("kind") == "personal" else device_form
-        if chosen.is_valid():
+    if posted is not None:
+        chosen = device_form if device else form
+        if device and not may_make_devices:
+            chosen.add_error(None, "Only stewards make device tokens.")
+        elif chosen.is_valid():
             try:
-                if chosen is form:
-                    token, secret = token_create(
-                        user=user,
-                        name=form.cleaned_data["name"],
-                        scopes=form.cleaned_data["scopes"],
-                        expires_at=form.expires_at(),
-                        actor=actor,
-                    )
-                else:
-                    if not may_make_devices:
-                        raise Forbidden("Only stewards make device tokens.")
-                    token, secret = token_create(
-                        user=user,
-                        name=device_form.cleaned_data["name"],
-                        dataset=device_form.cleaned_data["dataset"],
-                        expires_at=device_form.expires_at(),
-                        actor=actor,
-                    )
-            except (InvalidInput, Forbidden) as exc:
+                token, secret = token_create(
+                    user=user,
+                    actor=Actor.from_request(request, via="web"),
+                    **chosen.token_arguments(),
+                )
+            except DomainError as exc:
                 chosen.add_error(None, exc.message)
             else:
                 made = {"token": token, "secret": secret}
