@@ -283,6 +283,8 @@ AXES_COOLOFF_TIME = env_int("LOGIN_LOCKOUT_MINUTES", 15, minimum=1) / 60  # hour
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_DISABLE_ACCESS_LOG = True
+# The sign-in pages (ours and the admin's) say so in a page; the API answers its own JSON.
+AXES_LOCKOUT_TEMPLATE = "portal/locked.html"
 AXES_VERBOSE = False
 LANGUAGE_CODE = "en-us"
 # ISO dates (YYYY-MM-DD) in every page, the admin included (config/formats/en/).

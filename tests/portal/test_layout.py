@@ -110,4 +110,5 @@ def test_a_wrong_password_on_the_sign_in_page_counts_towards_the_lockout(client,
     locked = client.post("/sign-in/", {"username": "victor", "password": "pw-victor"})
 
     assert locked.status_code == 429
+    assert "Sign-in locked for now" in locked.content.decode()
     assert "_auth_user_id" not in client.session
