@@ -353,3 +353,46 @@ def test_the_admins_view_site_link_leads_to_the_catalog(client, steward):
     html = client.get(reverse("admin:index")).content.decode()
 
     assert '<a href="/">View site</a>' in html
+
+
+def test_an_anonymous_visitor_reads_and_downloads_a_public_dataset(client, published, system):
+    dataset_update(dataset=published, actor=system, visibility=Visibility.PUBLIC)
+
+    page = client.get(_page(published))
+    download = client.get(reverse("portal:dataset-download", args=["acme", "gold", "txn_daily"]))
+
+    assert page.status_code == 200 and 'id="preview-table"' in page.content.decode()
+    assert "Manage in the admin" not in page.content.decode()
+    assert download.status_code == 302
+
+
+def test_a_dataset_with_nothing_published_says_so(client, viewer, dataset):
+    client.force_login(viewer)
+
+    html = client.get(_page(dataset)).content.decode()
+    download = client.get(reverse("portal:dataset-download", args=["acme", "gold", "txn_daily"]))
+
+    assert "Nothing published yet" in html and "Download" not in html
+    assert download.status_code == 404
+
+
+def test_drafts_and_archived_versions_are_for_stewards_only(
+    client, viewer, steward, published, publish_with, system
+):
+    from versioning.services import version_archive
+
+    publish_with(published, base_csv(store_id=None, units=[9, 9, 9]), draft=True)
+    version_archive(version=published.versions.get(version="1.0.0"), actor=system)
+    url = reverse("portal:dataset-download", args=["acme", "gold", "txn_daily"])
+
+    client.force_login(viewer)
+    seen_by_viewer = client.get(_page(published)).content.decode()
+    viewer_draft = client.get(url, {"version": "2.0.1"}).status_code
+    viewer_archived = client.get(url, {"version": "1.0.0"}).status_code
+    client.force_login(steward)
+    seen_by_steward = client.get(_page(published)).content.decode()
+    steward_draft = client.get(url, {"version": "2.0.1"}).status_code
+
+    assert 'id="v2.0.1"' not in seen_by_viewer and 'id="v1.0.0"' not in seen_by_viewer
+    assert 'id="v2.0.1"' in seen_by_steward and "Manage in the admin" in seen_by_steward
+    assert (viewer_draft, viewer_archived, steward_draft) == (404, 403, 302)
