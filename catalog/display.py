@@ -58,3 +58,12 @@ def count(value: int | None) -> str:
 
 def size(value: int | None) -> str:
     return "—" if value is None else filesizeformat(value)
+
+
+def size_change(value: int | None) -> str:
+    """A change of size with its sign and unit: "+1.2 MB", "−21 bytes", "no change"."""
+    if value is None:
+        return "—"
+    if value == 0:
+        return "no change"
+    return ("+" if value > 0 else "−") + filesizeformat(abs(value))

@@ -18,3 +18,8 @@ def markdown_inline(text: str):
 @register.filter
 def breaking_flag(breaking: bool, columns=None):
     return display.breaking_flag(breaking, columns)
+
+
+@register.filter
+def size_change(value):
+    return display.size_change(value)

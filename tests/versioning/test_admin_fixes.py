@@ -212,6 +212,7 @@ def test_counts_sizes_and_dates_read_with_separators_units_and_iso_days(stewards
 
     assert display.count(826228) == "826,228"
     assert display.size(5 * 1024 * 1024) == "5.0\xa0MB"
+    assert display.size_change(-21) == "−21\xa0bytes" and display.size_change(0) == "no change"
     assert "bytes" in listed and versions[0].published_at.strftime("%Y-%m-%d") in listed
 
 
