@@ -524,6 +524,17 @@ class ChangelogInline(admin.TabularInline):
         return True
 
 
+class _ViewerOnObject:
+    """Remembers who looks at an object's page on the object: display methods get only
+    the object, and who looks decides what links (`catalog.display.person`)."""
+
+    def get_object(self, request, object_id, from_field=None):
+        obj = super().get_object(request, object_id, from_field)
+        if obj is not None:
+            obj.viewer = request.user
+        return obj
+
+
 class _VersionActions:
     """Admin actions that call the lifecycle services, one version at a time, and report
     each refusal in the steward's words."""
@@ -594,7 +605,7 @@ class _VersionActions:
 
 
 @admin.register(DatasetVersion)
-class DatasetVersionAdmin(_VersionActions, ReadOnlyAdmin):
+class DatasetVersionAdmin(_ViewerOnObject, _VersionActions, ReadOnlyAdmin):
     organization_path = "dataset__organization"
     list_display = [
         "__str__",
@@ -653,13 +664,6 @@ class DatasetVersionAdmin(_VersionActions, ReadOnlyAdmin):
         if not (request.user.is_superuser or request.user.memberships.exists()):
             return {}
         return actions
-
-    def get_object(self, request, object_id, from_field=None):
-        obj = super().get_object(request, object_id, from_field)
-        if obj is not None:
-            # Display methods get only the object; who looks decides what links.
-            obj.viewer = request.user
-        return obj
 
     @admin.display(description="breaking")
     def breaking_display(self, obj):
@@ -841,7 +845,7 @@ class DatasetRollbackAdmin(ReadOnlyAdmin):
 
 
 @admin.register(PublishJob)
-class PublishJobAdmin(ReadOnlyAdmin):
+class PublishJobAdmin(_ViewerOnObject, ReadOnlyAdmin):
     organization_path = "dataset__organization"
     list_display = [
         "created_at",
@@ -865,12 +869,6 @@ class PublishJobAdmin(ReadOnlyAdmin):
     change_form_template = "admin/versioning/publishjob/change_form.html"
     exclude = ["requested_by", "bytes_total", "bytes_done", "error_details"]
     readonly_fields = ["requester", "transferred"]
-
-    def get_object(self, request, object_id, from_field=None):
-        obj = super().get_object(request, object_id, from_field)
-        if obj is not None:
-            obj.viewer = request.user
-        return obj
 
     @admin.display(description="progress")
     def progress(self, obj):
