@@ -6,11 +6,15 @@ follows their memberships (`OrganizationScopedAdmin`). Superusers see everything
 
 from __future__ import annotations
 
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.db.models import Q
+from django.utils import timezone
 
 from catalog.api.generations import generation_bump
+from catalog.audit import Actor
 from catalog.models import (
     STEWARD_ROLES,
+    ApiToken,
     AuditEntry,
     DomainEvent,
     EventDelivery,
@@ -204,3 +208,90 @@ class DomainEventAdmin(ReadOnlyAdmin):
     list_select_related = ["organization"]
     inlines = [EventDeliveryInline]
     show_full_result_count = False
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(ReadOnlyAdmin):
+    """Stewards see and revoke the API tokens of their organisations' members and the
+    device tokens of their datasets; the secret is never stored, so never shown."""
+
+    list_display = [
+        "name",
+        "owner",
+        "kind",
+        "scope_list",
+        "dataset_path",
+        "prefix_shown",
+        "created_at",
+        "expires_at",
+        "last_used_at",
+        "state",
+    ]
+    list_filter = ["kind", ("revoked_at", admin.EmptyFieldListFilter)]
+    search_fields = ["name", "prefix", "user__username", "dataset__name"]
+    list_select_related = ["user", "dataset__organization"]
+    fields = [*list_display[:-1], "revoked_at"]
+    readonly_fields = fields
+    actions = ["revoke"]
+    show_full_result_count = False
+
+    def has_module_permission(self, request):
+        user = request.user
+        return (
+            user.is_active
+            and user.is_staff
+            and (user.is_superuser or bool(self._roles(request) & set(STEWARD_ROLES)))
+        )
+
+    def get_queryset(self, request):
+        queryset = admin.ModelAdmin.get_queryset(self, request)
+        if request.user.is_superuser:
+            return queryset
+        stewarded = organizations_stewarded_by(request.user)
+        members = Membership.objects.filter(organization__in=stewarded).values("user_id")
+        return queryset.filter(
+            Q(user_id__in=members) | Q(dataset__organization__in=stewarded)
+        ).distinct()
+
+    def get_actions(self, request):
+        # The list is read-only, but revoking is the stewards' (scoped by the queryset).
+        actions = super().get_actions(request)
+        return actions if self.has_module_permission(request) else {}
+
+    @admin.display(description="user", ordering="user__username")
+    def owner(self, obj):
+        return obj.user.get_username()
+
+    @admin.display(description="scopes")
+    def scope_list(self, obj):
+        return ", ".join(obj.scopes)
+
+    @admin.display(description="dataset")
+    def dataset_path(self, obj):
+        return f"{obj.dataset.organization.slug}: {obj.dataset.path}" if obj.dataset_id else "—"
+
+    @admin.display(description="starts with", ordering="prefix")
+    def prefix_shown(self, obj):
+        return f"{obj.prefix}…"
+
+    @admin.display(description="state")
+    def state(self, obj):
+        if obj.revoked_at:
+            return "revoked"
+        if obj.expires_at and obj.expires_at <= timezone.now():
+            return "expired"
+        return "live"
+
+    @admin.action(description="Revoke the selected tokens")
+    def revoke(self, request, queryset):
+        from catalog.tokens import token_revoke
+
+        actor = Actor.from_request(request, via="admin")
+        revoked = [
+            token_revoke(token=token, actor=actor).name
+            for token in queryset.filter(revoked_at__isnull=True)
+        ]
+        if revoked:
+            self.message_user(request, f"Revoked: {', '.join(revoked)}.", messages.SUCCESS)
+        else:
+            self.message_user(request, "Those tokens were revoked already.", messages.WARNING)

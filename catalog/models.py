@@ -278,6 +278,7 @@ class ApiToken(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        verbose_name = "API token"
         constraints = [
             models.CheckConstraint(
                 condition=(Q(kind=TokenKind.PERSONAL) & Q(dataset__isnull=True))
@@ -294,3 +295,49 @@ class ApiToken(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"
+
+
+class Invitation(models.Model):
+    """A steward asked someone, by email, to join an organisation with a role.
+
+    Only the SHA-256 of the link's secret is kept, as for API tokens: the link is sent
+    once, by email. An invitation is pending until it is accepted, revoked (a new
+    invitation to the same address replaces it) or past `expires_at`.
+    """
+
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="invitations"
+    )
+    email = models.EmailField()
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.VIEWER)
+    digest = models.CharField(max_length=64, unique=True)
+    invited_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    accepted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "email"],
+                condition=Q(accepted_at__isnull=True, revoked_at__isnull=True),
+                name="invitation_one_pending_per_email",
+                violation_error_message="This address already has a pending invitation to "
+                "the organisation.",
+            ),
+            models.CheckConstraint(
+                condition=Q(role__in=Role.values),
+                name="invitation_role_valid",
+                violation_error_message="Unknown role.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.email} to {self.organization.slug} ({self.role})"

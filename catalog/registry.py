@@ -23,6 +23,24 @@ A page renders whatever is registered for its place; an app that is absent adds 
   whole list and answers `{dataset id: value}` in a fixed number of queries, so a page's
   query count does not grow with the catalog.
 
+The subscriber pages' header is filled the same way, so that an app's own pages (the
+notifications app's subscriptions, preferences and inbox, say) appear in the navigation
+without the page layout knowing them:
+
+    registry.nav_register(NavItem(
+        name="inbox", title="Inbox", url_name="notifications:inbox", order=40,
+    ))
+    registry.badge_register(Badge(
+        name="unread", template="notifications/unread_badge.html",
+        context=selectors.unread_badge_context,
+    ))
+
+- A **navigation item** is a title and a URL name; `visible(request)` decides whether the
+  viewer gets it (by default only signed-in users).
+- A **badge** is a small template in the header beside the signed-in user (an unread
+  count), rendered from `context(request)`; `None` leaves it out. It is rendered on every
+  page, so its function should cost one query at most.
+
 A failing contribution must not take the page down with it: rendering logs the error and
 leaves that part out, because one app's bug or outage is no reason to hide the others'.
 """
@@ -35,6 +53,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from django.template.loader import render_to_string
+from django.urls import NoReverseMatch, reverse
 
 if TYPE_CHECKING:
     from django.http import HttpRequest
@@ -157,3 +176,92 @@ def columns_collect(place: str, datasets: Sequence[Dataset]) -> ColumnValuesTabl
             continue
         columns.append(column)
     return ColumnValuesTable(columns=columns, values=values)
+
+
+# --- The subscriber pages' header ------------------------------------------------------
+
+NavVisible = Callable[["HttpRequest"], bool]
+BadgeContext = Callable[["HttpRequest"], "dict[str, Any] | None"]
+
+
+def signed_in(request: HttpRequest) -> bool:
+    return bool(getattr(request.user, "is_authenticated", False))
+
+
+@dataclass(frozen=True)
+class NavItem:
+    """A link in the header's navigation to the page named `url_name`."""
+
+    name: str
+    title: str
+    url_name: str
+    order: int = 100
+    visible: NavVisible = signed_in
+
+
+@dataclass(frozen=True)
+class Badge:
+    """A small part of the header (an unread count), from `template` and `context(request)`."""
+
+    name: str
+    template: str
+    context: BadgeContext
+    order: int = 100
+
+
+@dataclass(frozen=True)
+class RenderedNavItem:
+    name: str
+    title: str
+    url: str
+    current: bool
+
+
+_nav: dict[str, NavItem] = {}
+_badges: dict[str, Badge] = {}
+
+
+def nav_register(item: NavItem) -> None:
+    """Adds `item` to the header's navigation; registering the same name replaces it."""
+    _nav[item.name] = item
+
+
+def badge_register(badge: Badge) -> None:
+    """Adds `badge` to the header; registering the same name again replaces it."""
+    _badges[badge.name] = badge
+
+
+def nav_render(request: HttpRequest) -> list[RenderedNavItem]:
+    """The navigation items the viewer may see, in order, the current page's marked."""
+    rendered = []
+    for item in sorted(_nav.values(), key=lambda i: (i.order, i.name)):
+        try:
+            if not item.visible(request):
+                continue
+            url = reverse(item.url_name)
+        except NoReverseMatch:
+            logger.exception("The %r navigation item names no page; it is left out.", item.name)
+            continue
+        except Exception:
+            logger.exception("The %r navigation item failed; it is left out.", item.name)
+            continue
+        path = request.path
+        current = path == url or (url != "/" and path.startswith(url))
+        rendered.append(RenderedNavItem(name=item.name, title=item.title, url=url, current=current))
+    return rendered
+
+
+def badges_render(request: HttpRequest) -> list[RenderedPanel]:
+    """Every header badge that has something to show."""
+    rendered = []
+    for badge in sorted(_badges.values(), key=lambda b: (b.order, b.name)):
+        try:
+            context = badge.context(request)
+            if context is None:
+                continue
+            html = render_to_string(badge.template, context, request=request)
+        except Exception:
+            logger.exception("The %r badge failed; it is left out.", badge.name)
+            continue
+        rendered.append(RenderedPanel(name=badge.name, title=badge.name, html=html))
+    return rendered

@@ -63,6 +63,7 @@ INSTALLED_APPS = [
     "replication",
     "notifications",
     "usage",
+    "portal",
 ]
 
 MIDDLEWARE = [
@@ -261,12 +262,16 @@ CELERY_BEAT_SCHEDULE = {
     "prune-outbox": {"task": "catalog.prune_outbox", "schedule": 3600.0},
     "prune-manifests": {"task": "versioning.prune_manifests", "schedule": 3600.0},
     "abort-abandoned-uploads": {"task": "catalog.abort_abandoned_uploads", "schedule": 3600.0},
+    "sweep-refused-staging": {"task": "versioning.sweep_refused_staging", "schedule": 3600.0},
 }
 # A running job whose worker has not reported for this long is taken as lost.
 PUBLISH_JOB_LEASE_SECONDS = env_int("PUBLISH_JOB_LEASE_SECONDS", 120, minimum=5)
 # A queued job not picked up for this long is dispatched again by the sweeper.
 PUBLISH_JOB_REDISPATCH_SECONDS = env_int("PUBLISH_JOB_REDISPATCH_SECONDS", 60, minimum=1)
 PUBLISH_JOB_MAX_ATTEMPTS = env_int("PUBLISH_JOB_MAX_ATTEMPTS", 3, minimum=1)
+# The file of a publish refused for its version is kept this long, for a one-click
+# republish as the version it needs; then the hourly sweeper removes it.
+REFUSED_STAGING_HOURS = env_int("REFUSED_STAGING_HOURS", 24, minimum=1)
 # A claimed event delivery whose handler has not finished for this long is retried.
 OUTBOX_LEASE_SECONDS = env_int("OUTBOX_LEASE_SECONDS", 300, minimum=1)
 OUTBOX_MAX_ATTEMPTS = env_int("OUTBOX_MAX_ATTEMPTS", 10, minimum=1)
@@ -296,7 +301,13 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
-LOGIN_URL = "admin:login"
+LOGIN_URL = "portal:login"
+LOGIN_REDIRECT_URL = "portal:catalog"
+LOGOUT_REDIRECT_URL = "portal:catalog"
+# An invitation link works for this many days.
+INVITATION_DAYS = env_int("INVITATION_DAYS", 7, minimum=1)
+# A password-reset link works for this many seconds.
+PASSWORD_RESET_TIMEOUT = env_int("PASSWORD_RESET_TIMEOUT", 3 * 24 * 3600, minimum=300)
 # The lock-out check runs before the password check (django-axes).
 AUTHENTICATION_BACKENDS = [
     "catalog.auth_backends.LockoutBackend",
@@ -311,13 +322,34 @@ AXES_RESET_ON_SUCCESS = True
 AXES_DISABLE_ACCESS_LOG = True
 # Lock-outs count per address as the rate limits and the audit log see it.
 AXES_CLIENT_IP_CALLABLE = "catalog.addresses.client_ip"
+# The sign-in pages (ours and the admin's) say so in a page; the API answers its own JSON.
+AXES_LOCKOUT_TEMPLATE = "portal/locked.html"
 AXES_VERBOSE = False
 LANGUAGE_CODE = "en-us"
+# ISO dates (YYYY-MM-DD) in every page, the admin included (config/formats/en/).
+FORMAT_MODULE_PATH = ["config.formats"]
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
+
+# --- Email (invitations, password resets) --------------------------------------------
+# With EMAIL_HOST set, mail goes out by SMTP; without it (the embedded mode) it is
+# printed on the web process's console, so `make run` shows the links.
+EMAIL_HOST = env_str("EMAIL_HOST")
+EMAIL_BACKEND = (
+    "django.core.mail.backends.smtp.EmailBackend"
+    if EMAIL_HOST
+    else "django.core.mail.backends.console.EmailBackend"
+)
+EMAIL_PORT = env_int("EMAIL_PORT", 587, minimum=1)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", EMAIL_PORT == 587)
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", EMAIL_PORT == 465)
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10, minimum=1)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Dataset Publisher <noreply@localhost>")
 
 # --- Security (strict unless DEBUG) ---------------------------------------------------
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)

@@ -19,6 +19,7 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
     path("objects/<path:key>", catalog_views.signed_object_download, name="signed-object"),
     path("healthz", catalog_views.healthz, name="healthz"),
+    path("", include("portal.urls")),
 ]
 
 # Under /api/ every error is JSON in the API's one shape; elsewhere Django's pages.

@@ -27,6 +27,23 @@ SERVICE_VARIABLES = {
     "TEST_RUN_ID",
 }
 
+# Run by `manage.py shell` in the embedded mode: the pages, as a signed-in steward.
+PAGES_SCRIPT = """
+from urllib.parse import urlparse
+from django.test import Client
+
+client = Client(HTTP_HOST="127.0.0.1")
+signed_in = client.post("/sign-in/", {"username": "steward", "password": "demo-password-1"})
+assert signed_in.status_code == 302, signed_in.status_code
+found = client.get("/", {"search": "daily", "layer": "gold"}).content.decode()
+assert "gold/txn_daily" in found, found
+page = client.get("/datasets/scout/gold/txn_daily/").content.decode()
+assert 'id="preview-table"' in page and "<h2 id=\\"schema\\">Schema</h2>" in page
+link = urlparse(client.get("/datasets/scout/gold/txn_daily/download/")["Location"])
+body = b"".join(client.get(f"{link.path}?{link.query}").streaming_content)
+print("downloaded", len(body), body[:9].decode())
+"""
+
 
 @pytest.fixture
 def embedded(tmp_path):
@@ -48,7 +65,9 @@ def embedded(tmp_path):
     return manage
 
 
-def test_the_embedded_mode_publishes_through_its_own_worker(embedded, tmp_path):
+def test_the_embedded_mode_publishes_through_its_own_worker_and_serves_the_pages(
+    embedded, tmp_path
+):
     embedded("migrate", "--noinput")
     demo = embedded("demo")
     assert "Steward login: steward / demo-password-1" in demo.stdout
@@ -122,6 +141,10 @@ def test_the_embedded_mode_publishes_through_its_own_worker(embedded, tmp_path):
             json.loads(latest.read_text())["integrity"]["manifest_sha256"]
             == (manifest["integrity"]["manifest_sha256"])
         )
+
+        # The subscriber pages on SQLite and local files: sign in, search, read, download.
+        pages = embedded("shell", "-c", PAGES_SCRIPT)
+        assert f"downloaded {len(data)} date_key," in pages.stdout, pages.stderr
     finally:
         # A warm shutdown waits for the task in hand (a columnar copy, say); past that,
         # the test is over and nothing is left to wait for.

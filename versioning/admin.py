@@ -15,19 +15,21 @@ from __future__ import annotations
 
 import json
 
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import OuterRef, Subquery
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils.formats import number_format
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
+from catalog import display
 from catalog.admin import OrganizationScopedAdmin, ReadOnlyAdmin
 from catalog.audit import Actor
 from catalog.exceptions import DomainError
 from catalog.models import Dataset
+from catalog.selectors import user_can_steward
 from versioning.forms import DeprecateForm, PublishForm, RollbackForm
 from versioning.models import (
     ChangelogEntry,
@@ -41,7 +43,10 @@ from versioning.models import (
 )
 from versioning.services import (
     dataset_rollback,
+    needed_version,
     publish_job_create,
+    publish_job_file_kept,
+    publish_job_republish,
     version_archive,
     version_deprecate,
     version_promote,
@@ -66,15 +71,38 @@ class VersionInline(admin.TabularInline):
         "status",
         "is_current",
         "change_type",
-        "breaking",
-        "row_count",
-        "size_bytes",
-        "sha256",
-        "published_by",
+        "breaking_display",
+        "rows",
+        "size",
+        "sha",
+        "publisher",
         "published_at",
     ]
     readonly_fields = fields
     ordering = ["-published_at"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("published_by")
+
+    @admin.display(description="breaking")
+    def breaking_display(self, obj):
+        return display.breaking_flag(obj.breaking, obj.diff.get("breaking_columns"))
+
+    @admin.display(description="rows")
+    def rows(self, obj):
+        return display.count(obj.row_count)
+
+    @admin.display(description="size")
+    def size(self, obj):
+        return display.size(obj.size_bytes)
+
+    @admin.display(description="SHA-256")
+    def sha(self, obj):
+        return display.short_sha(obj.sha256)
+
+    @admin.display(description="published by")
+    def publisher(self, obj):
+        return display.person(obj.published_by)
 
     def has_add_permission(self, request, obj=None):
         return False
@@ -87,8 +115,45 @@ class VersionInline(admin.TabularInline):
         return True
 
 
+class TagsField(forms.CharField):
+    """Tags as the steward types them, comma-separated; stored as a JSON list."""
+
+    def prepare_value(self, value):
+        if isinstance(value, list):
+            return ", ".join(value)
+        if isinstance(value, str) and value.startswith("["):
+            try:
+                return ", ".join(json.loads(value))
+            except ValueError:
+                return value
+        return value
+
+    def to_python(self, value):
+        words = [w.strip() for w in (value or "").split(",")]
+        return list(dict.fromkeys(w for w in words if w))
+
+    def validate(self, value):
+        for tag in value:
+            if len(tag) > 50:
+                raise forms.ValidationError(f"The tag {tag[:20]!r}… is longer than 50 characters.")
+
+
+class DatasetAdminForm(forms.ModelForm):
+    tags = TagsField(
+        required=False,
+        help_text="Words that help people find it, separated by commas: sales, daily.",
+        widget=forms.TextInput(attrs={"size": 60}),
+    )
+
+    class Meta:
+        model = Dataset
+        # The admin passes the fields it shows (DatasetAdmin.fields); these are the form's own.
+        fields = ["tags"]
+
+
 @admin.register(Dataset)
 class DatasetAdmin(OrganizationScopedAdmin):
+    form = DatasetAdminForm
     list_display = [
         "path_display",
         "organization",
@@ -157,39 +222,33 @@ class DatasetAdmin(OrganizationScopedAdmin):
 
     @admin.display(description="rows", ordering="current_rows")
     def rows(self, obj):
-        return (
-            number_format(obj.current_rows, force_grouping=True)
-            if obj.current_rows is not None
-            else "—"
-        )
+        return display.count(obj.current_rows)
 
     @admin.display(description="size", ordering="current_size")
     def size(self, obj):
-        from django.template.defaultfilters import filesizeformat
-
-        return filesizeformat(obj.current_size) if obj.current_size is not None else "—"
+        return display.size(obj.current_size)
 
     @admin.display(description="current version")
     def current_facts(self, obj):
         version = DatasetVersion.objects.filter(dataset=obj, is_current=True).first()
         if version is None:
             return "Nothing published yet."
-        columns = ", ".join(f"{c['name']} ({c['type']})" for c in version.schema)
         return format_html(
-            "<b>{}</b> · {} rows · {} bytes<br>key <code>{}</code><br>SHA-256 <code>{}</code>"
-            "<br>columns: {}",
+            '<b>{}</b> · {} rows · {}<br>key <code class="wrap">{}</code><br>SHA-256 '
+            '<code class="wrap">{}</code><br>{}',
             version.version,
-            number_format(version.row_count, force_grouping=True),
-            number_format(version.size_bytes, force_grouping=True),
+            display.count(version.row_count),
+            display.size(version.size_bytes),
             version.key,
             version.sha256,
-            columns,
+            schema_table(version.schema),
         )
 
     def get_urls(self):
+        # "versions", not "history": Django's own change history keeps its address.
         views = [
             ("publish", self.publish_view),
-            ("history", self.history_view),
+            ("versions", self.versions_view),
             ("diff", self.diff_view),
             ("rollback", self.rollback_view),
         ]
@@ -212,14 +271,16 @@ class DatasetAdmin(OrganizationScopedAdmin):
             **extra,
         }
 
-    def history_view(self, request, object_id: int | str, extra_context=None):
-        """Every version with its status, classification, publisher and deltas; then the
-        rollbacks. Two queries whatever the number of versions.
-
-        It replaces the admin's own history view, so Django's `<path:object_id>/history/`
-        route reaches it too, with any text as the id: only digits name a dataset."""
+    def history_view(self, request, object_id: str, extra_context=None):
+        """Django's own change history; any text reaches it as the id, only digits name
+        a dataset."""
         if not (str(object_id).isascii() and str(object_id).isdigit()):
             raise Http404(f"No dataset {str(object_id)[:50]!r}.")
+        return super().history_view(request, object_id, extra_context)
+
+    def versions_view(self, request, object_id: int):
+        """Every version with its status, classification, publisher and deltas; then the
+        rollbacks. Two queries whatever the number of versions."""
         dataset = get_object_or_404(self.get_queryset(request), pk=object_id)
         versions = list(
             DatasetVersion.objects.filter(dataset=dataset)
@@ -312,10 +373,10 @@ class DatasetAdmin(OrganizationScopedAdmin):
             else:
                 messages.success(
                     request,
-                    f"{dataset.path} is back on {rollback.to_version.version} (was "
-                    f"{rollback.from_version.version}); the manifest lists it again.",
+                    f"Rolled back: {dataset.path} is on {rollback.to_version.version} again "
+                    f"(was {rollback.from_version.version}); the manifest lists it.",
                 )
-                return redirect("admin:catalog_dataset_history", dataset.pk)
+                return redirect("admin:catalog_dataset_versions", dataset.pk)
         current = DatasetVersion.objects.filter(dataset=dataset, is_current=True).first()
         context = self._context(
             request, dataset, f"Roll back {dataset.path}", form=form, current=current
@@ -327,7 +388,9 @@ class DatasetAdmin(OrganizationScopedAdmin):
         if not self.has_change_permission(request, dataset):
             messages.error(request, f"You are not a steward of {dataset.organization.slug}.")
             return redirect("admin:catalog_dataset_change", dataset.pk)
-        form = PublishForm(request.POST or None, request.FILES or None)
+        form = PublishForm(
+            request.POST or None, request.FILES or None, initial=_retry_initial(request, dataset)
+        )
         if request.method == "POST" and form.is_valid():
             upload = form.cleaned_data["file"]
             try:
@@ -357,6 +420,44 @@ class DatasetAdmin(OrganizationScopedAdmin):
             "recent_jobs": PublishJob.objects.filter(dataset=dataset)[:5],
         }
         return TemplateResponse(request, "admin/versioning/dataset/publish.html", context)
+
+
+def schema_table(schema: list[dict]):
+    """A version's columns as a table (column, type, nulls)."""
+    rows = format_html_join(
+        "",
+        '<tr><td><code>{}</code></td><td>{}</td><td class="num">{}</td></tr>',
+        ((c["name"], c["type"], display.count(c.get("nulls"))) for c in schema),
+    )
+    return format_html(
+        '<table class="schema-table"><thead><tr><th>column</th><th>type</th>'
+        '<th class="num">nulls</th></tr></thead><tbody>{}</tbody></table>',
+        rows,
+    )
+
+
+def _retry_initial(request, dataset: Dataset) -> dict:
+    """`?retry=<job>`: the publish form filled in from a refused job, with the version
+    its change needs."""
+    job = PublishJob.objects.filter(dataset=dataset, pk=_uuid(request.GET.get("retry"))).first()
+    if job is None:
+        return {}
+    return {
+        "version": needed_version(job),
+        "note": job.note,
+        "inputs": "\n".join(job.inputs),
+        "draft": job.draft,
+        "allow_breaking": job.allow_breaking,
+    }
+
+
+def _uuid(text: str | None):
+    import uuid
+
+    try:
+        return uuid.UUID(text or "")
+    except ValueError:
+        return None
 
 
 def _side_by_side(dataset: Dataset, old: str, new: str, diff) -> list[dict]:
@@ -404,10 +505,18 @@ class ChangelogInline(admin.TabularInline):
     model = ChangelogEntry
     extra = 0
     can_delete = False
-    fields = ["position", "kind", "column", "old_type", "new_type", "breaking", "text"]
+    fields = ["position", "kind", "column", "old_type", "new_type", "breaking_display", "entry"]
     readonly_fields = fields
     ordering = ["position"]
     verbose_name_plural = "changelog"
+
+    @admin.display(description="breaking")
+    def breaking_display(self, obj):
+        return display.breaking_flag(obj.breaking)
+
+    @admin.display(description="text")
+    def entry(self, obj):
+        return display.markdown_inline(obj.text)
 
     def has_add_permission(self, request, obj=None):
         return False
@@ -418,6 +527,17 @@ class ChangelogInline(admin.TabularInline):
     def has_view_permission(self, request, obj=None):
         # Stewards hold no model permissions; the parent admin scopes what they see.
         return True
+
+
+class _ViewerOnObject:
+    """Remembers who looks at an object's page on the object: display methods get only
+    the object, and who looks decides what links (`catalog.display.person`)."""
+
+    def get_object(self, request, object_id, from_field=None):
+        obj = super().get_object(request, object_id, from_field)
+        if obj is not None:
+            obj.viewer = request.user
+        return obj
 
 
 class _VersionActions:
@@ -490,17 +610,17 @@ class _VersionActions:
 
 
 @admin.register(DatasetVersion)
-class DatasetVersionAdmin(_VersionActions, ReadOnlyAdmin):
+class DatasetVersionAdmin(_ViewerOnObject, _VersionActions, ReadOnlyAdmin):
     organization_path = "dataset__organization"
     list_display = [
         "__str__",
         "status",
         "is_current",
         "change_type",
-        "breaking",
-        "row_count",
-        "size_bytes",
-        "published_by",
+        "breaking_display",
+        "rows",
+        "size",
+        "publisher",
         "published_at",
     ]
     list_filter = [
@@ -515,10 +635,32 @@ class DatasetVersionAdmin(_VersionActions, ReadOnlyAdmin):
     search_fields = ["dataset__name", "version", "sha256", "key"]
     list_select_related = ["dataset__organization", "published_by"]
     date_hierarchy = "published_at"
-    readonly_fields = ["schema_table", "diff_summary", "lineage"]
-    exclude = ["schema", "diff"]
+    fields = [
+        "dataset",
+        "version",
+        "status",
+        "is_current",
+        "change_type",
+        "breaking_display",
+        "diff_summary",
+        "rows",
+        "size",
+        "format",
+        "sha256",
+        "key",
+        "publisher",
+        "published_at",
+        "parent",
+        "note_display",
+        "deprecation_message",
+        "sunset_date",
+        "schema_display",
+        "lineage",
+    ]
+    readonly_fields = fields
     inlines = [ChangelogInline]
     actions = ["promote", "deprecate", "archive", "restore", "roll_back_to"]
+    change_form_template = "admin/versioning/datasetversion/change_form.html"
 
     def get_actions(self, request):
         # The versions list is read-only, but its actions are the stewards' (each one
@@ -528,17 +670,29 @@ class DatasetVersionAdmin(_VersionActions, ReadOnlyAdmin):
             return {}
         return actions
 
+    @admin.display(description="breaking")
+    def breaking_display(self, obj):
+        return display.breaking_flag(obj.breaking, obj.diff.get("breaking_columns"))
+
+    @admin.display(description="rows", ordering="row_count")
+    def rows(self, obj):
+        return display.count(obj.row_count)
+
+    @admin.display(description="size", ordering="size_bytes")
+    def size(self, obj):
+        return display.size(obj.size_bytes)
+
+    @admin.display(description="published by", ordering="published_by__username")
+    def publisher(self, obj):
+        return display.person(obj.published_by, viewer=getattr(obj, "viewer", None))
+
+    @admin.display(description="note")
+    def note_display(self, obj):
+        return display.markdown_inline(obj.note) if obj.note else "—"
+
     @admin.display(description="schema")
-    def schema_table(self, obj):
-        rows = "".join(
-            format_html(
-                "<tr><td>{}</td><td>{}</td><td>{}</td></tr>", c["name"], c["type"], c["nulls"]
-            )
-            for c in obj.schema
-        )
-        return format_html(
-            "<table><tr><th>column</th><th>type</th><th>nulls</th></tr>{}</table>", rows
-        )
+    def schema_display(self, obj):
+        return schema_table(obj.schema)
 
     @admin.display(description="change against the parent")
     def diff_summary(self, obj):
@@ -548,9 +702,7 @@ class DatasetVersionAdmin(_VersionActions, ReadOnlyAdmin):
         return format_html(
             '{} {} · <a href="{}?from={}&amp;to={}">compare side by side</a>',
             obj.get_change_type_display(),
-            "(breaking: " + ", ".join(obj.diff.get("breaking_columns", [])) + ")"
-            if obj.breaking
-            else "",
+            display.breaking_flag(obj.breaking, obj.diff.get("breaking_columns")),
             url,
             obj.parent.version,
             obj.version,
@@ -564,6 +716,103 @@ class DatasetVersionAdmin(_VersionActions, ReadOnlyAdmin):
         used_by = ", ".join(str(e.version) for e in outputs) or "none recorded"
         return format_html("built from: {}<br>used by: {}", inputs, used_by)
 
+    # --- The lifecycle as buttons on the version's page ----------------------------------
+
+    def get_urls(self):
+        return [
+            path(
+                "<int:object_id>/lifecycle/<str:step>/",
+                self.admin_site.admin_view(self.lifecycle_view),
+                name="versioning_datasetversion_lifecycle",
+            ),
+            path(
+                "<int:object_id>/deprecate/",
+                self.admin_site.admin_view(self.deprecate_view),
+                name="versioning_datasetversion_deprecate",
+            ),
+        ] + super().get_urls()
+
+    def _steps(self, version: DatasetVersion) -> list[str]:
+        """The lifecycle steps that apply to `version` now."""
+        if version.status == VersionStatus.DRAFT:
+            return ["promote", "archive"]
+        if version.status == VersionStatus.ARCHIVED:
+            return ["restore"]
+        if version.status == VersionStatus.DEPRECATED:
+            return ["restore", "archive"]
+        if version.is_current:
+            return []
+        return ["roll_back_to", "deprecate", "archive"]
+
+    def _may_steward(self, request, version: DatasetVersion) -> bool:
+        return request.user.is_superuser or user_can_steward(
+            request.user, version.dataset.organization
+        )
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        version = self.get_object(request, object_id)
+        steps = []
+        if version is not None and self._may_steward(request, version):
+            steps = self._steps(version)
+        extra = {"version_steps": steps, "version_obj": version}
+        return super().change_view(request, object_id, form_url, {**(extra_context or {}), **extra})
+
+    def lifecycle_view(self, request, object_id: int, step: str):
+        """Promote, archive, restore (POST) or open the rollback page for one version."""
+        version = get_object_or_404(
+            self.get_queryset(request).select_related("dataset__organization"), pk=object_id
+        )
+        here = reverse("admin:versioning_datasetversion_change", args=[version.pk])
+        if step == "roll_back_to":
+            url = reverse("admin:catalog_dataset_rollback", args=[version.dataset_id])
+            return redirect(f"{url}?to={version.version}")
+        services = {
+            "promote": version_promote,
+            "archive": version_archive,
+            "restore": version_restore,
+        }
+        if request.method != "POST" or step not in services:
+            return redirect(here)
+        try:
+            services[step](version=version, actor=Actor.from_request(request, via="admin"))
+        except DomainError as exc:
+            self.message_user(request, exc.message, messages.ERROR)
+        else:
+            done = {"promote": "Promoted", "archive": "Archived", "restore": "Restored"}[step]
+            self.message_user(request, f"{done} {version}.", messages.SUCCESS)
+        return redirect(here)
+
+    def deprecate_view(self, request, object_id: int):
+        version = get_object_or_404(
+            self.get_queryset(request).select_related("dataset__organization"), pk=object_id
+        )
+        here = reverse("admin:versioning_datasetversion_change", args=[version.pk])
+        form = DeprecateForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                version_deprecate(
+                    version=version,
+                    message=form.cleaned_data["message"],
+                    sunset=form.cleaned_data["sunset"],
+                    actor=Actor.from_request(request, via="admin"),
+                )
+            except DomainError as exc:
+                form.add_error(None, exc.message)
+            else:
+                self.message_user(request, f"Deprecated {version}.", messages.SUCCESS)
+                return redirect(here)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": f"Deprecate {version}",
+            "form": form,
+            "version": version,
+            "back": here,
+        }
+        return TemplateResponse(
+            request, "admin/versioning/datasetversion/deprecate_one.html", context
+        )
+
 
 @admin.register(DatasetRollback)
 class DatasetRollbackAdmin(ReadOnlyAdmin):
@@ -575,12 +824,21 @@ class DatasetRollbackAdmin(ReadOnlyAdmin):
         "to_version_number",
         "actor_name",
         "reason",
-        "backup_manifest_key",
+        "backup",
     ]
     list_filter = [("dataset__organization", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["dataset__name", "reason", "actor_name"]
     list_select_related = ["dataset__organization", "from_version", "to_version"]
     date_hierarchy = "created_at"
+
+    @admin.display(description="manifest before (backup)")
+    def backup(self, obj):
+        name = obj.backup_manifest_key.rsplit("/", 1)[-1]
+        return (
+            format_html('<code title="{}">{}</code>', obj.backup_manifest_key, name)
+            if name
+            else "—"
+        )
 
     @admin.display(description="from")
     def from_version_number(self, obj):
@@ -592,7 +850,7 @@ class DatasetRollbackAdmin(ReadOnlyAdmin):
 
 
 @admin.register(PublishJob)
-class PublishJobAdmin(ReadOnlyAdmin):
+class PublishJobAdmin(_ViewerOnObject, ReadOnlyAdmin):
     organization_path = "dataset__organization"
     list_display = [
         "created_at",
@@ -601,7 +859,7 @@ class PublishJobAdmin(ReadOnlyAdmin):
         "outcome",
         "progress",
         "version",
-        "requested_by",
+        "requester",
         "source",
     ]
     list_filter = [
@@ -614,11 +872,21 @@ class PublishJobAdmin(ReadOnlyAdmin):
     list_select_related = ["dataset__organization", "version__dataset", "requested_by"]
     date_hierarchy = "created_at"
     change_form_template = "admin/versioning/publishjob/change_form.html"
+    exclude = ["requested_by", "bytes_total", "bytes_done", "error_details"]
+    readonly_fields = ["requester", "transferred"]
 
     @admin.display(description="progress")
     def progress(self, obj):
         percent = obj.progress_percent
         return "—" if percent is None else f"{percent}%"
+
+    @admin.display(description="requested by", ordering="requested_by__username")
+    def requester(self, obj):
+        return display.person(obj.requested_by, viewer=getattr(obj, "viewer", None))
+
+    @admin.display(description="read")
+    def transferred(self, obj):
+        return f"{display.size(obj.bytes_done)} of {display.size(obj.bytes_total)}"
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         job = self.get_object(request, object_id)
@@ -627,17 +895,54 @@ class PublishJobAdmin(ReadOnlyAdmin):
             "dataset_url": reverse("admin:catalog_dataset_change", args=[job.dataset_id])
             if job
             else "",
+            "needed_version": needed_version(job) if job else "",
         }
+        if extra["needed_version"]:
+            extra["file_kept"] = publish_job_file_kept(job)
+            extra["may_steward"] = request.user.is_superuser or user_can_steward(
+                request.user, job.dataset.organization
+            )
         return super().change_view(request, object_id, form_url, {**(extra_context or {}), **extra})
+
+    def get_urls(self):
+        return [
+            path(
+                "<uuid:object_id>/republish/",
+                self.admin_site.admin_view(self.republish_view),
+                name="versioning_publishjob_republish",
+            )
+        ] + super().get_urls()
+
+    def republish_view(self, request, object_id):
+        """Publishes a refused job's kept file as the version it needs (POST)."""
+        job = get_object_or_404(self.get_queryset(request), pk=object_id)
+        here = reverse("admin:versioning_publishjob_change", args=[job.pk])
+        if request.method != "POST":
+            return redirect(here)
+        try:
+            new = publish_job_republish(job=job, actor=Actor.from_request(request, via="admin"))
+        except DomainError as exc:
+            self.message_user(request, exc.message, messages.ERROR)
+            return redirect(here)
+        self.message_user(
+            request,
+            f"Publishing {job.dataset.path} as {new.requested_version} in the background.",
+            messages.INFO,
+        )
+        return redirect("admin:versioning_publishjob_change", new.pk)
 
 
 @admin.register(Manifest)
 class ManifestAdmin(ReadOnlyAdmin):
-    list_display = ["organization", "generated_at", "datasets", "sha256", "written_at"]
+    list_display = ["organization", "generated_at", "datasets", "sha", "written_at"]
     list_filter = [("organization", admin.RelatedOnlyFieldListFilter)]
     list_select_related = ["organization"]
     readonly_fields = ["pretty_body"]
     exclude = ["body"]
+
+    @admin.display(description="SHA-256")
+    def sha(self, obj):
+        return display.short_sha(obj.sha256)
 
     @admin.display(description="datasets")
     def datasets(self, obj):

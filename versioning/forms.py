@@ -68,9 +68,14 @@ class DeprecateForm(forms.Form):
         help_text="Why, and what to use instead, on one line; API clients get it with every "
         "response.",
     )
+    # Plain ISO text: a browser's date picker shows the locale's 03/01/2027 instead.
     sunset = forms.DateField(
         help_text="After this day the version may be archived (YYYY-MM-DD).",
-        widget=forms.DateInput(attrs={"type": "date"}),
+        input_formats=["%Y-%m-%d"],
+        widget=forms.DateInput(
+            format="%Y-%m-%d",
+            attrs={"placeholder": "YYYY-MM-DD", "pattern": r"\d{4}-\d{2}-\d{2}", "size": 10},
+        ),
     )
 
     def __init__(self, *args, **kwargs) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from celery import shared_task
 
 from versioning.manifest import manifests_prune
-from versioning.services import publish_job_run, publish_jobs_sweep
+from versioning.services import publish_job_run, publish_jobs_sweep, refused_staging_sweep
 
 
 @shared_task(name="versioning.run_publish_job")
@@ -23,3 +23,8 @@ def sweep_publish_jobs() -> int:
 def prune_manifests() -> int:
     """Deletes superseded manifest rows past their retention (MANIFEST_RETENTION_DAYS)."""
     return manifests_prune()
+
+
+@shared_task(name="versioning.sweep_refused_staging")
+def sweep_refused_staging() -> int:
+    return refused_staging_sweep()

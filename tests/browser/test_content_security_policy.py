@@ -65,6 +65,7 @@ def test_the_admin_renders_under_the_policy_without_a_violation(
         "/admin/catalog/dataset/",
         f"/admin/catalog/dataset/{published.pk}/change/",
         f"/admin/catalog/dataset/{published.pk}/history/",
+        f"/admin/catalog/dataset/{published.pk}/versions/",
         f"/admin/catalog/dataset/{published.pk}/publish/",
         "/admin/catalog/auditentry/",
     ):

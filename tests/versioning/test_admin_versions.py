@@ -35,7 +35,7 @@ def stewards(client, steward):
 def test_the_history_lists_versions_with_change_breaking_flag_and_deltas(
     stewards, dataset, versions, django_assert_max_num_queries
 ):
-    url = reverse("admin:catalog_dataset_history", args=[dataset.pk])
+    url = reverse("admin:catalog_dataset_versions", args=[dataset.pk])
     with django_assert_max_num_queries(12):
         page = stewards.get(url)
     assert page.status_code == 200

@@ -26,4 +26,10 @@ from versioning.services.publish import (  # noqa: F401
     publish_job_run,
     publish_jobs_sweep,
 )
+from versioning.services.retry import (  # noqa: F401
+    needed_version,
+    publish_job_file_kept,
+    publish_job_republish,
+    refused_staging_sweep,
+)
 from versioning.services.rollback import dataset_rollback, rollbacks_of  # noqa: F401

@@ -64,9 +64,10 @@ def changelog_entries(
         add(ChangeKind.COLUMNS_REORDERED, "The columns are in a different order.")
     if diff.base_version is not None:
         parts = []
-        if diff.row_delta is not None:
+        # A change that only dropped a column says nothing of rows, not "+0 rows".
+        if diff.row_delta:
             parts.append(f"{_signed(diff.row_delta)} rows")
-        if diff.size_delta is not None:
+        if diff.size_delta:
             parts.append(f"{_signed(diff.size_delta)} bytes")
         add(
             ChangeKind.DATA_CHANGED,

@@ -208,9 +208,11 @@ def publish_job_fail(
     code: str,
     store: ObjectStore,
     details: dict | None = None,
+    keep_staged: bool = False,
 ) -> bool:
     """Fails the job for good under this worker's claim, then removes its staged object
-    and any final object it made that no version refers to. Returns False, touching
+    (unless `keep_staged`: the refused-staging sweep removes it later) and any final
+    object it made that no version refers to. Returns False, touching
     nothing, if the claim is lost (the job belongs to another worker now)."""
     try:
         Claim.of(job).update(
@@ -223,16 +225,17 @@ def publish_job_fail(
         )
     except ClaimLost:
         return False
-    job_objects_discard(job=job, store=store)
+    job_objects_discard(job=job, store=store, keep_staged=keep_staged)
     return True
 
 
-def job_objects_discard(*, job: PublishJob, store: ObjectStore) -> None:
+def job_objects_discard(*, job: PublishJob, store: ObjectStore, keep_staged: bool = False) -> None:
     """Removes what a finished-for-good job stored that no version row refers to. A
     storage failure here is logged: the objects are then left for an operator (their
     keys are on the job)."""
     try:
-        store.delete(job.staging_key)
+        if not keep_staged:
+            store.delete(job.staging_key)
         target = PublishJob.objects.filter(pk=job.pk).values_list("target_key", flat=True).first()
         if target and not DatasetVersion.objects.filter(key=target).exists():
             store.delete(target)

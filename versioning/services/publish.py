@@ -297,8 +297,15 @@ def publish_job_attempt(*, job: PublishJob, store: ObjectStore | None = None) ->
             logger.warning("Publish job %s left for the sweeper", job.pk)
             connection_reset()
     except DomainError as exc:
+        # A version refused for claiming too little keeps its staged file for a while, so
+        # a steward can publish it as the needed version in one step (services/retry.py).
         publish_job_fail(
-            job=job, message=exc.message, code=exc.code, store=store, details=exc.details
+            job=job,
+            message=exc.message,
+            code=exc.code,
+            store=store,
+            details=exc.details,
+            keep_staged=exc.code == "invalid" and "change_type" in exc.details,
         )
     except Exception as exc:
         logger.exception("Publish job %s failed", job.pk)

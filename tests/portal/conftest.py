@@ -1,0 +1,3 @@
+"""The page tests reuse the versioning tests' publish with every option."""
+
+from tests.versioning.conftest import publish_with  # noqa: F401
