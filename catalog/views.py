@@ -8,6 +8,7 @@ import re
 from django.http import FileResponse, HttpResponse, JsonResponse
 from django.views.decorators.http import require_GET
 
+from catalog.hooks import local_store_resolve
 from catalog.storage import LocalObjectStore, get_object_store, verify_download_signature
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
@@ -48,15 +49,18 @@ def _forbidden() -> JsonResponse:
 def signed_object_download(request, key: str):
     """Streams an object to whoever holds a valid, unexpired signed URL for its key and
     version; a tampered, expired or other key's URL gets 403."""
-    store = get_object_store()
-    if not isinstance(store, LocalObjectStore):
-        return _forbidden()
+    name = request.GET.get("store", "")
     if not verify_download_signature(
         key,
         request.GET.get("expires", ""),
         request.GET.get("signature", ""),
         request.GET.get("version", ""),
+        store=name,
     ):
+        return _forbidden()
+    # A named store is another local folder (a region's); the signature covers its name.
+    store = local_store_resolve(name) if name else get_object_store()
+    if not isinstance(store, LocalObjectStore):
         return _forbidden()
     try:
         path = store.path(key)
