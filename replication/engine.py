@@ -158,20 +158,27 @@ class _MeteredReader:
         self.slice = settings.REPLICATION_THROTTLE_CHUNK_BYTES
 
     def read(self, size: int = -1) -> bytes:
-        if self.stop.is_set():
-            raise LeaseLost("The lease on this replica was lost.")
-        if self.mbps is None:
-            data = self.body.read(size)
-        else:
-            want = self.slice if size is None or size < 0 else min(size, self.slice)
-            data = self.body.read(want)
-            if data:
+        """Up to `size` bytes (all that is left for a negative size), short only at the
+        end: uploaders take a short read for the end of the stream."""
+        parts = []
+        wanted = -1 if size is None or size < 0 else size
+        while wanted != 0:
+            if self.stop.is_set():
+                raise LeaseLost("The lease on this replica was lost.")
+            step = self.slice if wanted < 0 else min(wanted, self.slice)
+            data = self.body.read(step if self.mbps is not None or wanted < 0 else wanted)
+            if not data:
+                break
+            if self.mbps is not None:
                 wait = throttle_wait(link=self.link, mbps=self.mbps, amount=len(data))
                 if wait > 0:
                     self.stop.wait(wait)
-        self.digest.update(data)
-        self.count += len(data)
-        return data
+            self.digest.update(data)
+            self.count += len(data)
+            parts.append(data)
+            if wanted > 0:
+                wanted -= len(data)
+        return b"".join(parts)
 
 
 def _staging_prefix(key: str, replica_id: int) -> str:
