@@ -13,6 +13,7 @@ import pytest
 from django.conf import settings
 
 from catalog.audit import Actor
+from tests.api.conftest import api, as_user, make_token  # noqa: F401 - the API's cast
 from tests.conftest import BIN, wait_for
 
 REGION_CREDENTIALS = {"REGION_KEY_ID": "testing", "REGION_SECRET": "testing"}
