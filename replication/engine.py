@@ -48,6 +48,8 @@ from replication.models import Region
 from replication.throttle import throttle_wait
 
 _SINGLE_COPY_LIMIT = 5 * 1024**3
+_stores: dict[tuple, S3ObjectStore] = {}
+_stores_lock = threading.Lock()
 _PRIMARY_CREDENTIALS = ("S3_ACCESS_KEY_ID", "S3_SECRET_ACCESS_KEY")
 
 
@@ -95,7 +97,14 @@ def region_missing_credentials(region: Region) -> list[str]:
 def region_store(region: Region) -> ObjectStore:
     """The store behind a region (credentials read now, from the environment)."""
     if region.is_primary:
-        return get_object_store()
+        store = get_object_store()
+        if isinstance(store, S3ObjectStore):
+            with _stores_lock:
+                cache_key = ("primary", store.bucket)
+                if cache_key not in _stores:
+                    _stores[cache_key] = _RegionS3Store(store.storage)
+                return _stores[cache_key]
+        return store
     if region.local_path:
         root = Path(region.local_path)
         if not root.is_absolute():
@@ -109,20 +118,55 @@ def region_store(region: Region) -> ObjectStore:
             f"Region {region.code}: the environment variable(s) {', '.join(missing)} "
             "holding its credentials are not set on this worker."
         )
+    access = os.environ.get(region.access_key_env) if region.access_key_env else None
+    secret = os.environ.get(region.secret_key_env) if region.secret_key_env else None
+    # A boto3 client costs a few hundred milliseconds to build (it parses the service
+    # model): keep one per region configuration and credentials, in this process.
+    cache_key = (
+        region.code,
+        region.endpoint_url,
+        region.bucket,
+        region.s3_region_name,
+        region.addressing_style,
+        access,
+        hashlib.sha256((secret or "").encode()).hexdigest(),
+    )
+    with _stores_lock:
+        store = _stores.get(cache_key)
+        if store is None:
+            store = _stores[cache_key] = _s3_store(region, access, secret)
+    return store
+
+
+def _s3_store(region: Region, access: str | None, secret: str | None) -> S3ObjectStore:
     from storages.backends.s3 import S3Storage
 
     storage = S3Storage(
         bucket_name=region.bucket,
         endpoint_url=region.endpoint_url or None,
         region_name=region.s3_region_name or None,
-        access_key=os.environ.get(region.access_key_env) if region.access_key_env else None,
-        secret_key=os.environ.get(region.secret_key_env) if region.secret_key_env else None,
+        access_key=access,
+        secret_key=secret,
         default_acl=None,
         querystring_auth=True,
         file_overwrite=True,
         client_config=boto_client_config(region.addressing_style),
     )
-    return S3ObjectStore(storage)
+    return _RegionS3Store(storage)
+
+
+class _RegionS3Store(S3ObjectStore):
+    """An S3 store with one client for all threads. django-storages keeps a connection
+    per thread, and the copy engine uploads from a fresh thread each time; boto3 clients
+    are thread-safe, so one built once serves them all."""
+
+    def __init__(self, storage) -> None:
+        super().__init__(storage)
+        self._client = storage.connection.meta.client
+
+    @property
+    def client(self):
+        return self._client
 
 
 def _endpoint_of(store: ObjectStore) -> tuple | None:
