@@ -244,8 +244,10 @@ REPLICATION_LEASE_SECONDS = env_int("REPLICATION_LEASE_SECONDS", 60, minimum=3)
 # infrastructure is still retried after that, at the longest backoff.
 REPLICATION_MAX_ATTEMPTS = env_int("REPLICATION_MAX_ATTEMPTS", 5, minimum=1)
 REPLICATION_RETRY_MAX_SECONDS = env_int("REPLICATION_RETRY_MAX_SECONDS", 900, minimum=1)
-# Objects above this size go up in parts of this size (S3 multipart).
+# Copies into S3 go up as multipart uploads in parts of this size (AWS S3 needs at
+# least 5 MiB), this many parts at a time.
 REPLICATION_PART_BYTES = env_int("REPLICATION_PART_BYTES", 16 * 1024 * 1024, minimum=64 * 1024)
+REPLICATION_UPLOAD_CONCURRENCY = env_int("REPLICATION_UPLOAD_CONCURRENCY", 8, minimum=1)
 # Granularity of the bandwidth limit: each read through a throttled link takes this much.
 REPLICATION_THROTTLE_CHUNK_BYTES = env_int(
     "REPLICATION_THROTTLE_CHUNK_BYTES", 256 * 1024, minimum=4096

@@ -3,10 +3,14 @@
 A link is a (source region, target region) pair. Each read of a throttled copy asks the
 link's bucket for its bytes before passing them on; the bucket answers how long to wait.
 It is a reservation form of the token bucket (the generic cell rate algorithm): the link
-keeps the moment it is next free; a request of n bytes takes the slot from then (or
+keeps the moment it is next free; a request for n bytes takes the slot from then (or
 from now, when the link has been idle) for n / rate seconds, and the caller waits until
-its slot ends. Any number of callers on any number of machines get, together, the
-link's rate, and an idle link builds up no credit to burst with later.
+its slot starts before it reads them. Reading during one's own slot means the time a
+read takes is not added to the pacing, so a copy runs at the limit, not below it. Any
+number of callers on any number of machines get, together, the link's rate. A reader
+that stalled for less than `BURST_SECONDS` (a busy CPU, a slow part) may catch up on
+the slots it missed; a link idle for longer starts afresh, so idleness is never saved
+up into a burst above the limit.
 
 rclone limits bandwidth the same way in one process (`--bwlimit`: a token bucket from
 golang.org/x/time/rate in fs/accounting/token_bucket.go, shared by all its transfers),
@@ -33,11 +37,14 @@ _RESERVE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local free_at = tonumber(redis.call('GET', KEYS[1]) or '0')
-if free_at < now then free_at = now end
+if free_at < now - tonumber(ARGV[3]) then free_at = now end
+local start = free_at
 free_at = free_at + tonumber(ARGV[2]) / tonumber(ARGV[1])
 redis.call('SET', KEYS[1], string.format('%.6f', free_at), 'EX', 3600)
-return string.format('%.6f', free_at - now)
+return string.format('%.6f', start - now)
 """
+
+BURST_SECONDS = 0.25
 
 _local_lock = threading.Lock()
 _local_free_at: dict[str, float] = {}
@@ -48,9 +55,11 @@ _script = None
 def _reserve_local(link: str, rate: float, amount: int) -> float:
     with _local_lock:
         now = time.monotonic()
-        free_at = max(_local_free_at.get(link, 0.0), now) + amount / rate
-        _local_free_at[link] = free_at
-        return free_at - now
+        start = _local_free_at.get(link, 0.0)
+        if start < now - BURST_SECONDS:
+            start = now
+        _local_free_at[link] = start + amount / rate
+        return start - now
 
 
 def _reserve_redis(link: str, rate: float, amount: int) -> float:
@@ -62,7 +71,7 @@ def _reserve_redis(link: str, rate: float, amount: int) -> float:
             settings.REDIS_URL, socket_connect_timeout=1, socket_timeout=2
         )
         _script = _redis.register_script(_RESERVE)
-    return float(_script(keys=[f"replication:link:{link}"], args=[rate, amount]))
+    return float(_script(keys=[f"replication:link:{link}"], args=[rate, amount, BURST_SECONDS]))
 
 
 def link_name(source: str, target: str) -> str:
@@ -75,8 +84,8 @@ def bytes_per_second(mbps: int) -> float:
 
 
 def throttle_wait(*, link: str, mbps: int, amount: int) -> float:
-    """Reserves `amount` bytes on `link` at `mbps` and returns the seconds to wait before
-    they may go (the caller sleeps; this never does)."""
+    """Reserves `amount` bytes on `link` at `mbps` and returns the seconds to wait until
+    their slot starts (the caller sleeps, then reads them; this never sleeps)."""
     rate = bytes_per_second(mbps)
     if settings.REDIS_URL:
         try:
