@@ -10,7 +10,7 @@ import pytest
 from django.core.cache import cache
 
 from catalog.models import Visibility
-from replication.models import Replica, ReplicationRule
+from replication.models import Region, Replica, ReplicationRule
 from tests.api.conftest import error_of
 from tests.replication.conftest import CSV
 
@@ -228,3 +228,37 @@ def test_a_public_datasets_download_carries_the_regions_cdn_url(replicated, data
     dataset.save()
     body = api.get(f"{DOWNLOAD}?region=eu-west-1").json()
     assert body["cdn_url"] == f"https://cdn-eu.scout.io/{replicated.key}"
+
+
+def test_a_local_folder_region_is_copied_verified_and_served_by_the_apps_signed_urls(
+    dataset, publish, regions, steward, viewer, as_user, copy_due, system, tmp_path, client
+):
+    from urllib.parse import urlparse
+
+    from replication.services import region_save
+
+    folder = region_save(
+        region=Region(code="edge-1", name="Edge folder", local_path=str(tmp_path / "edge")),
+        actor=system,
+    )
+    version = publish(dataset, CSV).version
+    as_user(steward).post(
+        "/api/v1/datasets/gold/txn_daily/replicate/", {"regions": ["edge-1"]}, format="json"
+    )
+    assert set(copy_due().values()) == {"verified"}
+    replica = Replica.objects.get(region=folder)
+    assert replica.runs.get().bytes_transferred == len(CSV)
+    assert (tmp_path / "edge" / version.key).read_bytes() == CSV
+    assert not (tmp_path / "edge" / "acme" / "replication-staging").exists() or not any(
+        (tmp_path / "edge" / "acme" / "replication-staging").rglob("*")
+    )
+
+    body = as_user(viewer).get(f"{DOWNLOAD}?region=edge-1").json()
+    assert body["dataset_info"]["region"] == "edge-1"
+    url = urlparse(body["signed_url"])
+    assert "store=edge-1" in url.query
+    fetched = client.get(f"{url.path}?{url.query}")
+    assert fetched.status_code == 200
+    assert b"".join(fetched.streaming_content) == CSV
+    tampered = client.get(f"{url.path}?{url.query.replace('store=edge-1', 'store=eu-west-1')}")
+    assert tampered.status_code == 403
