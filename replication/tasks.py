@@ -3,9 +3,13 @@ Thin: ids in, one service call each."""
 
 from __future__ import annotations
 
+import logging
+
 from celery import shared_task
 
 from replication import services
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task(name="replication.copy", bind=True)
@@ -22,7 +26,10 @@ def tick() -> dict:
     services.replicas_dispatch(due)
     late = services.replicas_late_record()
     for manifest_id in services.region_manifests_unwritten():
-        services.region_manifest_write(manifest_id=manifest_id)
+        try:
+            services.region_manifest_write(manifest_id=manifest_id)
+        except Exception:  # that region is unreachable: the next tick tries again
+            logger.warning("Region manifest %s not written yet.", manifest_id)
     return {"rules": ran, "dispatched": len(due), "late": late}
 
 

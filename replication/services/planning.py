@@ -20,7 +20,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from catalog.audit import Actor, audit_record
-from catalog.exceptions import Forbidden, NotFound
+from catalog.exceptions import Forbidden, InvalidInput, NotFound
 from catalog.models import Dataset
 from catalog.selectors import user_can_steward
 from replication.models import Policy, Region, Replica, ReplicaStatus, ReplicationRule
@@ -136,6 +136,10 @@ def replication_request(
     rules = rule_targets(dataset=dataset, policies=tuple(Policy.values))
     if regions is None:
         targets = dict(rules)
+        if not targets:
+            raise InvalidInput(
+                f"No replication rule matches {dataset.path}: name the regions to copy it to."
+            )
     else:
         targets = {region: rules.get(region) for region in regions_by_codes(regions)}
     with transaction.atomic():
