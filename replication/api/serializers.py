@@ -178,7 +178,9 @@ class ReplicateSerializer(serializers.Serializer):
 
 class CostsQuery(serializers.Serializer):
     month = serializers.RegexField(
-        r"^[0-9]{4}-(0[1-9]|1[0-2])$", required=False, help_text="YYYY-MM; default this month."
+        r"^(19|20|21)[0-9]{2}-(0[1-9]|1[0-2])$",
+        required=False,
+        help_text="YYYY-MM (1900 to 2199); default this month.",
     )
     organization = serializers.SlugField(required=False, max_length=64)
 

@@ -162,8 +162,9 @@ def test_the_cost_report_prices_transfer_and_storage_per_dataset_and_region(
     assert float(eu["transfer_cost_usd"]) == pytest.approx(len(CSV) / 1024**3 * 0.09, abs=1e-6)
     assert float(body["total_cost_usd"]) > 0
 
-    bad = as_user(viewer).get("/api/v1/replication/costs/?month=2024-13")
-    assert bad.status_code == 400 and "month" in error_of(bad)["details"]
+    for month in ("2024-13", "0000-01", "9999-12", "May"):
+        bad = as_user(viewer).get(f"/api/v1/replication/costs/?month={month}")
+        assert bad.status_code == 400 and "month" in error_of(bad)["details"]
 
 
 def test_lag_shows_what_waits_per_region(dataset, publish, gold_rule, deliver, viewer, as_user):
