@@ -251,6 +251,9 @@ class _MeteredReader:
         self._hasher.shutdown(wait=True)
         return self._digest.hexdigest()
 
+    def close(self) -> None:
+        self._hasher.shutdown(wait=False, cancel_futures=True)
+
 
 _MAX_PARTS = 10_000
 _MD5_HEX = 32
@@ -472,6 +475,42 @@ def copy_object(
         )
     body = source.open(key)
     reader = _MeteredReader(body, link=link, mbps=mbps, stop=stop)
+    try:
+        return _stream_copy(
+            target=target,
+            key=key,
+            staging=staging,
+            reader=reader,
+            body=body,
+            size=size,
+            expected_sha256=expected_sha256,
+            content_type=content_type,
+            heartbeat=heartbeat,
+            on_bytes=on_bytes,
+            stop=stop,
+            started=started,
+            replica_id=replica_id,
+        )
+    finally:
+        reader.close()
+
+
+def _stream_copy(
+    *,
+    target: ObjectStore,
+    key: str,
+    staging: str,
+    reader: _MeteredReader,
+    body,
+    size: int,
+    expected_sha256: str,
+    content_type: str,
+    heartbeat: Callable[[], bool],
+    on_bytes,
+    stop: threading.Event,
+    started: float,
+    replica_id: int,
+) -> CopyResult:
     if isinstance(target, S3ObjectStore):
         upload = _MultipartUpload(target, key, content_type=content_type)
 

@@ -66,8 +66,12 @@ def _regions_named(codes: list[str]) -> list[Region]:
 
 
 @extend_schema_view(
-    list=extend_schema(summary="List regions", responses={200: RegionSerializer(many=True)}),
-    retrieve=extend_schema(summary="Show a region", responses={200: RegionSerializer}),
+    list=extend_schema(
+        summary="List regions", responses={200: RegionSerializer(many=True), **READ_ERRORS}
+    ),
+    retrieve=extend_schema(
+        summary="Show a region", responses={200: RegionSerializer, **READ_ERRORS}
+    ),
 )
 class RegionViewSet(viewsets.ReadOnlyModelViewSet):
     """Where datasets are stored: the primary and the replication targets."""
