@@ -23,7 +23,14 @@ from catalog.exceptions import DomainError
 from catalog.models import Dataset
 from catalog.selectors import organizations_of
 from replication import selectors
-from replication.models import CopyRun, Region, RegionManifest, Replica, ReplicationRule
+from replication.models import (
+    RULE_FIELDS,
+    CopyRun,
+    Region,
+    RegionManifest,
+    Replica,
+    ReplicationRule,
+)
 from replication.services import (
     region_validate,
     replication_request,
@@ -112,19 +119,7 @@ class RegionAdmin(admin.ModelAdmin):
 class RuleForm(forms.ModelForm):
     class Meta:
         model = ReplicationRule
-        fields = [
-            "organization",
-            "name",
-            "pattern",
-            "regions",
-            "policy",
-            "cron",
-            "timezone",
-            "bandwidth_mbps",
-            "retention_days",
-            "priority",
-            "enabled",
-        ]
+        fields = ["organization", "regions", *RULE_FIELDS]
 
     def clean(self):
         cleaned = super().clean()

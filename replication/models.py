@@ -180,6 +180,21 @@ class ReplicationRule(models.Model):
         return self.name or f"{self.pattern} ({self.get_policy_display()})"
 
 
+# What a steward sets on a rule (besides its organisation and target regions), in the
+# order forms and answers show it.
+RULE_FIELDS = (
+    "name",
+    "pattern",
+    "policy",
+    "cron",
+    "timezone",
+    "bandwidth_mbps",
+    "retention_days",
+    "priority",
+    "enabled",
+)
+
+
 class ReplicaStatus(models.TextChoices):
     PENDING = "pending", "Pending"
     COPYING = "copying", "Copying"

@@ -7,6 +7,7 @@ from rest_framework import serializers
 
 from replication.models import (
     MAX_BANDWIDTH_MBPS,
+    RULE_FIELDS,
     CopyRun,
     Policy,
     Region,
@@ -49,16 +50,8 @@ class RuleSerializer(serializers.ModelSerializer):
         fields = [
             "id",
             "organization",
-            "name",
-            "pattern",
             "regions",
-            "policy",
-            "cron",
-            "timezone",
-            "bandwidth_mbps",
-            "retention_days",
-            "priority",
-            "enabled",
+            *RULE_FIELDS,
             "next_run_at",
             "last_run_at",
             "matched_datasets",

@@ -21,20 +21,17 @@ from catalog.exceptions import Forbidden, InvalidInput
 from catalog.models import Dataset, Organization
 from catalog.selectors import user_can_steward
 from replication.engine import region_missing_credentials
-from replication.models import MAX_BANDWIDTH_MBPS, Policy, Region, ReplicationRule
+from replication.models import (
+    MAX_BANDWIDTH_MBPS,
+    Policy,
+    Region,
+    ReplicationRule,
+)
+from replication.models import (
+    RULE_FIELDS as FIELDS,
+)
 
 _SEGMENT = re.compile(r"^[a-z0-9_*?!\[\]-]+$")
-FIELDS = (
-    "name",
-    "pattern",
-    "policy",
-    "cron",
-    "timezone",
-    "bandwidth_mbps",
-    "retention_days",
-    "priority",
-    "enabled",
-)
 
 
 def pattern_problem(pattern: str) -> str | None:

@@ -10,6 +10,21 @@ from tests.browser.conftest import browser, page  # noqa: F401 - Chromium for th
 from tests.replication.conftest import CSV
 
 
+def _rule_form(acme, region, **changes) -> dict:
+    return {
+        "organization": acme.pk,
+        "pattern": "acme/platinum/*",
+        "regions": [region.pk],
+        "policy": "scheduled",
+        "timezone": "UTC",
+        "bandwidth_mbps": 100,
+        "retention_days": 90,
+        "priority": 100,
+        "enabled": "on",
+        **changes,
+    }
+
+
 @pytest.fixture
 def steward_client(client, steward):
     client.force_login(steward)
@@ -19,18 +34,7 @@ def steward_client(client, steward):
 def test_the_rule_form_refuses_a_bad_cron_with_the_services_message(steward_client, regions, acme):
     response = steward_client.post(
         "/admin/replication/replicationrule/add/",
-        {
-            "organization": acme.pk,
-            "pattern": "acme/platinum/*",
-            "regions": [regions["ap-southeast-1"].pk],
-            "policy": "scheduled",
-            "cron": "at two",
-            "timezone": "UTC",
-            "bandwidth_mbps": 100,
-            "retention_days": 90,
-            "priority": 100,
-            "enabled": "on",
-        },
+        _rule_form(acme, regions["ap-southeast-1"], cron="at two"),
     )
     assert response.status_code == 200
     assert "is not a cron expression" in response.content.decode()
@@ -40,18 +44,7 @@ def test_the_rule_form_refuses_a_bad_cron_with_the_services_message(steward_clie
 def test_a_rule_saved_in_the_admin_is_scheduled_and_audited(steward_client, regions, acme):
     response = steward_client.post(
         "/admin/replication/replicationrule/add/",
-        {
-            "organization": acme.pk,
-            "pattern": "acme/platinum/*",
-            "regions": [regions["ap-southeast-1"].pk],
-            "policy": "scheduled",
-            "cron": "0 * * * *",
-            "timezone": "Asia/Manila",
-            "bandwidth_mbps": 100,
-            "retention_days": 90,
-            "priority": 100,
-            "enabled": "on",
-        },
+        _rule_form(acme, regions["ap-southeast-1"], cron="0 * * * *", timezone="Asia/Manila"),
     )
     assert response.status_code == 302, response.content.decode()[:2000]
     rule = ReplicationRule.objects.get()
