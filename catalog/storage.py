@@ -76,9 +76,12 @@ def _chunks(stream: IO[bytes], chunk_size: int) -> Iterator[bytes]:
 class LocalObjectStore:
     """Objects as files below a folder; signed URLs served and checked by the app."""
 
-    def __init__(self, storage: FileSystemStorage) -> None:
+    def __init__(self, storage: FileSystemStorage, *, name: str = "") -> None:
         self.root = Path(storage.location)
         self.chunk_size = settings.STREAM_CHUNK_BYTES
+        # Empty for the primary folder; another folder's name (a region's) travels in
+        # its signed URLs so the download view serves it from there.
+        self.name = name
 
     def _path(self, key: str) -> Path:
         path = (self.root / key).resolve()
@@ -172,27 +175,32 @@ class LocalObjectStore:
         query = {"expires": expires}
         if version:
             query["version"] = version
-        query["signature"] = download_signature(key, expires, version)
+        if self.name:
+            query["store"] = self.name
+        query["signature"] = download_signature(key, expires, version, store=self.name)
         return SignedUrl(
             url=f"{settings.PUBLIC_BASE_URL.rstrip('/')}/objects/{quote(key)}?{urlencode(query)}",
             expires_at=datetime.fromtimestamp(expires, UTC),
         )
 
 
-def download_signature(key: str, expires: int, version: str = "") -> str:
-    """HMAC over the key, the version and the expiry time, keyed by SECRET_KEY."""
-    message = f"{key}\n{version}\n{expires}"
+def download_signature(key: str, expires: int, version: str = "", *, store: str = "") -> str:
+    """HMAC over the key, the version, the expiry time and the store (when not the
+    primary's), keyed by SECRET_KEY."""
+    message = f"{key}\n{version}\n{expires}" + (f"\n{store}" if store else "")
     return salted_hmac(_SIGNING_SALT, message, algorithm="sha256").hexdigest()
 
 
-def verify_download_signature(key: str, expires: str, signature: str, version: str = "") -> bool:
-    """True when the signature is this key's and version's and has not expired (checked in
-    constant time)."""
+def verify_download_signature(
+    key: str, expires: str, signature: str, version: str = "", *, store: str = ""
+) -> bool:
+    """True when the signature is this key's, version's and store's and has not expired
+    (checked in constant time)."""
     try:
         expires_at = int(expires)
     except (TypeError, ValueError):
         return False
-    expected = download_signature(key, expires_at, version or "")
+    expected = download_signature(key, expires_at, version or "", store=store or "")
     return constant_time_compare(expected, signature or "") and expires_at >= time.time()
 
 

@@ -10,6 +10,7 @@ from django.http import FileResponse, HttpResponse, JsonResponse
 from django.utils.http import http_date, parse_etags
 from django.views.decorators.http import require_safe
 
+from catalog.hooks import local_store_resolve
 from catalog.storage import LocalObjectStore, get_object_store, verify_download_signature
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
@@ -63,13 +64,19 @@ def signed_object_download(request, key: str):
     """Streams an object to whoever holds a valid, unexpired signed URL for its key and
     version; a tampered, expired or other key's URL gets 403. HEAD answers the same
     headers as GET (clients size a download with it first), without the body."""
-    store = get_object_store()
-    if not isinstance(store, LocalObjectStore):
-        return _forbidden()
+    name = request.GET.get("store", "")
     expires = request.GET.get("expires", "")
     if not verify_download_signature(
-        key, expires, request.GET.get("signature", ""), request.GET.get("version", "")
+        key,
+        expires,
+        request.GET.get("signature", ""),
+        request.GET.get("version", ""),
+        store=name,
     ):
+        return _forbidden()
+    # A named store is another local folder (a region's); the signature covers its name.
+    store = local_store_resolve(name) if name else get_object_store()
+    if not isinstance(store, LocalObjectStore):
         return _forbidden()
     try:
         path = store.path(key)

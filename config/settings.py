@@ -279,6 +279,38 @@ OUTBOX_MAX_ATTEMPTS = env_int("OUTBOX_MAX_ATTEMPTS", 10, minimum=1)
 # days (audit entries and the manifests' immutable copies in storage stay).
 OUTBOX_RETENTION_DAYS = env_int("OUTBOX_RETENTION_DAYS", 30, minimum=1)
 MANIFEST_RETENTION_DAYS = env_int("MANIFEST_RETENTION_DAYS", 30, minimum=1)
+# --- Replication (replication/) --------------------------------------------------------
+# A copying worker that has not reported for this long has lost the replica to another.
+REPLICATION_LEASE_SECONDS = env_int("REPLICATION_LEASE_SECONDS", 60, minimum=3)
+# Failed attempts before a replica is reported failed (`replica.failed`); a failure of
+# infrastructure is still retried after that, at the longest backoff.
+REPLICATION_MAX_ATTEMPTS = env_int("REPLICATION_MAX_ATTEMPTS", 5, minimum=1)
+REPLICATION_RETRY_MAX_SECONDS = env_int("REPLICATION_RETRY_MAX_SECONDS", 900, minimum=1)
+# Copies into S3 go up as multipart uploads in parts of this size (AWS S3 needs at
+# least 5 MiB), this many parts at a time.
+REPLICATION_PART_BYTES = env_int("REPLICATION_PART_BYTES", 16 * 1024 * 1024, minimum=64 * 1024)
+REPLICATION_UPLOAD_CONCURRENCY = env_int("REPLICATION_UPLOAD_CONCURRENCY", 8, minimum=1)
+# Granularity of the bandwidth limit: each read through a throttled link takes this much.
+REPLICATION_THROTTLE_CHUNK_BYTES = env_int(
+    "REPLICATION_THROTTLE_CHUNK_BYTES", 256 * 1024, minimum=4096
+)
+# A copy still unverified this long after it was queued records `replica.late`.
+REPLICATION_LATE_MINUTES = env_int("REPLICATION_LATE_MINUTES", 15, minimum=1)
+# A verified replica is hashed again on its target at least this often (days).
+REPLICATION_SCRUB_DAYS = env_int("REPLICATION_SCRUB_DAYS", 7, minimum=1)
+REPLICATION_DEFAULT_BANDWIDTH_MBPS = env_int("REPLICATION_DEFAULT_BANDWIDTH_MBPS", 100, minimum=1)
+REPLICATION_DEFAULT_RETENTION_DAYS = env_int("REPLICATION_DEFAULT_RETENTION_DAYS", 90, minimum=1)
+CELERY_BEAT_SCHEDULE.update(
+    {
+        "replication-tick": {
+            "task": "replication.tick",
+            "schedule": float(env_int("REPLICATION_TICK_SECONDS", 10, minimum=1)),
+        },
+        "replication-scrub": {"task": "replication.scrub", "schedule": 3600.0},
+        "replication-retention": {"task": "replication.retention", "schedule": 86400.0},
+    }
+)
+
 # OpenLineage run events for each publish: an HTTP endpoint (e.g. Marquez) and/or a file
 # of JSON lines; both empty means off.
 OPENLINEAGE_URL = env_str("OPENLINEAGE_URL")

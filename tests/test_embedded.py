@@ -142,6 +142,22 @@ def test_the_embedded_mode_publishes_through_its_own_worker_and_serves_the_pages
             == (manifest["integrity"]["manifest_sha256"])
         )
 
+        # The demo's gold rule copies it to the two other regions, folders here; each
+        # region's own manifest lists it once its copy is verified.
+        for region in ("ap-southeast-1", "eu-west-1"):
+            folder = tmp_path / "var" / "regions" / region
+            wait_for(
+                lambda f=folder: (f / key).exists() and (f / key).read_bytes() == data,
+                timeout=90,
+                message=f"the copy in {region}",
+            )
+            region_latest = folder / "scout" / "v1" / "manifests" / "latest.json"
+            wait_for(
+                lambda m=region_latest: m.exists() and sha in m.read_text(),
+                timeout=60,
+                message=f"{region}'s manifest",
+            )
+
         # The subscriber pages on SQLite and local files: sign in, search, read, download.
         pages = embedded("shell", "-c", PAGES_SCRIPT)
         assert f"downloaded {len(data)} date_key," in pages.stdout, pages.stderr

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
@@ -52,6 +53,12 @@ def manifest_build(*, organization: Organization, generated_at: datetime) -> dic
         .select_related("dataset")
         .order_by("dataset__layer", "dataset__name")
     )
+    return manifest_body(versions=versions, generated_at=generated_at)
+
+
+def manifest_body(*, versions: Iterable[DatasetVersion], generated_at: datetime) -> dict:
+    """The manifest listing `versions` (one per dataset, `dataset` loaded): the same
+    format and integrity hash whoever lists them (a region lists its verified copies)."""
     datasets = {
         v.dataset.path: {
             # The leading slash keeps seed 001's form, which clients append to a bucket URL.

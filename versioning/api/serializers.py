@@ -359,12 +359,18 @@ class DatasetInfoSerializer(serializers.Serializer):
     last_updated = serializers.CharField(help_text="`2024-08-10T02:15:00.000Z`")
     sha256 = serializers.CharField(help_text="Check the downloaded bytes against it.")
     version = serializers.CharField()
+    region = serializers.CharField(
+        required=False, help_text="The region whose copy the URL reads (when regions are set up)."
+    )
 
 
 class SignedUrlSerializer(serializers.Serializer):
     signed_url = serializers.URLField(help_text="A GET of exactly this object, until expires_at.")
     expires_at = serializers.CharField(help_text="`2024-08-10T15:30:00.000Z`")
     dataset_info = DatasetInfoSerializer()
+    cdn_url = serializers.URLField(
+        required=False, help_text="Public datasets: the object at the region's CDN."
+    )
 
 
 class ManifestEntrySerializer(serializers.Serializer):

@@ -24,6 +24,7 @@ from rest_framework.response import Response
 from rest_framework.utils.urls import remove_query_param, replace_query_param
 from rest_framework.views import APIView
 
+from catalog import hooks
 from catalog.api.access import dataset_for_request, visible_datasets
 from catalog.api.errors import error_responses
 from catalog.api.exceptions import PayloadTooLarge
@@ -526,6 +527,11 @@ class SignedUrlQuery(serializers.Serializer):
     version = serializers.CharField(
         required=False, max_length=64, help_text="A version; default: the current one."
     )
+    region = serializers.CharField(
+        required=False,
+        max_length=64,
+        help_text="Sign on this region's copy when it is verified there, else the primary's.",
+    )
 
 
 class ProxyQuery(SignedUrlQuery):
@@ -582,11 +588,21 @@ def _dataset_and_version(
 
 
 def signed_download(
-    request, *, layer: str, name: str, org: str | None, ttl: int, version: str | None
+    request,
+    *,
+    layer: str,
+    name: str,
+    org: str | None,
+    ttl: int,
+    version: str | None,
+    region: str = "",
 ) -> tuple[dict, dict[str, str]]:
     """The signed URL's body, and the headers its response needs (a deprecated version's)."""
     _, found = _dataset_and_version(request, layer=layer, name=name, org=org, version=version)
-    signed = get_object_store().signed_url(
+    # A registered locator (replication) may point at a region's verified copy.
+    location = hooks.download_locate(version=found, region=region)
+    store = location.store if location else get_object_store()
+    signed = store.signed_url(
         found.key, ttl=ttl, filename=found.key.rsplit("/", 1)[-1], version=found.version
     )
     body = {
@@ -600,6 +616,10 @@ def signed_download(
             "version": found.version,
         },
     }
+    if location:
+        body["dataset_info"]["region"] = location.region
+        if location.cdn_url:
+            body["cdn_url"] = location.cdn_url
     return body, {"Cache-Control": "no-store", **deprecation_headers(found)}
 
 
@@ -614,6 +634,7 @@ def _signed_download_in_url(request, kwargs) -> tuple[dict, dict[str, str]]:
         org=kwargs.get("org"),
         ttl=query.validated_data["ttl"],
         version=query.validated_data.get("version"),
+        region=query.validated_data.get("region", ""),
     )
 
 
@@ -664,6 +685,7 @@ class DatasetProxyView(APIView):
             org=fields.get("org"),
             ttl=fields["ttl"],
             version=fields.get("version"),
+            region=fields.get("region", ""),
         )
         return Response(body, headers=headers)
 

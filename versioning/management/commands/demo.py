@@ -10,6 +10,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
+from catalog import hooks
 from catalog.audit import Actor
 from catalog.models import Dataset, Membership, Organization, Role
 from catalog.services import dataset_create, membership_set, organization_create
@@ -37,6 +38,9 @@ class Command(BaseCommand):
             slug=ORG, name="Scout Analytics", actor=actor
         )
         self._steward(org, actor)
+        # Other apps' demo rows (replication's regions and rules) exist before the demo
+        # versions are published, so those publishes reach them as any other would.
+        hooks.demo_extend(organization=org, stdout=self.stdout)
         published = 0
         for spec in DATASETS:
             dataset = Dataset.objects.filter(
