@@ -7,6 +7,7 @@ from catalog import views as catalog_views
 api_v1 = [
     path("", include("catalog.api.urls")),
     path("", include("versioning.api.urls")),
+    path("", include("notifications.api.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
 ]
 
@@ -15,6 +16,7 @@ urlpatterns = [
     path("api/v1/", include(api_v1)),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("objects/<path:key>", catalog_views.signed_object_download, name="signed-object"),
+    path("notifications/", include("notifications.urls")),
     path("healthz", catalog_views.healthz, name="healthz"),
 ]
 

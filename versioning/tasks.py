@@ -16,3 +16,10 @@ def run_publish_job(job_id: str) -> str | None:
 @shared_task(name="versioning.sweep_publish_jobs")
 def sweep_publish_jobs() -> int:
     return publish_jobs_sweep()
+
+
+@shared_task(name="versioning.check_freshness")
+def check_freshness() -> int:
+    from versioning.services.freshness import datasets_freshness_check
+
+    return datasets_freshness_check()

@@ -284,7 +284,9 @@ def publish_job_run(*, job_id) -> PublishJob | None:
         else:
             _fail(job, f"Storage kept failing: {exc.message}", code=exc.code, store=store)
     except DomainError as exc:
-        _fail(job, exc.message, code=exc.code, store=store, details=exc.details)
+        # Only a verdict on the file itself (not a lost race) is a quality failure.
+        refused = isinstance(exc, InvalidInput)
+        _fail(job, exc.message, code=exc.code, store=store, details=exc.details, refused=refused)
     except Exception as exc:
         logger.exception("Publish job %s failed", job.pk)
         _fail(
@@ -585,20 +587,42 @@ def _fail(
     code: str,
     store: ObjectStore | None = None,
     details: dict | None = None,
+    refused: bool = False,
 ) -> None:
     if store is not None:
         try:
             _discard_uncommitted(job, store)
         except DomainError:
             logger.warning("Could not clean up after failed publish job %s", job.pk)
-    PublishJob.objects.filter(pk=job.pk).exclude(status=JobStatus.SUCCEEDED).update(
-        status=JobStatus.FAILED,
-        message=message,
-        error_code=code,
-        error_details=_json_safe(details or {}),
-        finished_at=timezone.now(),
-        lease_until=None,
-    )
+    with transaction.atomic():
+        failed = (
+            PublishJob.objects.filter(pk=job.pk)
+            .exclude(status=JobStatus.SUCCEEDED)
+            .update(
+                status=JobStatus.FAILED,
+                message=message,
+                error_code=code,
+                error_details=_json_safe(details or {}),
+                finished_at=timezone.now(),
+                lease_until=None,
+            )
+        )
+        if failed and refused:
+            # `publish.failed`: the file was refused for its content, once per job.
+            events.event_record(
+                topic="publish.failed",
+                payload={
+                    "job_id": str(job.pk),
+                    "dataset_id": job.dataset_id,
+                    "dataset": job.dataset.path,
+                    "organization": job.dataset.organization.slug,
+                    "version": job.target_version or job.requested_version or None,
+                    "error_code": code,
+                    "message": message,
+                    "details": _json_safe(details or {}),
+                },
+                organization=job.dataset.organization,
+            )
 
 
 def _json_safe(details: dict) -> dict:
