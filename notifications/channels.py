@@ -265,7 +265,7 @@ class SmsTransport(Transport):
     def send(self, message: Message) -> int | None:
         if not message.address:
             raise TransportError("The user has no phone number.", permanent=True)
-        return self.backend.send(to=message.address, text=message.subject[:300])
+        return self.backend.send(to=message.address, text=message.body[:640])
 
 
 class InAppTransport(Transport):

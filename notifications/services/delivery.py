@@ -153,7 +153,7 @@ def deliveries_send(*, delivery_ids: list[int], now: datetime | None = None) -> 
     visible = _visible(rows)
     prefs = preferences_of({d.user_id for d in rows})
     render = _Renderer()
-    sent: list[int] = []
+    sent: dict[int | None, list[int]] = defaultdict(list)
     by_channel: dict[str, list[Delivery]] = defaultdict(list)
     for d in rows:
         if (d.user_id, d.dataset_id) not in visible:
@@ -183,18 +183,18 @@ def deliveries_send(*, delivery_ids: list[int], now: datetime | None = None) -> 
                         d, claim, TransportError(f"Unexpected error: {type(exc).__name__}"), now=now
                     )
                     continue
-                sent.append(d.pk)
-                if status is not None:
-                    d.response_status = status
+                sent[status].append(d.pk)
                 if d.endpoint_id and d.endpoint.failing_since:
                     WebhookEndpoint.objects.filter(pk=d.endpoint_id).update(failing_since=None)
         finally:
             transport.close()
-    if sent:
-        Delivery.objects.filter(pk__in=sent, claim=claim).update(
-            status=S.SENT, sent_at=timezone.now(), lease_until=None, last_error=""
+    finished = timezone.now()
+    for status, ids in sent.items():
+        # One write per batch (per answer status), fenced by the claim.
+        Delivery.objects.filter(pk__in=ids, claim=claim).update(
+            status=S.SENT, sent_at=finished, lease_until=None, last_error="", response_status=status
         )
-    return len(sent)
+    return sum(len(ids) for ids in sent.values())
 
 
 def _finish(d: Delivery, claim, status: str, error: str, *, now: datetime, **extra) -> bool:
