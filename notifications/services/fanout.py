@@ -85,7 +85,7 @@ def event_types(event: DomainEvent) -> list[str]:
     return list(_SIMPLE.get(event.topic, []))
 
 
-def _enriched(event: DomainEvent) -> DomainEvent:
+def event_enriched(event: DomainEvent) -> DomainEvent:
     """The event with its version's facts merged under the payload's own."""
     if event.topic.startswith("version.") and event.payload.get("version_id"):
         facts = _version_facts(event.payload["version_id"])
@@ -156,7 +156,7 @@ def event_fan_out(*, event: DomainEvent, now: datetime | None = None) -> int:
     dataset = Dataset.objects.select_related("organization").filter(pk=dataset_id).first()
     if dataset is None:
         return 0
-    event = _enriched(event)
+    event = event_enriched(event)
     types = event_types(event)  # the version's diff may make it a schema change
     recipients = _recipients(event, dataset, types)
     return deliveries_make(
