@@ -199,3 +199,7 @@ class ReplayInput(serializers.Serializer):
 
 class ReplayResult(serializers.Serializer):
     replayed = serializers.IntegerField()
+
+
+class MarkedResult(serializers.Serializer):
+    marked = serializers.IntegerField()

@@ -14,7 +14,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from catalog.api.errors import error_responses
+from catalog.api.errors import COMMON_ERRORS, error_responses
 from catalog.models import TokenScope
 from notifications import services
 from notifications.api import filters, serializers
@@ -25,6 +25,7 @@ from notifications.services.preferences import inbox_mark_read
 READ = TokenScope.READ
 ADMIN = TokenScope.ADMIN
 _USER_SCOPES = {"GET": READ, "POST": READ, "PUT": READ, "PATCH": READ, "DELETE": READ}
+ERRORS = error_responses(*COMMON_ERRORS)
 _ADMIN_SCOPES = {"GET": READ, "POST": ADMIN, "PUT": ADMIN, "PATCH": ADMIN, "DELETE": ADMIN}
 
 
@@ -36,7 +37,7 @@ class PreferenceView(APIView):
 
     @extend_schema(
         summary="Show your notification preferences",
-        responses={200: serializers.PreferenceSerializer, **error_responses(401, 403, 429)},
+        responses={200: serializers.PreferenceSerializer, **ERRORS},
     )
     def get(self, request):
         pref = services.preference_get(user=request.user)
@@ -47,7 +48,7 @@ class PreferenceView(APIView):
         description="Quiet hours run from quiet_start to quiet_end (HH:MM) in time_zone "
         "(IANA, e.g. Europe/Paris) and may cross midnight; both null turns them off.",
         request=serializers.PreferenceSerializer,
-        responses={200: serializers.PreferenceSerializer, **error_responses(400, 401, 403, 429)},
+        responses={200: serializers.PreferenceSerializer, **ERRORS},
     )
     def patch(self, request):
         data = serializers.PreferenceSerializer(data=request.data, partial=True)
@@ -59,9 +60,15 @@ class PreferenceView(APIView):
 
 
 @extend_schema_view(
-    list=extend_schema(summary="List your subscriptions"),
-    retrieve=extend_schema(summary="Show one of your subscriptions"),
-    destroy=extend_schema(summary="Delete a subscription"),
+    list=extend_schema(
+        summary="List your subscriptions",
+        responses={200: serializers.SubscriptionSerializer(many=True), **ERRORS},
+    ),
+    retrieve=extend_schema(
+        summary="Show one of your subscriptions",
+        responses={200: serializers.SubscriptionSerializer, **ERRORS},
+    ),
+    destroy=extend_schema(summary="Delete a subscription", responses={204: None, **ERRORS}),
 )
 class SubscriptionViewSet(
     mixins.ListModelMixin,
@@ -87,7 +94,7 @@ class SubscriptionViewSet(
         "over <org>/<layer>/<name>, e.g. acme/gold/*), the notification `types`, and "
         "optionally `channels`, `frequency` and, for usage_threshold, `threshold`.",
         request=serializers.SubscriptionCreateInput,
-        responses={201: serializers.SubscriptionSerializer, **error_responses(400, 401, 404, 429)},
+        responses={201: serializers.SubscriptionSerializer, **ERRORS},
     )
     def create(self, request):
         data = serializers.SubscriptionCreateInput(data=request.data)
@@ -100,7 +107,7 @@ class SubscriptionViewSet(
     @extend_schema(
         summary="Change a subscription's types, channels, frequency, threshold or state",
         request=serializers.SubscriptionUpdateInput,
-        responses={200: serializers.SubscriptionSerializer, **error_responses(400, 401, 404, 429)},
+        responses={200: serializers.SubscriptionSerializer, **ERRORS},
     )
     def partial_update(self, request, pk=None):
         data = serializers.SubscriptionUpdateInput(data=request.data)
@@ -110,8 +117,14 @@ class SubscriptionViewSet(
 
 
 @extend_schema_view(
-    list=extend_schema(summary="Your in-app inbox, newest first (?unread=true)"),
-    retrieve=extend_schema(summary="One message of your inbox"),
+    list=extend_schema(
+        summary="Your in-app inbox, newest first (?unread=true)",
+        responses={200: serializers.InboxItemSerializer(many=True), **ERRORS},
+    ),
+    retrieve=extend_schema(
+        summary="One message of your inbox",
+        responses={200: serializers.InboxItemSerializer, **ERRORS},
+    ),
 )
 class InboxViewSet(viewsets.ReadOnlyModelViewSet):
     required_scopes = _USER_SCOPES
@@ -127,7 +140,7 @@ class InboxViewSet(viewsets.ReadOnlyModelViewSet):
     @extend_schema(
         summary="Mark a message read",
         request=None,
-        responses={200: serializers.InboxItemSerializer, **error_responses(401, 404, 429)},
+        responses={200: serializers.InboxItemSerializer, **ERRORS},
     )
     @action(detail=True, methods=["post"])
     def read(self, request, pk=None):
@@ -139,7 +152,7 @@ class InboxViewSet(viewsets.ReadOnlyModelViewSet):
     @extend_schema(
         summary="Mark every message read",
         request=None,
-        responses={200: serializers.ReplayResult, **error_responses(401, 429)},
+        responses={200: serializers.MarkedResult, **ERRORS},
     )
     @action(detail=False, methods=["post"], url_path="read-all")
     def read_all(self, request):
@@ -147,9 +160,15 @@ class InboxViewSet(viewsets.ReadOnlyModelViewSet):
 
 
 @extend_schema_view(
-    list=extend_schema(summary="List your webhook endpoints"),
-    retrieve=extend_schema(summary="Show a webhook endpoint"),
-    destroy=extend_schema(summary="Delete a webhook endpoint"),
+    list=extend_schema(
+        summary="List your webhook endpoints",
+        responses={200: serializers.WebhookEndpointSerializer(many=True), **ERRORS},
+    ),
+    retrieve=extend_schema(
+        summary="Show a webhook endpoint",
+        responses={200: serializers.WebhookEndpointSerializer, **ERRORS},
+    ),
+    destroy=extend_schema(summary="Delete a webhook endpoint", responses={204: None, **ERRORS}),
 )
 class WebhookEndpointViewSet(
     mixins.ListModelMixin,
@@ -173,7 +192,7 @@ class WebhookEndpointViewSet(
         request=serializers.WebhookEndpointSerializer,
         responses={
             201: serializers.WebhookEndpointSecretSerializer,
-            **error_responses(400, 401, 403, 429),
+            **ERRORS,
         },
     )
     def create(self, request):
@@ -190,7 +209,7 @@ class WebhookEndpointViewSet(
     @extend_schema(
         summary="Change an endpoint's URL or description, or enable or disable it",
         request=serializers.WebhookEndpointSerializer,
-        responses={200: serializers.WebhookEndpointSerializer, **error_responses(400, 401, 404)},
+        responses={200: serializers.WebhookEndpointSerializer, **ERRORS},
     )
     def partial_update(self, request, pk=None):
         data = serializers.WebhookEndpointSerializer(data=request.data, partial=True)
@@ -205,7 +224,7 @@ class WebhookEndpointViewSet(
         description="Answers the new secret, this once. For NOTIFY_WEBHOOK_ROTATION_HOURS "
         "(24 by default) every message is signed with both, so receivers switch calmly.",
         request=None,
-        responses={200: serializers.WebhookEndpointSecretSerializer, **error_responses(401, 404)},
+        responses={200: serializers.WebhookEndpointSecretSerializer, **ERRORS},
     )
     @action(detail=True, methods=["post"], url_path="rotate-secret")
     def rotate_secret(self, request, pk=None):
@@ -216,7 +235,7 @@ class WebhookEndpointViewSet(
     @extend_schema(
         summary="Send a test event",
         request=None,
-        responses={202: serializers.DeliverySerializer, **error_responses(400, 401, 404)},
+        responses={202: serializers.DeliverySerializer, **ERRORS},
     )
     @action(detail=True, methods=["post"])
     def test(self, request, pk=None):
@@ -232,7 +251,7 @@ class WebhookEndpointViewSet(
 
     @extend_schema(
         summary="Recent deliveries to this endpoint",
-        responses={200: serializers.DeliverySerializer(many=True), **error_responses(401, 404)},
+        responses={200: serializers.DeliverySerializer(many=True), **ERRORS},
     )
     @action(detail=True, methods=["get"])
     def deliveries(self, request, pk=None):
@@ -246,7 +265,7 @@ class WebhookEndpointViewSet(
     @extend_schema(
         summary="Send one delivery again (same webhook-id)",
         request=None,
-        responses={202: serializers.DeliverySerializer, **error_responses(400, 401, 404)},
+        responses={202: serializers.DeliverySerializer, **ERRORS},
     )
     @action(
         detail=True, methods=["post"], url_path=r"deliveries/(?P<delivery_id>[0-9]{1,18})/replay"
@@ -267,7 +286,7 @@ class WebhookEndpointViewSet(
     @extend_schema(
         summary="Send again every failed or dead delivery since a time",
         request=serializers.ReplayInput,
-        responses={202: serializers.ReplayResult, **error_responses(400, 401, 404)},
+        responses={202: serializers.ReplayResult, **ERRORS},
     )
     @action(detail=True, methods=["post"])
     def replay(self, request, pk=None):

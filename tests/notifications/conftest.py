@@ -19,6 +19,7 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from catalog.audit import Actor
+from tests.api.conftest import as_user, fresh_rate_limits, make_token  # noqa: F401 - the API's cast
 
 
 def free_port() -> int:

@@ -8,7 +8,7 @@ from django.db import transaction
 from catalog import events
 from notifications import services
 from notifications.models import Delivery, InboxItem, Preference, Subscription, WebhookEndpoint
-from tests.api.conftest import as_user, error_of, fresh_rate_limits, make_token  # noqa: F401
+from tests.api.conftest import error_of
 
 pytestmark = pytest.mark.django_db
 
