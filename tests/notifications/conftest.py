@@ -20,6 +20,7 @@ from aiosmtpd.controller import Controller
 
 from catalog.audit import Actor
 from tests.api.conftest import as_user, fresh_rate_limits, make_token  # noqa: F401 - the API's cast
+from tests.test_embedded import embedded  # noqa: F401 - the embedded mode's manage.py
 
 
 def free_port() -> int:

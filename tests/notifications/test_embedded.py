@@ -11,7 +11,7 @@ from email import message_from_bytes, policy
 
 from tests.conftest import wait_for
 from tests.notifications.conftest import verify
-from tests.test_embedded import BIN, ROOT, embedded  # noqa: F401 - the fixture
+from tests.test_embedded import BIN, ROOT
 
 SETUP = """
 from catalog import events
