@@ -78,6 +78,10 @@ class EmailTransport(Transport):
 
     def open(self) -> None:
         self.connection = get_connection(fail_silently=False)
+        # One connection for the batch. If the server is unreachable now, each send tries
+        # again itself and fails as a temporary error.
+        with contextlib.suppress(smtplib.SMTPException, OSError):
+            self.connection.open()
 
     def close(self) -> None:
         if self.connection is not None:

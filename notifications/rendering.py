@@ -9,6 +9,7 @@ Text parts are rendered without HTML escaping, the email's HTML part with it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from django.conf import settings
 from django.template import Context, Engine, TemplateSyntaxError
@@ -39,9 +40,14 @@ def template_check(source: str, *, field: str) -> None:
         ) from None
 
 
+@lru_cache(maxsize=512)
+def _compiled(source: str):
+    # Compiling costs more than rendering; a template's text is its identity.
+    return _engine.from_string(source)
+
+
 def render_string(source: str, context: dict, *, autoescape: bool = False) -> str:
-    template = _engine.from_string(source)
-    return template.render(Context(context, autoescape=autoescape))
+    return _compiled(source).render(Context(context, autoescape=autoescape))
 
 
 @dataclass(frozen=True)

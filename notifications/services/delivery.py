@@ -13,10 +13,12 @@ Everything that waits (quiet hours, digests, retries) is a row with a `due_at`, 
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from collections import defaultdict
 from datetime import datetime, timedelta
+from functools import lru_cache
 
 from django.conf import settings
 from django.core import signing as django_signing
@@ -50,10 +52,15 @@ def unsubscribe_token(*, user_id: int, subscription_id: int | None) -> str:
     return django_signing.dumps({"u": user_id, "s": subscription_id}, salt=UNSUBSCRIBE_SALT)
 
 
+@lru_cache(maxsize=1)
+def _unsubscribe_url_pattern() -> str:
+    path = reverse("notifications:unsubscribe", kwargs={"token": "TOKEN"})
+    return settings.PUBLIC_BASE_URL.rstrip("/") + path
+
+
 def unsubscribe_url(*, user_id: int, subscription_id: int | None) -> str:
     token = unsubscribe_token(user_id=user_id, subscription_id=subscription_id)
-    path = reverse("notifications:unsubscribe", kwargs={"token": token})
-    return settings.PUBLIC_BASE_URL.rstrip("/") + path
+    return _unsubscribe_url_pattern().replace("TOKEN", token)
 
 
 # --- Claiming ---------------------------------------------------------------------------
@@ -99,17 +106,35 @@ def _visible(rows: list[Delivery]) -> set[tuple[int, int | None]]:
 # --- Sending ----------------------------------------------------------------------------
 
 
+# Stands for the recipient's unsubscribe link while a message is rendered once for all
+# recipients of the same event; nothing in it is changed by HTML escaping.
+_LINK = "https://unsubscribe.invalid/recipient-link"
+
+
 class _Renderer:
-    """Templates looked up once per batch."""
+    """Renders each (type, channel, event context) once per batch, and fills in each
+    recipient's unsubscribe link after: a batch is usually one event's recipients."""
 
     def __init__(self) -> None:
         self.parts: dict[tuple[str, str], dict] = {}
+        self.rendered: dict[tuple, rendering.Rendered] = {}
 
-    def __call__(self, d: Delivery, context: dict) -> rendering.Rendered:
+    def __call__(self, d: Delivery, unsubscribe: str = "") -> rendering.Rendered:
         key = (d.notification_type, d.channel)
         if key not in self.parts:
             self.parts[key] = rendering.template_for(*key)
-        return rendering.render(self.parts[key], context)
+        facts = json.dumps(d.context, sort_keys=True, default=str)
+        if (key, facts) not in self.rendered:
+            context = {**d.context, "unsubscribe_url": _LINK if d.channel == Channel.EMAIL else ""}
+            self.rendered[key, facts] = rendering.render(self.parts[key], context)
+        text = self.rendered[key, facts]
+        if d.channel != Channel.EMAIL:
+            return text
+        return rendering.Rendered(
+            subject=text.subject.replace(_LINK, unsubscribe),
+            body=text.body.replace(_LINK, unsubscribe),
+            html=text.html.replace(_LINK, unsubscribe),
+        )
 
 
 def _address(d: Delivery, prefs: dict) -> str:
@@ -170,8 +195,7 @@ def deliveries_send(*, delivery_ids: list[int], now: datetime | None = None) -> 
                     unsubscribe = unsubscribe_url(
                         user_id=d.user_id, subscription_id=d.subscription_id
                     )
-                context = {**d.context, "unsubscribe_url": unsubscribe}
-                message = _message(d, render(d, context), prefs, unsubscribe)
+                message = _message(d, render(d, unsubscribe), prefs, unsubscribe)
                 try:
                     status = transport.send(message)
                 except TransportError as exc:
@@ -291,7 +315,7 @@ def digest_send(
     if not keep:
         return 0
     render = _Renderer()
-    items = [render(d, d.context) for d in keep]
+    items = [render(d) for d in keep]
     text = rendering.render_digest(items) if len(items) > 1 else items[0]
     first = keep[0]
     prefs = preferences_of([user_id])

@@ -110,41 +110,54 @@ class Recipient:
     forced: bool = False  # channels as given, not narrowed by preferences
 
 
-def _subscriptions_for(dataset: Dataset) -> Iterable[Subscription]:
-    yield from Subscription.objects.filter(dataset=dataset, is_active=True).only(
-        "id", "user_id", "types", "channels", "frequency", "threshold"
+_SUBSCRIPTION_FIELDS = ("id", "user_id", "types", "channels", "frequency", "threshold")
+
+
+def _subscriptions_for(dataset: Dataset) -> Iterable[tuple]:
+    """(id, user_id, types, channels, frequency, threshold) of the active subscriptions
+    naming `dataset` or a pattern that matches it. Tuples, not model instances: a popular
+    dataset has tens of thousands."""
+    yield from Subscription.objects.filter(dataset=dataset, is_active=True).values_list(
+        *_SUBSCRIPTION_FIELDS
     )
-    for sub in Subscription.objects.filter(dataset__isnull=True, is_active=True).only(
-        "id", "user_id", "pattern", "types", "channels", "frequency", "threshold"
-    ):
-        if pattern_matches(sub.pattern, dataset):
-            yield sub
+    for pattern, *row in Subscription.objects.filter(
+        dataset__isnull=True, is_active=True
+    ).values_list("pattern", *_SUBSCRIPTION_FIELDS):
+        if pattern_matches(pattern, dataset):
+            yield tuple(row)
 
 
 def _recipients(event: DomainEvent, dataset: Dataset, types: list[str]) -> list[Recipient]:
     value = event.payload.get("value", event.payload.get("count"))
     chosen: dict[int, Recipient] = {}
-    for sub in _subscriptions_for(dataset):
-        wanted = [t for t in types if t in sub.types]
+    for sub_id, user_id, sub_types, channels, frequency, threshold in _subscriptions_for(dataset):
+        wanted = [t for t in types if t in sub_types]
         if not wanted:
             continue
-        below = value is None or value < (sub.threshold or 0)
-        if wanted[0] == T.USAGE_THRESHOLD and sub.threshold is not None and below:
+        below = value is None or value < (threshold or 0)
+        if wanted[0] == T.USAGE_THRESHOLD and threshold is not None and below:
             continue
         rank = types.index(wanted[0])
-        held = chosen.get(sub.user_id)
+        held = chosen.get(user_id)
         if held is None or rank < types.index(held.notification_type):
-            chosen[sub.user_id] = Recipient(
-                sub.user_id, wanted[0], sub.pk, list(sub.channels), sub.frequency
-            )
-        elif held is not None and rank == types.index(held.notification_type):
-            held.channels = list(dict.fromkeys(held.channels + list(sub.channels)))
+            chosen[user_id] = Recipient(user_id, wanted[0], sub_id, list(channels), frequency)
+        elif rank == types.index(held.notification_type):
+            held.channels = list(dict.fromkeys(held.channels + list(channels)))
     if not chosen:
         return []
-    allowed = set(
-        users_who_may_see(dataset).filter(pk__in=list(chosen)).values_list("pk", flat=True)
-    )
+    allowed = _may_see(dataset, list(chosen))
     return [r for uid, r in chosen.items() if uid in allowed]
+
+
+def _may_see(dataset: Dataset, user_ids: list[int]) -> set[int]:
+    """Which of `user_ids` may see `dataset`, by the catalog's rule, in chunks that keep
+    each query's parameter list reasonable."""
+    users = users_who_may_see(dataset)
+    found: set[int] = set()
+    for start in range(0, len(user_ids), 5000):
+        chunk = user_ids[start : start + 5000]
+        found.update(users.filter(pk__in=chunk).values_list("pk", flat=True))
+    return found
 
 
 def event_fan_out(*, event: DomainEvent, now: datetime | None = None) -> int:
@@ -281,7 +294,7 @@ def breaking_change_reach(*, event: DomainEvent, now: datetime | None = None) ->
     user_ids = [int(u) for u in p.get("user_ids") or []]
     if dataset is None or not user_ids or not p.get("version_id"):
         return 0
-    allowed = set(users_who_may_see(dataset).filter(pk__in=user_ids).values_list("pk", flat=True))
+    allowed = _may_see(dataset, user_ids)
     told = set(
         Delivery.objects.filter(version_id=p["version_id"], user_id__in=allowed)
         .exclude(key__startswith="breaking:")
