@@ -163,6 +163,25 @@ def verify(secret: str, received: Received) -> dict:
 # --- The cast and a clock ---------------------------------------------------------------
 
 
+def record(topic: str, dataset, **payload):
+    """Records `topic` about `dataset` through the outbox, as the app that knows it would."""
+    from django.db import transaction
+
+    from catalog import events
+
+    with transaction.atomic():
+        return events.event_record(
+            topic=topic,
+            payload={
+                "dataset_id": dataset.pk,
+                "dataset": dataset.path,
+                "organization": dataset.organization.slug,
+                **payload,
+            },
+            organization=dataset.organization,
+        )
+
+
 def at(text: str) -> datetime:
     """A moment in UTC, from '2026-03-02 23:30'."""
     return datetime.fromisoformat(text).replace(tzinfo=UTC)

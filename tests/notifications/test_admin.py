@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from django.db import transaction
 
-from catalog import events
 from notifications import services
 from notifications.models import Delivery, DeliveryStatus, Template
+from tests.notifications.conftest import record
 
 pytestmark = pytest.mark.django_db
 
@@ -36,28 +35,9 @@ def test_the_template_editor_previews_the_newest_event_the_steward_may_see(
 ):
     from catalog.services import dataset_create
 
-    with transaction.atomic():
-        events.event_record(
-            topic="version.promoted",
-            payload={
-                "dataset_id": dataset.pk,
-                "dataset": "gold/txn_daily",
-                "organization": "acme",
-                "version": "1.4.0",
-            },
-            organization=dataset.organization,
-        )
-        other = dataset_create(organization=globex, layer="gold", name="secret", actor=system)
-        events.event_record(
-            topic="version.promoted",
-            payload={
-                "dataset_id": other.pk,
-                "dataset": "gold/secret",
-                "organization": "globex",
-                "version": "9.9.9",
-            },
-            organization=globex,
-        )
+    record("version.promoted", dataset, version="1.4.0")
+    other = dataset_create(organization=globex, layer="gold", name="secret", actor=system)
+    record("version.promoted", other, version="9.9.9")
     client.force_login(steward)
     template = Template.objects.get(notification_type="new_version", channel="email")
     page = client.get(f"/admin/notifications/template/{template.pk}/change/").content.decode()
@@ -67,17 +47,7 @@ def test_the_template_editor_previews_the_newest_event_the_steward_may_see(
 
 def test_stewards_replay_dead_deliveries_from_the_queue(client, steward, dataset, subscriber):
     services.subscription_create(user=subscriber, dataset=dataset.path, types=["new_version"])
-    with transaction.atomic():
-        event = events.event_record(
-            topic="version.promoted",
-            payload={
-                "dataset_id": dataset.pk,
-                "dataset": dataset.path,
-                "organization": "acme",
-                "version": "1.1.0",
-            },
-            organization=dataset.organization,
-        )
+    event = record("version.promoted", dataset, version="1.1.0")
     services.event_fan_out(event=event)
     delivery = Delivery.objects.get(channel="email")
     Delivery.objects.filter(pk=delivery.pk).update(
@@ -101,17 +71,7 @@ def test_a_steward_sees_only_deliveries_about_their_organisations(
     client, outsider, dataset, subscriber
 ):
     services.subscription_create(user=subscriber, dataset=dataset.path, types=["new_version"])
-    with transaction.atomic():
-        event = events.event_record(
-            topic="version.promoted",
-            payload={
-                "dataset_id": dataset.pk,
-                "dataset": dataset.path,
-                "organization": "acme",
-                "version": "1.1.0",
-            },
-            organization=dataset.organization,
-        )
+    event = record("version.promoted", dataset, version="1.1.0")
     services.event_fan_out(event=event)
     client.force_login(outsider)
     listing = client.get("/admin/notifications/delivery/").content.decode()

@@ -7,29 +7,17 @@ import time as clock
 from datetime import timedelta
 
 import pytest
-from django.db import transaction
 from django.utils import timezone
 
-from catalog import events
 from notifications import schedule, services
 from notifications.models import Delivery, DeliveryStatus, WebhookEndpoint
-from tests.notifications.conftest import Behaviour, verify
+from tests.notifications.conftest import Behaviour, record, verify
 
 pytestmark = pytest.mark.django_db
 
 
 def promoted(dataset, version="1.1.0"):
-    with transaction.atomic():
-        event = events.event_record(
-            topic="version.promoted",
-            payload={
-                "dataset_id": dataset.pk,
-                "dataset": dataset.path,
-                "organization": dataset.organization.slug,
-                "version": version,
-            },
-            organization=dataset.organization,
-        )
+    event = record("version.promoted", dataset, version=version)
     services.event_fan_out(event=event)
     return event
 

@@ -5,29 +5,13 @@ from __future__ import annotations
 from datetime import time, timedelta
 
 import pytest
-from django.db import transaction
 
-from catalog import events
 from catalog.models import Visibility
 from notifications import services
 from notifications.models import Delivery, DeliveryStatus, InboxItem
-from tests.notifications.conftest import CSV_BREAKING, CSV_V1_MORE, at
+from tests.notifications.conftest import CSV_BREAKING, CSV_V1_MORE, at, record
 
 pytestmark = pytest.mark.django_db
-
-
-def record(topic: str, dataset, **payload):
-    with transaction.atomic():
-        return events.event_record(
-            topic=topic,
-            payload={
-                "dataset_id": dataset.pk,
-                "dataset": dataset.path,
-                "organization": dataset.organization.slug,
-                **payload,
-            },
-            organization=dataset.organization,
-        )
 
 
 def subscribe(user, dataset=None, **kwargs):
