@@ -228,8 +228,19 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
     list_filter = ["is_active"]
     search_fields = ["url", "user__username"]
     list_select_related = ["user"]
-    readonly_fields = ["failing_since", "disabled_at", "disabled_reason", "previous_expires_at"]
-    fields = ["user", "url", "description", "is_active", *readonly_fields]
+    readonly_fields = [
+        "user",
+        "url",
+        "failing_since",
+        "disabled_at",
+        "disabled_reason",
+        "previous_expires_at",
+    ]
+    fields = ["user", "url", "description", "is_active", *readonly_fields[2:]]
+
+    def has_add_permission(self, request):
+        # Made by their users through the API, which shows the signing secret once.
+        return False
 
 
 @admin.register(InboxItem)

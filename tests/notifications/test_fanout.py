@@ -292,3 +292,31 @@ def test_the_breaking_reach_skips_channels_a_subscription_already_used(
     assert list(Delivery.objects.values_list("channel", "notification_type")) == [
         ("email", "breaking_change")
     ]
+
+
+def test_a_digest_due_in_quiet_hours_waits_for_their_end(published, subscriber):
+    services.preference_update(
+        user=subscriber,
+        frequency="daily",
+        digest_hour=6,
+        quiet_start=time(22, 0),
+        quiet_end=time(7, 30),
+        channels=["email"],
+    )
+    subscribe(subscriber, published)
+    services.event_fan_out(
+        event=record("version.promoted", published, version="1.1"), now=at("2026-03-02 12:00")
+    )
+    assert [(d.status, d.due_at) for d in Delivery.objects.all()] == [
+        ("scheduled", at("2026-03-03 07:30"))
+    ]
+
+
+def test_the_tick_sends_again_what_a_lost_task_left_pending(published, subscriber, settings):
+    subscribe(subscriber, published, channels=["email"])
+    made = at("2026-03-02 12:00")
+    services.event_fan_out(event=record("version.promoted", published, version="1.1"), now=made)
+    soon = made + timedelta(seconds=settings.NOTIFY_REDISPATCH_SECONDS - 1)
+    assert services.deliveries_tick(now=soon)["dispatched"] == 0
+    later = made + timedelta(seconds=settings.NOTIFY_REDISPATCH_SECONDS)
+    assert services.deliveries_tick(now=later)["dispatched"] == 1
