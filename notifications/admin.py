@@ -15,7 +15,6 @@ from django.template.response import TemplateResponse
 from django.urls import path
 
 from catalog.admin import OrganizationScopedAdmin, ReadOnlyAdmin
-from catalog.exceptions import InvalidInput
 from catalog.models import DomainEvent
 from catalog.selectors import datasets_visible_to, organizations_of
 from notifications import rendering, services
@@ -46,16 +45,6 @@ class TemplateForm(forms.ModelForm):
             "body": forms.Textarea(attrs={"rows": 10, "cols": 100}),
             "html": forms.Textarea(attrs={"rows": 10, "cols": 100}),
         }
-
-    def clean(self):
-        data = super().clean()
-        for field in ("subject", "body", "html"):
-            if data.get(field):
-                try:
-                    rendering.template_check(data[field], field=field)
-                except InvalidInput as exc:
-                    self.add_error(field, exc.message)
-        return data
 
 
 class _StewardsOnly(admin.ModelAdmin):

@@ -17,6 +17,7 @@ from __future__ import annotations
 import uuid
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator
 from django.db import models
 from django.db.models import Q
@@ -215,6 +216,19 @@ class Template(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_notification_type_display()} by {self.get_channel_display()}"
+
+    def clean(self) -> None:
+        """Each part must compile; the error names the part and the line."""
+        from notifications.rendering import TemplateInvalid, template_check
+
+        errors = {}
+        for field in ("subject", "body", "html"):
+            try:
+                template_check(getattr(self, field) or "", field=field)
+            except TemplateInvalid as exc:
+                errors[field] = exc.message
+        if errors:
+            raise ValidationError(errors)
 
 
 def message_id_new() -> str:

@@ -18,8 +18,6 @@ from notifications.models import (
     WebhookEndpoint,
 )
 
-_CHANNELS = serializers.ListField(child=serializers.ChoiceField(choices=Channel.choices))
-
 
 class PreferenceSerializer(serializers.ModelSerializer):
     channels = serializers.ListField(
