@@ -124,6 +124,9 @@ def _http_post(url: str, *, body: bytes, headers: dict[str, str]) -> outbound.Re
         return outbound.post(url, body=body, headers=headers, timeout=settings.NOTIFY_HTTP_TIMEOUT)
     except outbound.UnsafeUrl as exc:
         raise TransportError(exc.message, permanent=True) from None
+    except urllib3.exceptions.NewConnectionError:
+        # Before the timeouts: urllib3 counts a refused connection as a connect timeout.
+        raise TransportError("Could not reach the receiver: the connection failed.") from None
     except (TimeoutError, urllib3.exceptions.TimeoutError):
         raise TransportError(
             f"The receiver did not answer within {settings.NOTIFY_HTTP_TIMEOUT} s."

@@ -340,3 +340,14 @@ def test_a_worker_that_lost_its_claim_changes_nothing(published, subscriber, rec
     swept = services.deliveries_tick(now=timezone.now() + timedelta(minutes=6))
     assert swept["swept"] == 1
     assert send_all(now=timezone.now() + timedelta(minutes=6)) == 1
+
+
+def test_a_receiver_that_is_down_is_retried(published, subscriber, receiver):
+    from tests.notifications.conftest import free_port
+
+    webhook_subscriber(subscriber, published, f"http://127.0.0.1:{free_port()}/hook")
+    promoted(published)
+    send_all()
+    d = Delivery.objects.get()
+    assert (d.status, d.attempts) == ("failed", 1)
+    assert "Could not reach the receiver" in d.last_error
