@@ -20,6 +20,15 @@ class NotificationsConfig(AppConfig):
             ),
         )
         registry.panel_register(
+            registry.DATASET_PAGE,
+            registry.Panel(
+                name="subscribe",
+                title="Notifications",
+                template="notifications/subscribe_panel.html",
+                context=selectors.subscribe_panel_context,
+            ),
+        )
+        registry.panel_register(
             registry.DATASET_ADMIN,
             registry.Panel(
                 name="subscribers",

@@ -71,3 +71,18 @@ def subscribers_panel_context(request, dataset: Dataset | None) -> dict | None:
 
 def inbox_of(user) -> QuerySet[InboxItem]:
     return InboxItem.objects.filter(user=user).select_related("dataset__organization")
+
+
+def subscribe_panel_context(request, dataset: Dataset | None) -> dict | None:
+    """The subscriber's dataset page: a one-click subscribe (or unsubscribe) form for the
+    signed-in viewer, and how many follow the dataset. Left out for anonymous visitors."""
+    user = getattr(request, "user", None)
+    if dataset is None or user is None or not user.is_authenticated:
+        return None
+    mine = Subscription.objects.filter(user=user, dataset=dataset, is_active=True).first()
+    return {
+        "dataset": dataset,
+        "subscription": mine,
+        "count": subscriber_counts([dataset])[dataset.pk],
+        "next": request.get_full_path(),
+    }

@@ -103,3 +103,34 @@ def test_the_registry_gets_a_subscriber_column_and_an_admin_panel(dataset, subsc
         if p.name == "subscribers"
     ]
     assert "<strong>1</strong> subscriber " in panel.html
+
+
+def test_the_dataset_page_panel_subscribes_and_unsubscribes_the_viewer(
+    client, dataset, subscriber, rf
+):
+    from catalog import registry
+
+    request = rf.get("/datasets/gold/txn_daily/")
+    request.user = subscriber
+    [panel] = [
+        p
+        for p in registry.panels_render(registry.DATASET_PAGE, request=request, dataset=dataset)
+        if p.name == "subscribe"
+    ]
+    assert "Subscribe</button>" in panel.html
+    client.force_login(subscriber)
+    url = f"/notifications/datasets/{dataset.pk}/subscription/"
+    response = client.post(url, {"next": "/datasets/gold/txn_daily/"})
+    assert response.status_code == 302 and response["Location"] == "/datasets/gold/txn_daily/"
+    sub = subscriber.subscriptions.get()
+    assert sub.dataset == dataset and "schema_changed" in sub.types
+    back = client.post(url, {"action": "unsubscribe", "next": "https://evil.example.com/"})
+    assert back["Location"] == "/"  # never to another site
+    assert not subscriber.subscriptions.get().is_active
+
+
+def test_the_subscribe_button_cannot_reach_a_hidden_dataset(client, dataset, stranger):
+    client.force_login(stranger)
+    response = client.post(f"/notifications/datasets/{dataset.pk}/subscription/")
+    assert response.status_code == 404
+    assert not stranger.subscriptions.exists()
