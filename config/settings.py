@@ -263,6 +263,11 @@ CELERY_BEAT_SCHEDULE = {
     "prune-manifests": {"task": "versioning.prune_manifests", "schedule": 3600.0},
     "abort-abandoned-uploads": {"task": "catalog.abort_abandoned_uploads", "schedule": 3600.0},
     "sweep-refused-staging": {"task": "versioning.sweep_refused_staging", "schedule": 3600.0},
+    "notifications-tick": {
+        "task": "notifications.tick",
+        "schedule": float(env_int("NOTIFY_TICK_SECONDS", 5, minimum=1)),
+    },
+    "check-freshness": {"task": "versioning.check_freshness", "schedule": 300.0},
 }
 # A running job whose worker has not reported for this long is taken as lost.
 PUBLISH_JOB_LEASE_SECONDS = env_int("PUBLISH_JOB_LEASE_SECONDS", 120, minimum=5)
@@ -320,6 +325,47 @@ OPENLINEAGE_NAMESPACE = env_str("OPENLINEAGE_NAMESPACE", "dataset-publisher")
 OPENLINEAGE_PRODUCER = env_str("OPENLINEAGE_PRODUCER", "urn:dataset-publisher:versioning")
 OPENLINEAGE_TIMEOUT = env_int("OPENLINEAGE_TIMEOUT", 5, minimum=1)
 
+# --- Notifications --------------------------------------------------------------------
+# Email (notifications, invitations, password resets): SMTP when EMAIL_HOST is set
+# (the services mode), else one file per message under VAR_DIR/mail (the embedded mode).
+EMAIL_HOST = env_str("EMAIL_HOST")
+if EMAIL_HOST:
+    EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    EMAIL_PORT = env_int("EMAIL_PORT", 587, minimum=1)
+    EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
+    EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
+    EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", EMAIL_PORT == 587)
+    EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", EMAIL_PORT == 465)
+    EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10, minimum=1)
+else:
+    EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
+    EMAIL_FILE_PATH = VAR_DIR / "mail"
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Dataset Publisher <noreply@localhost>")
+# Hosts (names or addresses) that webhooks, Slack and the SMS provider may reach even
+# though they are private or loopback: a development setup's own receivers.
+NOTIFY_ALLOW_PRIVATE_HOSTS = env_list("NOTIFY_ALLOW_PRIVATE_HOSTS", [])
+NOTIFY_HTTP_TIMEOUT = env_int("NOTIFY_HTTP_TIMEOUT", 5, minimum=1)
+NOTIFY_USER_AGENT = "DatasetPublisher-Notifications/1.0"
+# A claimed delivery whose worker has not finished for this long is taken back.
+NOTIFY_LEASE_SECONDS = env_int("NOTIFY_LEASE_SECONDS", 300, minimum=5)
+# A pending delivery whose task has not run for this long is sent again by the tick.
+NOTIFY_REDISPATCH_SECONDS = env_int("NOTIFY_REDISPATCH_SECONDS", 30, minimum=1)
+NOTIFY_BATCH_SIZE = env_int("NOTIFY_BATCH_SIZE", 50, minimum=1)
+NOTIFY_TICK_LIMIT = 5000
+NOTIFY_WEBHOOK_ROTATION_HOURS = env_int("NOTIFY_WEBHOOK_ROTATION_HOURS", 24, minimum=0)
+NOTIFY_WEBHOOK_DISABLE_DAYS = env_int("NOTIFY_WEBHOOK_DISABLE_DAYS", 5, minimum=1)
+# SMS: a log line in the embedded mode; a Twilio-style provider when NOTIFY_SMS_URL is set.
+NOTIFY_SMS_URL = env_str("NOTIFY_SMS_URL")
+NOTIFY_SMS_BACKEND = env_str(
+    "NOTIFY_SMS_BACKEND",
+    "notifications.channels.HttpSmsBackend"
+    if NOTIFY_SMS_URL
+    else "notifications.channels.LogSmsBackend",
+)
+NOTIFY_SMS_ACCOUNT = env_str("NOTIFY_SMS_ACCOUNT")
+NOTIFY_SMS_TOKEN = env_str("NOTIFY_SMS_TOKEN")
+NOTIFY_SMS_FROM = env_str("NOTIFY_SMS_FROM")
+
 # --- Signed download URLs (embedded mode) ---------------------------------------------
 SIGNED_URL_DEFAULT_TTL = 3600
 SIGNED_URL_MIN_TTL = 60
@@ -365,23 +411,6 @@ USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
-
-# --- Email (invitations, password resets) --------------------------------------------
-# With EMAIL_HOST set, mail goes out by SMTP; without it (the embedded mode) it is
-# printed on the web process's console, so `make run` shows the links.
-EMAIL_HOST = env_str("EMAIL_HOST")
-EMAIL_BACKEND = (
-    "django.core.mail.backends.smtp.EmailBackend"
-    if EMAIL_HOST
-    else "django.core.mail.backends.console.EmailBackend"
-)
-EMAIL_PORT = env_int("EMAIL_PORT", 587, minimum=1)
-EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
-EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
-EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", EMAIL_PORT == 587)
-EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", EMAIL_PORT == 465)
-EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10, minimum=1)
-DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Dataset Publisher <noreply@localhost>")
 
 # --- Security (strict unless DEBUG) ---------------------------------------------------
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
@@ -462,6 +491,7 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {"NotificationChannelEnum": "notifications.models.Channel"},
 }
 
 LOGGING = {

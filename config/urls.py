@@ -8,6 +8,7 @@ from catalog.api.docs import SchemaView
 api_v1 = [
     path("", include("catalog.api.urls")),
     path("", include("versioning.api.urls")),
+    path("", include("notifications.api.urls")),
     path("", include("replication.api.urls")),
     path("schema/", SchemaView.as_view(), name="api-schema"),
 ]
@@ -19,6 +20,7 @@ urlpatterns = [
     # so the Content-Security-Policy holds on the docs too.
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
     path("objects/<path:key>", catalog_views.signed_object_download, name="signed-object"),
+    path("notifications/", include("notifications.urls")),
     path("healthz", catalog_views.healthz, name="healthz"),
     path("", include("portal.urls")),
 ]

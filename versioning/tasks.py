@@ -28,3 +28,10 @@ def prune_manifests() -> int:
 @shared_task(name="versioning.sweep_refused_staging")
 def sweep_refused_staging() -> int:
     return refused_staging_sweep()
+
+
+@shared_task(name="versioning.check_freshness")
+def check_freshness() -> int:
+    from versioning.services.freshness import datasets_freshness_check
+
+    return datasets_freshness_check()

@@ -26,10 +26,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import DatabaseError, InterfaceError, OperationalError, connection
+from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
+from catalog import events
 from catalog.exceptions import DomainError, StorageUnavailable
 from catalog.leases import LeaseKeeper, LeaseLost
 from catalog.queue import send_task
@@ -209,20 +210,41 @@ def publish_job_fail(
     store: ObjectStore,
     details: dict | None = None,
     keep_staged: bool = False,
+    refused: bool = False,
 ) -> bool:
     """Fails the job for good under this worker's claim, then removes its staged object
     (unless `keep_staged`: the refused-staging sweep removes it later) and any final
-    object it made that no version refers to. Returns False, touching
-    nothing, if the claim is lost (the job belongs to another worker now)."""
+    object it made that no version refers to. Returns False, touching nothing, if the
+    claim is lost (the job belongs to another worker now).
+
+    `refused` says the verdict is on the file itself (its content or its version), not a
+    fault: then `publish.failed` is recorded with the failure, once per job."""
+    safe_details = json.loads(json.dumps(details or {}, default=str))
     try:
-        Claim.of(job).update(
-            status=JobStatus.FAILED,
-            message=message,
-            error_code=code,
-            error_details=json.loads(json.dumps(details or {}, default=str)),
-            finished_at=timezone.now(),
-            lease_until=None,
-        )
+        with transaction.atomic():
+            Claim.of(job).update(
+                status=JobStatus.FAILED,
+                message=message,
+                error_code=code,
+                error_details=safe_details,
+                finished_at=timezone.now(),
+                lease_until=None,
+            )
+            if refused:
+                events.event_record(
+                    topic="publish.failed",
+                    payload={
+                        "job_id": str(job.pk),
+                        "dataset_id": job.dataset_id,
+                        "dataset": job.dataset.path,
+                        "organization": job.dataset.organization.slug,
+                        "version": job.target_version or job.requested_version or None,
+                        "error_code": code,
+                        "message": message,
+                        "details": safe_details,
+                    },
+                    organization=job.dataset.organization,
+                )
     except ClaimLost:
         return False
     job_objects_discard(job=job, store=store, keep_staged=keep_staged)

@@ -306,6 +306,8 @@ def publish_job_attempt(*, job: PublishJob, store: ObjectStore | None = None) ->
             store=store,
             details=exc.details,
             keep_staged=exc.code == "invalid" and "change_type" in exc.details,
+            # Only a verdict on the file itself (not a lost race) is a quality failure.
+            refused=isinstance(exc, InvalidInput),
         )
     except Exception as exc:
         logger.exception("Publish job %s failed", job.pk)
