@@ -29,6 +29,9 @@ os.environ.setdefault("VAR_DIR", f"/tmp/dataset-publisher-tests-{RUN_ID}")
 os.environ.setdefault("PUBLISH_JOB_LEASE_SECONDS", "6")
 os.environ.setdefault("PUBLISH_JOB_REDISPATCH_SECONDS", "2")
 os.environ.setdefault("OUTBOX_LEASE_SECONDS", "3")
+# Usage events of this run (and its workers) in a Redis list of their own.
+os.environ.setdefault("USAGE_BUFFER_KEY", f"usage-tests-{RUN_ID}:events")
+os.environ.setdefault("USAGE_INGEST_LEASE_SECONDS", "3")
 os.environ.setdefault("ALLOWED_HOSTS", "testserver,127.0.0.1,localhost")
 
 from config.settings import *  # noqa: E402,F403

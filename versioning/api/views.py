@@ -39,6 +39,7 @@ from catalog.models import Dataset, TokenScope
 from catalog.selectors import organizations_of, organizations_stewarded_by, user_can_steward
 from catalog.services import dataset_create, dataset_update
 from catalog.storage import get_object_store
+from catalog.usage_hooks import usage_note
 from versioning import columnar
 from versioning.api import caching
 from versioning.api.deprecation import deprecation_headers
@@ -604,6 +605,7 @@ def _dataset_and_version(
     if found is not None:
         dataset, current = found
         if current.columnar_key or not rows:
+            usage_note(request, dataset=dataset, version=current)
             return found
         current.columnar_key = (
             DatasetVersion.objects.filter(pk=current.pk)
@@ -618,6 +620,7 @@ def _dataset_and_version(
         current.dataset = dataset
     if key is not None and current.status not in (VersionStatus.DRAFT, VersionStatus.ARCHIVED):
         cached_write(key, (dataset, current), generation=generation, seconds=ANSWER_SECONDS)
+    usage_note(request, dataset=dataset, version=current)
     return dataset, current
 
 
