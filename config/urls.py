@@ -7,6 +7,7 @@ from catalog import views as catalog_views
 api_v1 = [
     path("", include("catalog.api.urls")),
     path("", include("versioning.api.urls")),
+    path("", include("usage.api.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
 ]
 

@@ -303,16 +303,22 @@ def downloads_30d(datasets: Sequence[Dataset]) -> dict[int, int]:
 # --- User activity ---------------------------------------------------------------------
 
 
-def _users_of(user) -> Q:
-    """Users whose activity `user` may read: members of the organisations they steward."""
+def users_visible_q(user) -> Q:
+    """Users whose activity `user` may read: members of the organisations they steward
+    (a subquery, so a user in two of them is not counted twice)."""
     if user.is_superuser:
         return Q()
-    return Q(user__memberships__organization__in=organizations_stewarded_by(user))
+    from catalog.models import Membership
+
+    members = Membership.objects.filter(organization__in=organizations_stewarded_by(user)).values(
+        "user_id"
+    )
+    return Q(user_id__in=members)
 
 
 def segments_over_time(*, user, start: date, end: date) -> list[dict[str, Any]]:
     return list(
-        UserSegment.objects.filter(_users_of(user), day__gte=start, day__lte=end)
+        UserSegment.objects.filter(users_visible_q(user), day__gte=start, day__lte=end)
         .values("day", "segment")
         .annotate(users=Count("user_id", distinct=True))
         .order_by("day", "segment")
@@ -320,12 +326,12 @@ def segments_over_time(*, user, start: date, end: date) -> list[dict[str, Any]]:
 
 
 def segments_latest(*, user) -> dict[str, int]:
-    latest = UserSegment.objects.filter(_users_of(user)).aggregate(day=Max("day"))["day"]
+    latest = UserSegment.objects.filter(users_visible_q(user)).aggregate(day=Max("day"))["day"]
     counts = {str(s): 0 for s in Segment}
     if latest is None:
         return counts
     for row in (
-        UserSegment.objects.filter(_users_of(user), day=latest)
+        UserSegment.objects.filter(users_visible_q(user), day=latest)
         .values("segment")
         .annotate(users=Count("user_id", distinct=True))
     ):
@@ -335,7 +341,7 @@ def segments_latest(*, user) -> dict[str, int]:
 
 def top_users(*, user, start: date, end: date, limit: int = 20) -> list[dict[str, Any]]:
     return list(
-        UserDay.objects.filter(_users_of(user), day__gte=start, day__lte=end)
+        UserDay.objects.filter(users_visible_q(user), day__gte=start, day__lte=end)
         .values("user_id", "user__username")
         .annotate(
             events=Sum("events"),
@@ -352,7 +358,7 @@ def top_users(*, user, start: date, end: date, limit: int = 20) -> list[dict[str
 def sessions_per_day(*, user, start: date, end: date) -> list[dict[str, Any]]:
     sessions = UsageSession.objects.filter(day__gte=start, day__lte=end)
     if not user.is_superuser:
-        sessions = sessions.filter(_users_of(user))
+        sessions = sessions.filter(users_visible_q(user))
     rows = []
     for row in (
         sessions.values("day").annotate(sessions=Count("id"), events=Sum("events")).order_by("day")

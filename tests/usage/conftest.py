@@ -9,6 +9,7 @@ import pytest
 from django.conf import settings
 
 from tests.api.conftest import (  # noqa: F401 - the API's cast, shared
+    api,
     as_user,
     fresh_rate_limits,
     make_token,
