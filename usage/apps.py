@@ -15,7 +15,7 @@ class UsageConfig(AppConfig):
             registry.ADMIN_HOME,
             registry.Panel(
                 name="usage",
-                title="Usage today",
+                title="Today",
                 template="usage/admin_home_panel.html",
                 context=selectors.admin_home_panel_context,
                 order=10,

@@ -262,16 +262,20 @@ class SiteDay(models.Model):
 
 
 class CountryDay(models.Model):
-    """Requests per country per day (geography)."""
+    """Requests per country per dataset per day (geography); `dataset` is empty for
+    requests about no dataset (the list, the manifest, tokens)."""
 
     day = models.DateField()
-    country = models.CharField(max_length=2)
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, null=True, related_name="+")
+    country = models.CharField(max_length=2, help_text="ISO 3166 code; empty when unknown.")
     events = models.PositiveIntegerField(default=0)
     users = models.PositiveIntegerField(default=0)
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["day", "country"], name="countryday_unique_day_country")
+            models.UniqueConstraint(
+                fields=["day", "dataset", "country"], name="countryday_unique_day_dataset_country"
+            )
         ]
 
     def __str__(self) -> str:

@@ -114,7 +114,7 @@ class DayFigures:
     datasets: dict[int, _DatasetAcc] = field(default_factory=lambda: defaultdict(_DatasetAcc))
     users: dict[int, _UserAcc] = field(default_factory=lambda: defaultdict(_UserAcc))
     versions: dict[int, tuple[int, int, set[str]]] = field(default_factory=dict)
-    countries: dict[str, tuple[int, set[str]]] = field(default_factory=dict)
+    countries: dict[tuple[int | None, str], tuple[int, set[str]]] = field(default_factory=dict)
     sessions: list[_Session] = field(default_factory=list)
     open_sessions: dict[str, _Session] = field(default_factory=dict)
     site_calls: int = 0
@@ -163,9 +163,9 @@ class DayFigures:
         if robot:
             return
         self.site_visitors.add(visitor)
-        events, seen = self.countries.get(country, (0, set()))
+        events, seen = self.countries.get((dataset_id, country), (0, set()))
         seen.add(visitor)
-        self.countries[country] = (events + 1, seen)
+        self.countries[(dataset_id, country)] = (events + 1, seen)
         if user_id is not None:
             user = self.users[user_id]
             user.events += 1
@@ -283,8 +283,8 @@ def _replace(f: DayFigures) -> None:
         batch_size=1000,
     )
     CountryDay.objects.bulk_create(
-        CountryDay(day=day, country=country, events=events, users=len(seen))
-        for country, (events, seen) in f.countries.items()
+        CountryDay(day=day, dataset_id=dataset_id, country=country, events=events, users=len(seen))
+        for (dataset_id, country), (events, seen) in f.countries.items()
     )
     UsageSession.objects.bulk_create(
         (
