@@ -59,9 +59,7 @@ def _waiting_on_a_lock(conn: psycopg.Connection) -> bool:
         return cursor.fetchone()[0] > 0
 
 
-def test_a_worker_killed_mid_batch_loses_nothing_and_doubles_nothing(
-    published, start_worker
-):
+def test_a_worker_killed_mid_batch_loses_nothing_and_doubles_nothing(published, start_worker):
     _buffered(published)
     # Hold the rollup marks' table: the worker's batch is copied in, then waits there,
     # inside its transaction, until it is killed.
