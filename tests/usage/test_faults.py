@@ -3,7 +3,6 @@ batch loses nothing and doubles nothing."""
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 
@@ -15,7 +14,7 @@ from catalog.queue import send_task
 from tests.conftest import wait_for
 from tests.usage.conftest import BROWSER
 from usage.models import DatasetDay, RollupDue, UsageEvent
-from usage.services import buffer
+from usage.services import buffer, lines
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker]
 
@@ -25,8 +24,8 @@ EVENTS = 500
 def _buffered(dataset) -> None:
     client = buffer.redis_client()
     now = time.time()
-    lines = [
-        json.dumps(
+    encoded = [
+        lines.encode(
             {
                 "id": uuid.uuid4().hex,
                 "t": now - i,
@@ -40,7 +39,7 @@ def _buffered(dataset) -> None:
         )
         for i in range(EVENTS)
     ]
-    client.rpush(buffer.buffer_key(), *lines)
+    client.rpush(buffer.buffer_key(), *encoded)
 
 
 def _connect() -> psycopg.Connection:
@@ -72,11 +71,11 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_doubles_nothing(published, 
         send_task("usage.ingest")
         wait_for(lambda: _waiting_on_a_lock(watcher), timeout=60, message="the batch to wait")
         worker.kill()
-    finally:
         blocker.rollback()
+        wait_for(lambda: not _waiting_on_a_lock(watcher), timeout=30, message="the dead backend")
+    finally:
         blocker.close()
-    wait_for(lambda: not _waiting_on_a_lock(watcher), timeout=30, message="the dead backend")
-    watcher.close()
+        watcher.close()
 
     assert UsageEvent.objects.count() == 0  # the killed batch never committed
     assert buffer.redis_client().llen(buffer.buffer_key()) == EVENTS  # and is still there

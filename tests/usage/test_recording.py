@@ -14,8 +14,8 @@ from django.db import connection
 from tests.usage.conftest import BROWSER, ROBOT, SCRIPT
 from usage import partitions
 from usage.models import AccessMethod, Kind, RollupDue, UsageEvent
-from usage.services import buffer
-from usage.services.ingest import events_ingest, events_write
+from usage.services import buffer, lines
+from usage.services.ingest import events_ingest, events_write, lines_write
 
 pytestmark = pytest.mark.django_db
 
@@ -106,6 +106,14 @@ def test_a_malformed_event_is_left_out_and_the_rest_of_its_batch_is_written():
     batch = [record(), {"id": "not-a-uuid", "t": "soon"}, record()]
 
     assert events_write(records=batch) == 2
+
+
+def test_a_malformed_line_in_the_buffer_is_set_aside_and_its_batch_still_written():
+    good = [lines.encode(record()) for _ in range(3)]
+    bad = good[1].replace("\t200\t", "\tOK\t")  # a status that is not a number
+
+    assert lines_write(lines=[good[0], bad, good[2], "half a line"]) == 2
+    assert UsageEvent.objects.count() == 2
 
 
 def test_robots_and_scripts_are_told_apart_from_people():

@@ -1,12 +1,12 @@
 """Where a request leaves its usage event: a Redis list, or a local spool file.
 
 A request must never wait for the database to record its usage, nor fail because
-recording failed. It appends one JSON line to a Redis list (one round trip on a pooled
-connection, after the answer has gone), and the ingest task moves the list into the
-database in batches. Without Redis (the embedded mode), or while Redis is down, the line
-goes to a spool file under `USAGE_SPOOL_DIR` instead: an append to a local file never
-blocks on the network. A spool is replayed by the ingest task on its host and, on a web
-host, into Redis as soon as Redis answers again.
+recording failed. It appends one line (`usage.services.lines`) to a Redis list (one
+round trip on a pooled connection, after the answer has gone), and the ingest task moves
+the list into the database in batches. Without Redis (the embedded mode), or while Redis
+is down, the line goes to a spool file under `USAGE_SPOOL_DIR` instead: an append to a
+local file never blocks on the network. A spool is replayed by the ingest task on its
+host and, on a web host, into Redis as soon as Redis answers again.
 
 After a Redis failure the recorder does not try Redis again for a few seconds, so an
 outage costs the requests one failed connection attempt, not one per request.
@@ -20,7 +20,6 @@ reading it, so no line is written into a file after it was read.
 from __future__ import annotations
 
 import fcntl
-import json
 import logging
 import os
 import socket
@@ -32,6 +31,8 @@ from pathlib import Path
 
 import redis
 from django.conf import settings
+
+from usage.services import lines
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +69,11 @@ def redis_client(url: str | None = None) -> redis.Redis | None:
 
 def record_append(record: dict) -> None:
     """Appends one event; never raises (a lost spool write is logged, never a 500)."""
-    line = json.dumps(record, separators=(",", ":"))
+    try:
+        line = lines.encode(record)
+    except ValueError:
+        logger.exception("A usage event could not be encoded; it is left out.")
+        return
     try:
         if not _redis_append(line):
             spool_append([line])
@@ -127,7 +132,7 @@ def _spool_dir() -> Path:
 
 
 def _spool_path() -> Path:
-    return _spool_dir() / f"events-{socket.gethostname()}-{os.getpid()}.jsonl"
+    return _spool_dir() / f"events-{socket.gethostname()}-{os.getpid()}.tsv"
 
 
 def spool_append(lines: list[str]) -> None:
@@ -153,7 +158,7 @@ def spool_files() -> list[Path]:
     folder = Path(settings.USAGE_SPOOL_DIR)
     if not folder.exists():
         return []
-    return sorted(folder.glob("events-*.jsonl")) + sorted(folder.glob("claimed-*.jsonl"))
+    return sorted(folder.glob("events-*.tsv")) + sorted(folder.glob("claimed-*.tsv"))
 
 
 def spool_drain(*, batch: int) -> Iterator[list[str]]:
@@ -162,7 +167,7 @@ def spool_drain(*, batch: int) -> Iterator[list[str]]:
     the ingest is idempotent by event id)."""
     for path in spool_files():
         if path.name.startswith("events-"):
-            claimed = path.with_name(f"claimed-{uuid.uuid4().hex}.jsonl")
+            claimed = path.with_name(f"claimed-{uuid.uuid4().hex}.tsv")
             try:
                 path.rename(claimed)
             except FileNotFoundError:

@@ -2,16 +2,22 @@
 
 `events_ingest()` (the `usage.ingest` task, every few seconds) takes this host's spool
 files and then Redis's list, `USAGE_INGEST_BATCH` events at a time, and writes each
-batch in one transaction:
+batch in one transaction. In PostgreSQL, with no Python work per event:
 
-1. the user agent becomes a family (ua-parser) and an access method: a robot by the
-   COUNTER robots list, a machine (a script) by COUNTER's machine list, else regular;
-   a served object's key becomes its dataset and version;
-2. PostgreSQL: COPY into a temporary table, make any monthly partition the batch needs,
-   then `INSERT ... SELECT ... ON CONFLICT DO NOTHING`, so an event seen twice (a
-   worker killed after its commit, a spool replayed twice) is written once. SQLite:
-   `INSERT OR IGNORE`, same effect;
-3. each day the batch touched is marked for its rollups.
+1. the batch's lines (`usage.services.lines`) go to a temporary table with one COPY;
+   if a malformed line makes COPY fail, the batch is parsed in Python and the bad
+   line set aside;
+2. each distinct user agent of the batch is classified once (ua-parser's family; a
+   robot by the COUNTER robots list, a script by COUNTER's machine list, else a
+   person) into a second temporary table;
+3. any monthly partition the batch needs is made on the spot;
+4. one `INSERT ... SELECT` joins the two (and a served object's key to its version and
+   dataset) into the log; should the batch hold an event already there (a worker
+   killed after its commit, a spool replayed twice), it is written again with
+   `ON CONFLICT DO NOTHING`, so every event is written once;
+5. each day the batch touched is marked for its rollups.
+
+Elsewhere (SQLite) the lines are parsed in Python and inserted with `INSERT OR IGNORE`.
 
 Only after the commit is the batch removed from Redis (LTRIM, under the ingest lock,
 checked to be still ours). A worker killed before the commit leaves the batch where it
@@ -21,26 +27,27 @@ was; one killed after it leaves a batch that the next run writes as nothing new.
 from __future__ import annotations
 
 import fcntl
-import json
 import logging
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date
 from functools import lru_cache
 from pathlib import Path
 
 import counter_robots
+import psycopg
 import redis
 import ua_parser
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DataError, IntegrityError, connection, transaction
 from django.utils import timezone
 
 from usage import partitions
 from usage.models import AccessMethod, RollupDue
 from usage.services import buffer
+from usage.services import lines as line_format
 from versioning.models import DatasetVersion
 
 logger = logging.getLogger(__name__)
@@ -63,6 +70,30 @@ COLUMNS = (
     "client",
     "request_id",
 )
+STAGE = """
+CREATE TEMPORARY TABLE IF NOT EXISTS usage_stage (
+    event_id uuid, occurred_at timestamptz, organization_id bigint, dataset_id bigint,
+    version_id bigint, user_id integer, token_id bigint, kind text, status smallint,
+    response_ms integer, bytes bigint, country text, client text, request_id text,
+    object_key text, user_agent text
+) ON COMMIT DELETE ROWS;
+CREATE TEMPORARY TABLE IF NOT EXISTS usage_stage_agents (
+    user_agent text PRIMARY KEY, agent_family text, access_method text
+) ON COMMIT DELETE ROWS;
+TRUNCATE usage_stage, usage_stage_agents;
+"""
+MOVE = f"""
+INSERT INTO usage_event ({", ".join(COLUMNS)})
+SELECT s.event_id, s.occurred_at, coalesce(d.organization_id, s.organization_id),
+    coalesce(v.dataset_id, s.dataset_id), coalesce(v.id, s.version_id), s.user_id,
+    s.token_id, s.kind, s.status, s.response_ms, s.bytes, s.country,
+    coalesce(a.agent_family, 'Other'), coalesce(a.access_method, 'regular'), s.client,
+    s.request_id
+FROM usage_stage s
+LEFT JOIN usage_stage_agents a ON a.user_agent = s.user_agent
+LEFT JOIN versioning_datasetversion v ON s.object_key <> '' AND v.key = s.object_key
+LEFT JOIN catalog_dataset d ON d.id = v.dataset_id
+"""
 
 
 @dataclass(frozen=True)
@@ -87,103 +118,112 @@ def agent_classify(user_agent: str) -> tuple[str, str]:
     return ((family.family if family else "Other")[:64], str(method))
 
 
-def _occurred_at(value: float) -> datetime:
-    return datetime.fromtimestamp(value, UTC)
-
-
-def _rows(records: list[dict]) -> list[tuple]:
-    """The batch as table rows; a malformed record is logged and left out."""
-    keys = {r["object_key"] for r in records if r.get("object_key")}
-    objects = {}
-    if keys:
-        objects = {
-            v["key"]: v
-            for v in DatasetVersion.objects.filter(key__in=keys).values(
-                "key", "pk", "dataset_id", "dataset__organization_id"
-            )
-        }
-    rows = []
+def events_write(*, records: list[dict]) -> int:
+    """Writes events given as the middleware builds them; returns how many were new."""
+    encoded = []
     for record in records:
         try:
-            family, method = agent_classify(str(record.get("ua", ""))[:512])
-            dataset_id, version_id = record.get("dataset"), record.get("version")
-            organization_id = record.get("organization")
-            found = objects.get(record.get("object_key") or "")
-            if found is not None:
-                dataset_id, version_id = found["dataset_id"], found["pk"]
-                organization_id = found["dataset__organization_id"]
-            rows.append(
-                (
-                    uuid.UUID(record["id"]),
-                    _occurred_at(float(record["t"])),
-                    organization_id,
-                    dataset_id,
-                    version_id,
-                    record.get("user"),
-                    record.get("token"),
-                    str(record["kind"])[:16],
-                    int(record["status"]),
-                    max(0, int(record.get("ms", 0))),
-                    max(0, int(record.get("bytes", 0))),
-                    str(record.get("country") or "")[:2],
-                    family,
-                    method,
-                    str(record.get("client", ""))[:32],
-                    str(record.get("rid", ""))[:64],
-                )
-            )
-        except (KeyError, TypeError, ValueError) as exc:
+            encoded.append(line_format.encode(record))
+        except ValueError as exc:
             logger.warning("A malformed usage event was left out (%s): %.200r", exc, record)
-    return rows
+    return lines_write(lines=encoded)
 
 
-def events_write(*, records: list[dict]) -> int:
-    """Writes a batch of buffered events; returns how many were new. Idempotent."""
-    rows = _rows(records)
-    if not rows:
+def lines_write(*, lines: Sequence[str | bytes]) -> int:
+    """Writes a batch of buffered lines; returns how many events were new. Idempotent."""
+    if not lines:
         return 0
     with transaction.atomic():
         if connection.vendor == "postgresql":
-            written = _write_postgresql(rows)
-        else:
-            written = _write_sqlite(rows)
-        days_mark_due(days={row[1].date() for row in rows})
-    return written
+            return _write_postgresql(lines)
+        return _write_python(lines)
 
 
-def _write_postgresql(rows: list[tuple]) -> int:
-    columns = ", ".join(COLUMNS)
+def _decoded(batch: Sequence[str | bytes]) -> list[dict]:
+    rows = []
+    for line in batch:
+        text = line.decode("utf-8", "replace") if isinstance(line, bytes) else line
+        try:
+            rows.append(line_format.decode(text))
+        except ValueError as exc:
+            logger.warning("A malformed usage line was left out (%s): %.200r", exc, text)
+    return rows
+
+
+def _as_bytes(line: str | bytes) -> bytes:
+    return line if isinstance(line, bytes) else line.encode()
+
+
+def _write_postgresql(batch: Sequence[str | bytes]) -> int:
     with connection.cursor() as cursor:
-        cursor.execute(
-            "CREATE TEMPORARY TABLE IF NOT EXISTS usage_event_stage "
-            "(LIKE usage_event INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
-        )
-        with cursor.copy(f"COPY usage_event_stage ({columns}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
+        cursor.execute(STAGE)
+        try:
+            with transaction.atomic(), cursor.copy("COPY usage_stage FROM STDIN") as copy:
+                # One block of bytes: a write per line costs more than the COPY.
+                copy.write(b"".join(_as_bytes(line) + b"\n" for line in batch))
+        except (psycopg.DataError, DataError):
+            # One bad line fails the COPY: find it in Python and copy the others.
+            with cursor.copy(
+                f"COPY usage_stage ({', '.join(line_format.FIELDS)}) FROM STDIN"
+            ) as copy:
+                for row in _decoded(batch):
+                    copy.write_row([row[name] for name in line_format.FIELDS])
+        cursor.execute("SELECT DISTINCT user_agent FROM usage_stage")
+        agents = [row[0] for row in cursor.fetchall()]
+        with cursor.copy("COPY usage_stage_agents FROM STDIN") as copy:
+            for agent in agents:
+                copy.write_row((agent, *agent_classify(agent or "")))
+        cursor.execute("SELECT DISTINCT (occurred_at AT TIME ZONE 'UTC')::date FROM usage_stage")
+        days = [row[0] for row in cursor.fetchall()]
         existing = partitions.partitions_existing()
-        for month in {partitions.month_start(row[1].date()) for row in rows}:
+        for month in {partitions.month_start(day) for day in days}:
             if partitions.partition_name(month) not in existing:
                 partitions.partition_ensure(month=month, cursor=cursor)
                 logger.info("Made the missing partition %s.", partitions.partition_name(month))
-        cursor.execute(
-            f"INSERT INTO usage_event ({columns}) SELECT {columns} FROM usage_event_stage "
-            "ON CONFLICT DO NOTHING"
+        try:
+            # Almost every batch is new: a plain insert is twice as fast as one that
+            # checks each row for a conflict...
+            with transaction.atomic():
+                cursor.execute(MOVE)
+        except IntegrityError:
+            # ...and a batch seen before (a worker killed after its commit, a spool
+            # replayed twice) is written again skipping what is there.
+            cursor.execute(MOVE + " ON CONFLICT DO NOTHING")
+        written = cursor.rowcount
+    days_mark_due(days=days)
+    return written
+
+
+def _write_python(batch: Sequence[str | bytes]) -> int:
+    rows = _decoded(batch)
+    keys = {row["object_key"] for row in rows if row["object_key"]}
+    objects = {
+        v["key"]: v
+        for v in DatasetVersion.objects.filter(key__in=keys).values(
+            "key", "pk", "dataset_id", "dataset__organization_id"
         )
-        return cursor.rowcount
-
-
-def _write_sqlite(rows: list[tuple]) -> int:
-    placeholders = ", ".join(["%s"] * len(COLUMNS))
+    }
     adapt = connection.ops.adapt_datetimefield_value
-    prepared = [(row[0].hex, adapt(row[1]), *row[2:]) for row in rows]
+    prepared = []
+    for row in rows:
+        found = objects.get(row["object_key"])
+        if found is not None:
+            row["version_id"], row["dataset_id"] = found["pk"], found["dataset_id"]
+            row["organization_id"] = found["dataset__organization_id"]
+        row["agent_family"], row["access_method"] = agent_classify(row["user_agent"])
+        values = [row[name] for name in COLUMNS]
+        values[0], values[1] = row["event_id"].hex, adapt(row["occurred_at"])
+        prepared.append(values)
+    placeholders = ", ".join(["%s"] * len(COLUMNS))
     with connection.cursor() as cursor:
         before = _count(cursor)
         cursor.executemany(
             f"INSERT OR IGNORE INTO usage_event ({', '.join(COLUMNS)}) VALUES ({placeholders})",
             prepared,
         )
-        return _count(cursor) - before
+        written = _count(cursor) - before
+    days_mark_due(days={row["occurred_at"].date() for row in rows})
+    return written
 
 
 def _count(cursor) -> int:
@@ -229,20 +269,9 @@ def spool_ingest(*, batch: int) -> IngestResult:
     with _host_lock() as mine:
         if not mine:
             return result
-        for lines in buffer.spool_drain(batch=batch):
-            records = _parsed(lines)
-            result += IngestResult(len(records), events_write(records=records))
+        for chunk in buffer.spool_drain(batch=batch):
+            result += IngestResult(len(chunk), lines_write(lines=chunk))
     return result
-
-
-def _parsed(lines: list[str | bytes]) -> list[dict]:
-    records = []
-    for line in lines:
-        try:
-            records.append(json.loads(line))
-        except ValueError:
-            logger.warning("An unreadable usage event was left out: %.200r", line)
-    return records
 
 
 _RELEASE = """
@@ -273,21 +302,19 @@ def redis_ingest(*, batch: int, max_batches: int) -> IngestResult:
                 and client.get(buffer.lock_key()) != token.encode()
             ):
                 break
-            lines = client.lrange(buffer.buffer_key(), 0, batch - 1)
-            if not lines:
+            chunk = client.lrange(buffer.buffer_key(), 0, batch - 1)
+            if not chunk:
                 break
-            records = _parsed(lines)
-            written = events_write(records=records)
-            result += IngestResult(len(records), written)
+            result += IngestResult(len(chunk), lines_write(lines=chunk))
             # Remove the batch only if the lease is still ours; else the next holder
             # reads it again and writes nothing new.
             if not client.eval(
-                _RELEASE, 2, buffer.lock_key(), buffer.buffer_key(), token, len(lines)
+                _RELEASE, 2, buffer.lock_key(), buffer.buffer_key(), token, len(chunk)
             ):
                 logger.warning("The usage ingest lease ran out mid-batch; the batch stays.")
                 break
             client.pexpire(buffer.lock_key(), lease_ms)
-            if len(lines) < batch:
+            if len(chunk) < batch:
                 break
     except redis.RedisError as exc:
         logger.warning("Redis is unreachable (%s): usage ingest waits for it.", exc)
