@@ -19,6 +19,7 @@ from typing import Any
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponseBase
+from django.utils.functional import SimpleLazyObject, empty
 
 from catalog.usage_hooks import usage_facts
 from usage.models import Kind
@@ -118,6 +119,15 @@ def request_id_of(request: HttpRequest) -> str:
     return given if _REQUEST_ID.match(given) else uuid.uuid4().hex
 
 
+def _user_if_known(request: HttpRequest):
+    """The user the view already looked up; never a query of its own (an object served
+    to a signed URL needs no user, and its session is not worth a lookup)."""
+    user = getattr(request, "user", None)
+    if isinstance(user, SimpleLazyObject) and user._wrapped is empty:
+        return None
+    return user
+
+
 def record_build(
     request: HttpRequest,
     response: HttpResponseBase,
@@ -130,7 +140,7 @@ def record_build(
     facts = usage_facts(request)
     dataset = facts.get("dataset")
     version = facts.get("version")
-    user = getattr(request, "user", None)
+    user = _user_if_known(request)
     token = getattr(request, "auth", None)
     user_agent = request.headers.get("User-Agent", "")[:512]
     record: dict[str, Any] = {

@@ -22,6 +22,7 @@ from django.utils import timezone
 from catalog.models import Dataset
 from usage import partitions
 from usage.models import CounterDay, DatasetDay, UserDay, VersionDay
+from usage.selectors import SERIES_FIELDS
 
 PLATFORM = "Dataset Publisher"
 METRICS = (
@@ -111,15 +112,7 @@ EXPORTS: dict[str, tuple[type, tuple[str, ...]]] = {
             "dataset__organization__slug",
             "dataset__layer",
             "dataset__name",
-            "downloads",
-            "unique_downloads",
-            "investigations",
-            "unique_investigations",
-            "api_calls",
-            "exports",
-            "unique_users",
-            "bytes",
-            "errors",
+            *SERIES_FIELDS,
             "p50_ms",
             "p95_ms",
         ),
