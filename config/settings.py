@@ -80,6 +80,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Last, so it sees the outcome of every sign-in (admin login, API Basic auth).
     "axes.middleware.AxesMiddleware",
+    # Records API requests and served objects after their answer has gone (usage app).
+    "usage.middleware.UsageMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -268,6 +270,9 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": float(env_int("NOTIFY_TICK_SECONDS", 5, minimum=1)),
     },
     "check-freshness": {"task": "versioning.check_freshness", "schedule": 300.0},
+    "usage-ingest": {"task": "usage.ingest", "schedule": 10.0},
+    "usage-rollup": {"task": "usage.rollup", "schedule": 60.0},
+    "usage-maintain": {"task": "usage.maintain", "schedule": 3600.0},
 }
 # A running job whose worker has not reported for this long is taken as lost.
 PUBLISH_JOB_LEASE_SECONDS = env_int("PUBLISH_JOB_LEASE_SECONDS", 120, minimum=5)
@@ -365,6 +370,33 @@ NOTIFY_SMS_BACKEND = env_str(
 NOTIFY_SMS_ACCOUNT = env_str("NOTIFY_SMS_ACCOUNT")
 NOTIFY_SMS_TOKEN = env_str("NOTIFY_SMS_TOKEN")
 NOTIFY_SMS_FROM = env_str("NOTIFY_SMS_FROM")
+
+# --- Usage analytics (usage app) -----------------------------------------------------
+# Off: nothing is recorded (the middleware passes requests straight through).
+USAGE_RECORDING = env_bool("USAGE_RECORDING", True)
+# Where requests append their events before the ingest task copies them into the
+# database: Redis in the services mode; local spool files when it is unset or down.
+USAGE_REDIS_URL = env_str("USAGE_REDIS_URL", REDIS_URL)
+USAGE_BUFFER_KEY = env_str("USAGE_BUFFER_KEY", "usage:events")
+USAGE_SPOOL_DIR = Path(env_str("USAGE_SPOOL_DIR", str(VAR_DIR / "usage-spool")))
+USAGE_INGEST_BATCH = env_int("USAGE_INGEST_BATCH", 20000, minimum=1)
+# An ingest run holds a lease in Redis; a worker killed mid-batch loses it after this.
+USAGE_INGEST_LEASE_SECONDS = env_int("USAGE_INGEST_LEASE_SECONDS", 120, minimum=1)
+# Raw events are kept this many months (whole monthly partitions, once rolled up).
+USAGE_RETENTION_MONTHS = env_int("USAGE_RETENTION_MONTHS", 13, minimum=1)
+USAGE_PARTITIONS_AHEAD = env_int("USAGE_PARTITIONS_AHEAD", 3, minimum=1)
+# A country header (e.g. CF-IPCountry) believed only from these proxy addresses.
+USAGE_COUNTRY_HEADER = env_str("USAGE_COUNTRY_HEADER")
+USAGE_TRUSTED_PROXIES = env_list("USAGE_TRUSTED_PROXIES", [])
+# Segments from the trailing 30 days' active days (Power, Regular, else Occasional
+# when active in 90 days); New for users first seen within USAGE_SEGMENT_NEW_DAYS.
+USAGE_SEGMENT_POWER_DAYS = env_int("USAGE_SEGMENT_POWER_DAYS", 12, minimum=1)
+USAGE_SEGMENT_REGULAR_DAYS = env_int("USAGE_SEGMENT_REGULAR_DAYS", 4, minimum=1)
+USAGE_SEGMENT_NEW_DAYS = env_int("USAGE_SEGMENT_NEW_DAYS", 14, minimum=1)
+# A day's downloads outside K standard deviations of the trailing 28 days is an anomaly
+# (given at least MIN_DAYS days of history).
+USAGE_ANOMALY_K = env_int("USAGE_ANOMALY_K", 3, minimum=1)
+USAGE_ANOMALY_MIN_DAYS = env_int("USAGE_ANOMALY_MIN_DAYS", 14, minimum=2)
 
 # --- Signed download URLs (embedded mode) ---------------------------------------------
 SIGNED_URL_DEFAULT_TTL = 3600

@@ -8,6 +8,7 @@ from catalog.api.docs import SchemaView
 api_v1 = [
     path("", include("catalog.api.urls")),
     path("", include("versioning.api.urls")),
+    path("", include("usage.api.urls")),
     path("", include("notifications.api.urls")),
     path("", include("replication.api.urls")),
     path("schema/", SchemaView.as_view(), name="api-schema"),

@@ -42,6 +42,9 @@ os.environ.setdefault("PUBLISH_JOB_REDISPATCH_SECONDS", "2")
 os.environ.setdefault("OUTBOX_LEASE_SECONDS", "3")
 # Every queue (publish, events, ...) gets this run's own name; worker processes inherit it.
 os.environ.setdefault("CELERY_QUEUE_PREFIX", f"tests-{RUN_ID}-")
+# Usage events of this run (and its workers) in a Redis list of their own.
+os.environ.setdefault("USAGE_BUFFER_KEY", f"usage-tests-{RUN_ID}:events")
+os.environ.setdefault("USAGE_INGEST_LEASE_SECONDS", "3")
 os.environ.setdefault("ALLOWED_HOSTS", "testserver,127.0.0.1,localhost")
 
 from config.settings import *  # noqa: E402,F403

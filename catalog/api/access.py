@@ -14,6 +14,7 @@ from catalog.api.permissions import device_dataset_id
 from catalog.exceptions import InvalidInput, NotFound
 from catalog.models import Dataset
 from catalog.selectors import datasets_visible_to
+from catalog.usage_hooks import usage_note
 
 
 def visible_datasets(request):
@@ -40,4 +41,5 @@ def dataset_for_request(request, *, layer: str, name: str, org: str | None = Non
             f"/api/v1/orgs/<org>/datasets/{layer}/{name}/.",
             details={"organizations": sorted(d.organization.slug for d in found)},
         )
+    usage_note(request, dataset=found[0])
     return found[0]

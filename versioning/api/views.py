@@ -44,6 +44,7 @@ from catalog.models import Dataset, TokenScope
 from catalog.selectors import organizations_stewarded_by, user_can_steward
 from catalog.services import dataset_create, dataset_update
 from catalog.storage import get_object_store
+from catalog.usage_hooks import usage_note
 from versioning import columnar
 from versioning.api import caching
 from versioning.api.deprecation import deprecation_headers
@@ -569,6 +570,7 @@ def _dataset_and_version(
     if found is not None:
         current.dataset = dataset
         if current.columnar_key or not rows:
+            usage_note(request, dataset=dataset, version=current)
             return found
         current.columnar_key = (
             DatasetVersion.objects.filter(pk=current.pk)
@@ -584,6 +586,7 @@ def _dataset_and_version(
     if key is not None and current.status not in (VersionStatus.DRAFT, VersionStatus.ARCHIVED):
         snapshot = (model_snapshot(dataset, "organization"), model_snapshot(current))
         cached_write(key, snapshot, generation=generation, seconds=ANSWER_SECONDS)
+    usage_note(request, dataset=dataset, version=current)
     return dataset, current
 
 

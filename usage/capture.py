@@ -1,0 +1,169 @@
+"""What one request was, as a usage event: its kind, who, which dataset, how it went.
+
+Called by `usage.middleware` after the answer is complete. Everything here is cheap and
+local (no query, no network): the user agent is kept raw and classified by the ingest
+task, the dataset and version come from what the view noted (`catalog.usage_hooks`),
+and a served object's key is resolved to its version at ingest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import re
+import time
+import uuid
+from functools import lru_cache
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponseBase
+from django.utils.functional import SimpleLazyObject, empty
+
+from catalog.usage_hooks import usage_facts
+from usage.models import Kind
+
+MEASURED_PREFIXES = ("/api/v1/", "/objects/")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+_COUNTRY = re.compile(r"^[A-Z]{2}$")
+
+# Route names (with or without the `org:` namespace) of read endpoints.
+_READ_KINDS = {
+    "dataset-list": Kind.LIST,
+    "dataset-detail": Kind.DETAIL,
+    "version-list": Kind.VERSIONS,
+    "version-detail": Kind.VERSION,
+    "version-changes": Kind.CHANGES,
+    "version-lineage": Kind.LINEAGE,
+    "dataset-diff": Kind.DIFF,
+    "dataset-rollbacks": Kind.VERSIONS,
+    "dataset-download": Kind.DOWNLOAD,
+    "dataset-proxy": Kind.DOWNLOAD,
+    "dataset-raw": Kind.RAW,
+    "dataset-rows": Kind.ROWS,
+    "manifest": Kind.MANIFEST,
+    "manifest-latest": Kind.MANIFEST,
+    "publish-job": Kind.JOB,
+    "signed-object": Kind.OBJECT,
+}
+_LIFECYCLE = {
+    "version-promote",
+    "version-deprecate",
+    "version-archive",
+    "version-restore",
+    "dataset-rollback",
+}
+
+
+def is_measured(path: str) -> bool:
+    return path.startswith(MEASURED_PREFIXES)
+
+
+def kind_of(request: HttpRequest) -> str:
+    match = request.resolver_match
+    name = (match.url_name if match else None) or ""
+    if not name and request.path.rstrip("/").endswith("/dataset-proxy"):
+        name = "dataset-proxy"
+    if name.startswith("usage-"):
+        return Kind.USAGE
+    if name.startswith("token-"):
+        return Kind.TOKENS
+    if request.method in ("GET", "HEAD"):
+        kind = _READ_KINDS.get(name, Kind.OTHER)
+        if kind == Kind.ROWS and request.GET.get("format") in ("csv", "ndjson"):
+            return Kind.EXPORT
+        return kind
+    if name == "version-list" and request.method == "POST":
+        return Kind.PUBLISH
+    if name in _LIFECYCLE:
+        return Kind.LIFECYCLE
+    return Kind.OTHER
+
+
+@lru_cache(maxsize=8)
+def _networks(proxies: tuple[str, ...]) -> tuple:
+    return tuple(ipaddress.ip_network(p, strict=False) for p in proxies)
+
+
+def peer_is_trusted_proxy(address: str) -> bool:
+    """Whether the direct peer is one of `USAGE_TRUSTED_PROXIES` (addresses or CIDRs)."""
+    proxies = tuple(settings.USAGE_TRUSTED_PROXIES)
+    if not proxies or not address:
+        return False
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in _networks(proxies))
+
+
+def country_of(request: HttpRequest) -> str:
+    """The country header, believed only from a trusted proxy; "" when unknown."""
+    header = settings.USAGE_COUNTRY_HEADER
+    if not header or not peer_is_trusted_proxy(request.META.get("REMOTE_ADDR", "")):
+        return ""
+    value = request.headers.get(header, "").strip().upper()
+    return value if _COUNTRY.match(value) else ""
+
+
+def client_of(address: str, user_agent: str) -> str:
+    """A keyed hash of address and user agent: the same visitor gives the same value,
+    and the address cannot be read back from it."""
+    message = f"{address}\n{user_agent}".encode()
+    return hmac.new(settings.SECRET_KEY.encode(), message, hashlib.sha256).hexdigest()[:32]
+
+
+def request_id_of(request: HttpRequest) -> str:
+    given = request.headers.get("X-Request-ID", "")
+    return given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+
+
+def _user_if_known(request: HttpRequest):
+    """The user the view already looked up; never a query of its own (an object served
+    to a signed URL needs no user, and its session is not worth a lookup)."""
+    user = getattr(request, "user", None)
+    if isinstance(user, SimpleLazyObject) and user._wrapped is empty:
+        return None
+    return user
+
+
+def record_build(
+    request: HttpRequest,
+    response: HttpResponseBase,
+    *,
+    occurred_at: float,
+    response_ms: int,
+    request_id: str,
+) -> dict[str, Any]:
+    """The event as the buffer keeps it (JSON); bytes are filled in when known."""
+    facts = usage_facts(request)
+    dataset = facts.get("dataset")
+    version = facts.get("version")
+    user = _user_if_known(request)
+    token = getattr(request, "auth", None)
+    user_agent = request.headers.get("User-Agent", "")[:512]
+    record: dict[str, Any] = {
+        "id": uuid.uuid4().hex,
+        "t": occurred_at,
+        "organization": dataset.organization_id if dataset is not None else None,
+        "dataset": dataset.pk if dataset is not None else None,
+        "version": version.pk if version is not None else None,
+        "user": user.pk if user is not None and user.is_authenticated else None,
+        "token": getattr(token, "pk", None),
+        "kind": facts.get("kind") or kind_of(request),
+        "status": response.status_code,
+        "ms": response_ms,
+        "bytes": 0,
+        "country": country_of(request),
+        "ua": user_agent,
+        "client": client_of(request.META.get("REMOTE_ADDR", ""), user_agent),
+        "rid": request_id,
+    }
+    if record["kind"] == Kind.OBJECT and request.resolver_match:
+        record["object_key"] = request.resolver_match.kwargs.get("key", "")
+    return record
+
+
+def now() -> float:
+    return time.time()
