@@ -7,7 +7,8 @@ addresses or networks), and then from the right: each hop that is one of our pro
 skipped, and the first address that is not is the client. With no proxies configured
 (the default) the header is ignored and the client is the connection's address.
 
-One function, `client_ip`, answers for the throttles, `Actor.from_request` (the audit
+`from_trusted_proxy` says the same of other headers a proxy sets (the usage log's
+country). One function, `client_ip`, answers for the throttles, `Actor.from_request` (the audit
 log) and django-axes (`AXES_CLIENT_IP_CALLABLE`), so the three can never disagree.
 """
 
@@ -41,6 +42,14 @@ def _address(text: str) -> _Address | None:
 
 def _trusted(address: _Address, networks: tuple[_Network, ...]) -> bool:
     return any(address in network for network in networks)
+
+
+def from_trusted_proxy(request) -> bool:
+    """Whether the connection itself comes from one of our own proxies, whose headers
+    (the forwarded address, a country) may then be believed."""
+    remote = _address(request.META.get("REMOTE_ADDR", ""))
+    networks = _networks(tuple(settings.TRUSTED_PROXIES))
+    return remote is not None and bool(networks) and _trusted(remote, networks)
 
 
 def client_ip(request) -> str | None:

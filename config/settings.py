@@ -385,9 +385,8 @@ USAGE_INGEST_LEASE_SECONDS = env_int("USAGE_INGEST_LEASE_SECONDS", 120, minimum=
 # Raw events are kept this many months (whole monthly partitions, once rolled up).
 USAGE_RETENTION_MONTHS = env_int("USAGE_RETENTION_MONTHS", 13, minimum=1)
 USAGE_PARTITIONS_AHEAD = env_int("USAGE_PARTITIONS_AHEAD", 3, minimum=1)
-# A country header (e.g. CF-IPCountry) believed only from these proxy addresses.
+# A country header (e.g. CF-IPCountry) believed only from TRUSTED_PROXIES.
 USAGE_COUNTRY_HEADER = env_str("USAGE_COUNTRY_HEADER")
-USAGE_TRUSTED_PROXIES = env_list("USAGE_TRUSTED_PROXIES", [])
 # Segments from the trailing 30 days' active days (Power, Regular, else Occasional
 # when active in 90 days); New for users first seen within USAGE_SEGMENT_NEW_DAYS.
 USAGE_SEGMENT_POWER_DAYS = env_int("USAGE_SEGMENT_POWER_DAYS", 12, minimum=1)

@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import re
 import time
 import uuid
-from functools import lru_cache
 from typing import Any
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponseBase
 from django.utils.functional import SimpleLazyObject, empty
 
+from catalog.addresses import client_ip, from_trusted_proxy
 from catalog.usage_hooks import usage_facts
 from usage.models import Kind
 
@@ -81,27 +80,11 @@ def kind_of(request: HttpRequest) -> str:
     return Kind.OTHER
 
 
-@lru_cache(maxsize=8)
-def _networks(proxies: tuple[str, ...]) -> tuple:
-    return tuple(ipaddress.ip_network(p, strict=False) for p in proxies)
-
-
-def peer_is_trusted_proxy(address: str) -> bool:
-    """Whether the direct peer is one of `USAGE_TRUSTED_PROXIES` (addresses or CIDRs)."""
-    proxies = tuple(settings.USAGE_TRUSTED_PROXIES)
-    if not proxies or not address:
-        return False
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    return any(ip in network for network in _networks(proxies))
-
-
 def country_of(request: HttpRequest) -> str:
-    """The country header, believed only from a trusted proxy; "" when unknown."""
+    """The country header, believed only from one of our proxies (`TRUSTED_PROXIES`);
+    "" when unknown."""
     header = settings.USAGE_COUNTRY_HEADER
-    if not header or not peer_is_trusted_proxy(request.META.get("REMOTE_ADDR", "")):
+    if not header or not from_trusted_proxy(request):
         return ""
     value = request.headers.get(header, "").strip().upper()
     return value if _COUNTRY.match(value) else ""
@@ -157,7 +140,7 @@ def record_build(
         "bytes": 0,
         "country": country_of(request),
         "ua": user_agent,
-        "client": client_of(request.META.get("REMOTE_ADDR", ""), user_agent),
+        "client": client_of(client_ip(request) or "", user_agent),
         "rid": request_id,
     }
     if record["kind"] == Kind.OBJECT and request.resolver_match:

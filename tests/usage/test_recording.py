@@ -158,7 +158,7 @@ def test_a_country_header_is_believed_only_from_a_trusted_proxy(
     published, viewer, as_user, settings
 ):
     settings.USAGE_COUNTRY_HEADER = "CF-IPCountry"
-    settings.USAGE_TRUSTED_PROXIES = ["10.0.0.0/8"]
+    settings.TRUSTED_PROXIES = ["10.0.0.0/8"]
     client = as_user(viewer)
     client.get(DETAIL, HTTP_CF_IPCOUNTRY="NZ", REMOTE_ADDR="10.1.2.3")
     client.get(DETAIL, HTTP_CF_IPCOUNTRY="KP", REMOTE_ADDR="203.0.113.9")  # spoofed
