@@ -593,6 +593,7 @@ class PublishJobAdmin(ReadOnlyAdmin):
         "status",
         "outcome",
         "progress",
+        "attempts",
         "version",
         "requested_by",
         "source",
@@ -600,6 +601,7 @@ class PublishJobAdmin(ReadOnlyAdmin):
     list_filter = [
         "status",
         "outcome",
+        "error_code",
         "source",
         ("dataset__organization", admin.RelatedOnlyFieldListFilter),
     ]
