@@ -22,7 +22,7 @@ from tests.versioning.conftest import (
     wait_until_running,
 )
 from versioning.models import DatasetVersion, JobStatus, PublishJob
-from versioning.services import publish_job_run
+from versioning.services import publish_job_run, publish_jobs_sweep
 from versioning.services.jobs import (
     Claim,
     lease_kept,
@@ -168,3 +168,21 @@ def test_a_dropped_database_connection_mid_inspection_keeps_the_upload_and_the_j
     version = DatasetVersion.objects.get(dataset=dataset)
     assert version.pk == job.version_id and version.size_bytes == len(data)
     assert not get_object_store().exists(job.staging_key)
+
+
+def test_a_job_failing_while_storage_is_away_has_its_staged_file_removed_by_the_sweeper(
+    dataset, system, flaky_storage, bucket_keys
+):
+    job = queue(dataset, CSV, system)
+    claimed = publish_job_claim(job_id=job.pk)
+    flaky_storage.cut_after = 0  # storage unreachable from here on
+    assert publish_job_fail(job=claimed, message="bad", code="invalid", store=get_object_store())
+    job.refresh_from_db()
+    assert job.status == JobStatus.FAILED and job.cleanup_pending
+    flaky_storage.heal()
+    assert bucket_keys("acme/staging/") == [job.staging_key]
+
+    publish_jobs_sweep()
+    job.refresh_from_db()
+    assert not job.cleanup_pending
+    assert bucket_keys("acme/staging/") == []

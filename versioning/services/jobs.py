@@ -33,7 +33,7 @@ from django.utils import timezone
 from catalog.exceptions import DomainError, StorageUnavailable
 from catalog.leases import LeaseKeeper, LeaseLost
 from catalog.queue import send_task
-from catalog.storage import ObjectStore
+from catalog.storage import ObjectStore, get_object_store
 from versioning.models import DatasetVersion, JobStatus, PublishJob
 
 logger = logging.getLogger(__name__)
@@ -227,23 +227,28 @@ def publish_job_fail(
     return True
 
 
-def job_objects_discard(*, job: PublishJob, store: ObjectStore) -> None:
-    """Removes what a finished-for-good job stored that no version row refers to. A
-    storage failure here is logged: the objects are then left for an operator (their
-    keys are on the job)."""
+def job_objects_discard(*, job: PublishJob, store: ObjectStore) -> bool:
+    """Removes what a job that failed for good stored that no version row refers to.
+    When storage cannot be reached, the job is marked so that the sweeper tries again
+    (`cleanup_pending`); returns whether it is done."""
     try:
         store.delete(job.staging_key)
         target = PublishJob.objects.filter(pk=job.pk).values_list("target_key", flat=True).first()
         if target and not DatasetVersion.objects.filter(key=target).exists():
             store.delete(target)
     except DomainError:
-        logger.warning("Could not remove the objects of failed publish job %s", job.pk)
+        logger.warning("Could not remove the objects of failed publish job %s yet", job.pk)
+        PublishJob.objects.filter(pk=job.pk).update(cleanup_pending=True)
+        return False
+    PublishJob.objects.filter(pk=job.pk, cleanup_pending=True).update(cleanup_pending=False)
+    return True
 
 
 def publish_jobs_sweep() -> int:
     """Sends again the task of every job the broker lost (a queued job not started for
     PUBLISH_JOB_REDISPATCH_SECONDS) and of every running job whose worker went silent
-    (its lease ran out); returns how many."""
+    (its lease ran out); returns how many. Also removes the staged objects of jobs that
+    failed while storage was unreachable."""
     now = timezone.now()
     stale_dispatch = now - timedelta(seconds=settings.PUBLISH_JOB_REDISPATCH_SECONDS)
     queued = PublishJob.objects.filter(
@@ -257,4 +262,10 @@ def publish_jobs_sweep() -> int:
     ):
         publish_job_dispatch(job_id)
         sent += 1
+    leftovers = PublishJob.objects.filter(status=JobStatus.FAILED, cleanup_pending=True)
+    if leftovers.exists():
+        store = get_object_store()
+        for job in leftovers.order_by("finished_at")[:100]:
+            if not job_objects_discard(job=job, store=store):
+                break  # storage is still away: next sweep
     return sent
