@@ -4,6 +4,7 @@ with its staged file; a job that fails for good removes what it staged."""
 
 from __future__ import annotations
 
+import io
 from datetime import timedelta
 
 import pytest
@@ -21,8 +22,8 @@ from tests.versioning.conftest import (
     sweep_until_finished,
     wait_until_running,
 )
-from versioning.models import DatasetVersion, JobStatus, PublishJob
-from versioning.services import publish_job_run, publish_jobs_sweep
+from versioning.models import DatasetVersion, JobSource, JobStatus, PublishJob
+from versioning.services import publish_job_create, publish_job_run, publish_jobs_sweep
 from versioning.services.jobs import (
     Claim,
     lease_kept,
@@ -167,7 +168,8 @@ def test_a_dropped_database_connection_mid_inspection_keeps_the_upload_and_the_j
     assert job.status == JobStatus.SUCCEEDED, job.message
     version = DatasetVersion.objects.get(dataset=dataset)
     assert version.pk == job.version_id and version.size_bytes == len(data)
-    assert not get_object_store().exists(job.staging_key)
+    # The worker removes the staged file just after its commit.
+    wait_for(lambda: not get_object_store().exists(job.staging_key), message="staging emptied")
 
 
 def test_a_job_failing_while_storage_is_away_has_its_staged_file_removed_by_the_sweeper(
@@ -186,3 +188,31 @@ def test_a_job_failing_while_storage_is_away_has_its_staged_file_removed_by_the_
     job.refresh_from_db()
     assert not job.cleanup_pending
     assert bucket_keys("acme/staging/") == []
+
+
+def test_a_verdict_on_the_file_records_publish_failed_and_a_fault_out_of_retries_does_not(
+    dataset, system
+):
+    from catalog.models import DomainEvent
+
+    refused = publish_job_create(
+        dataset=dataset,
+        stream=io.BytesIO(CSV),
+        filename="data.csv",
+        actor=system,
+        source=JobSource.COMMAND,
+    )
+    PublishJob.objects.filter(pk=refused.pk).update(requested_version="not-a-version")
+    assert publish_job_run(job_id=refused.pk).status == JobStatus.FAILED
+    [event] = DomainEvent.objects.filter(topic="publish.failed")
+    assert event.payload["job_id"] == str(refused.pk)
+    assert event.payload["dataset"] == "gold/txn_daily" and event.payload["error_code"] == "invalid"
+
+    interrupted = queue(dataset, CSV, system)
+    PublishJob.objects.filter(pk=interrupted.pk).update(
+        status=JobStatus.RUNNING,
+        attempts=settings.PUBLISH_JOB_MAX_ATTEMPTS,
+        lease_until=timezone.now() - timedelta(seconds=1),
+    )
+    assert publish_job_run(job_id=interrupted.pk).status == JobStatus.FAILED
+    assert DomainEvent.objects.filter(topic="publish.failed").count() == 1

@@ -26,10 +26,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import DatabaseError, InterfaceError, OperationalError, connection
+from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
+from catalog import events
 from catalog.exceptions import DomainError, StorageUnavailable
 from catalog.leases import LeaseKeeper, LeaseLost
 from catalog.queue import send_task
@@ -208,19 +209,42 @@ def publish_job_fail(
     code: str,
     store: ObjectStore,
     details: dict | None = None,
+    verdict: bool = False,
 ) -> bool:
     """Fails the job for good under this worker's claim, then removes its staged object
-    and any final object it made that no version refers to. Returns False, touching
-    nothing, if the claim is lost (the job belongs to another worker now)."""
+    and any final object it made that no version refers to. `verdict`: the failure is
+    about the file itself (unreadable, a refused version), which records
+    `publish.failed` with the failure, for subscribers; a fault that merely ran out of
+    retries does not. Returns False, touching nothing, if the claim is lost (the job
+    belongs to another worker now)."""
+    details = json.loads(json.dumps(details or {}, default=str))
     try:
-        Claim.of(job).update(
-            status=JobStatus.FAILED,
-            message=message,
-            error_code=code,
-            error_details=json.loads(json.dumps(details or {}, default=str)),
-            finished_at=timezone.now(),
-            lease_until=None,
-        )
+        with transaction.atomic():
+            Claim.of(job).update(
+                status=JobStatus.FAILED,
+                message=message,
+                error_code=code,
+                error_details=details,
+                finished_at=timezone.now(),
+                lease_until=None,
+            )
+            if verdict:
+                dataset = job.dataset
+                events.event_record(
+                    topic="publish.failed",
+                    payload={
+                        "dataset_id": dataset.pk,
+                        "dataset": dataset.path,
+                        "organization": dataset.organization.slug,
+                        "job_id": str(job.pk),
+                        "error_code": code,
+                        "message": message,
+                        "details": details,
+                        "requested_version": job.requested_version,
+                        "source": job.source,
+                    },
+                    organization=dataset.organization,
+                )
     except ClaimLost:
         return False
     job_objects_discard(job=job, store=store)

@@ -289,7 +289,12 @@ def publish_job_attempt(*, job: PublishJob, store: ObjectStore | None = None) ->
             connection_reset()
     except DomainError as exc:
         publish_job_fail(
-            job=job, message=exc.message, code=exc.code, store=store, details=exc.details
+            job=job,
+            message=exc.message,
+            code=exc.code,
+            store=store,
+            details=exc.details,
+            verdict=True,
         )
     except Exception as exc:
         logger.exception("Publish job %s failed", job.pk)
