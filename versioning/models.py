@@ -305,7 +305,7 @@ class PublishJob(models.Model):
     lease_until = models.DateTimeField(null=True, blank=True)
     cleanup_pending = models.BooleanField(
         default=False,
-        help_text="The job failed while storage was unreachable: its staged object is "
+        help_text="The job finished while storage was unreachable: what it staged is "
         "removed by the sweeper once storage answers.",
     )
 

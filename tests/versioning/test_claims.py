@@ -216,3 +216,21 @@ def test_a_verdict_on_the_file_records_publish_failed_and_a_fault_out_of_retries
     )
     assert publish_job_run(job_id=interrupted.pk).status == JobStatus.FAILED
     assert DomainEvent.objects.filter(topic="publish.failed").count() == 1
+
+
+def test_a_published_jobs_staged_file_that_storage_would_not_delete_is_removed_by_the_sweeper(
+    dataset, system, flaky_storage, bucket_keys
+):
+    job = queue(dataset, CSV, system)
+    flaky_storage.refuse_marker = b"delete /"  # storage drops every delete
+    assert publish_job_run(job_id=job.pk).status == JobStatus.SUCCEEDED
+    job.refresh_from_db()
+    assert job.cleanup_pending
+    flaky_storage.heal()
+    assert bucket_keys("acme/staging/") == [job.staging_key]
+
+    publish_jobs_sweep()
+    job.refresh_from_db()
+    assert not job.cleanup_pending and job.status == JobStatus.SUCCEEDED
+    assert bucket_keys("acme/staging/") == []
+    assert bucket_keys("acme/v1/gold/") == [job.version.key]

@@ -13,6 +13,6 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='publishjob',
             name='cleanup_pending',
-            field=models.BooleanField(default=False, help_text='The job failed while storage was unreachable: its staged object is removed by the sweeper once storage answers.'),
+            field=models.BooleanField(default=False, help_text='The job finished while storage was unreachable: what it staged is removed by the sweeper once storage answers.'),
         ),
     ]

@@ -252,9 +252,10 @@ def publish_job_fail(
 
 
 def job_objects_discard(*, job: PublishJob, store: ObjectStore) -> bool:
-    """Removes what a job that failed for good stored that no version row refers to.
-    When storage cannot be reached, the job is marked so that the sweeper tries again
-    (`cleanup_pending`); returns whether it is done."""
+    """Removes what a finished job stored that no version row refers to: its staged
+    object, and (if it failed) the final object it copied. When storage cannot be
+    reached, the job is marked so that the sweeper tries again (`cleanup_pending`);
+    returns whether it is done."""
     try:
         store.delete(job.staging_key)
         target = PublishJob.objects.filter(pk=job.pk).values_list("target_key", flat=True).first()
@@ -272,7 +273,7 @@ def publish_jobs_sweep() -> int:
     """Sends again the task of every job the broker lost (a queued job not started for
     PUBLISH_JOB_REDISPATCH_SECONDS) and of every running job whose worker went silent
     (its lease ran out); returns how many. Also removes the staged objects of jobs that
-    failed while storage was unreachable."""
+    finished while storage was unreachable."""
     now = timezone.now()
     stale_dispatch = now - timedelta(seconds=settings.PUBLISH_JOB_REDISPATCH_SECONDS)
     queued = PublishJob.objects.filter(
@@ -286,7 +287,9 @@ def publish_jobs_sweep() -> int:
     ):
         publish_job_dispatch(job_id)
         sent += 1
-    leftovers = PublishJob.objects.filter(status=JobStatus.FAILED, cleanup_pending=True)
+    leftovers = PublishJob.objects.filter(
+        status__in=(JobStatus.SUCCEEDED, JobStatus.FAILED), cleanup_pending=True
+    )
     if leftovers.exists():
         store = get_object_store()
         for job in leftovers.order_by("finished_at")[:100]:
