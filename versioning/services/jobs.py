@@ -40,7 +40,8 @@ from versioning.models import DatasetVersion, JobStatus, PublishJob
 logger = logging.getLogger(__name__)
 
 TASK_NAME = "versioning.run_publish_job"
-# Backoff for temporary failures: 5 s, 10 s, 20 s... at most 5 minutes, times 0.5-1.5.
+# Backoff after the n-th try failed for a temporary reason: 5 s * 2^n (10 s, 20 s, ...),
+# at most 5 minutes, times 0.5-1.5 at random so that jobs failed together spread out.
 _BACKOFF_BASE = 5
 _BACKOFF_CAP = 300
 
