@@ -110,12 +110,17 @@ def _objects_dir() -> Path:
 
 @pytest.fixture(autouse=True)
 def empty_bucket(s3_server):
-    """Each test starts with an empty bucket (in the embedded mode, an empty folder)."""
+    """Each test starts with an empty bucket, with no unfinished multipart upload (in the
+    embedded mode, an empty folder)."""
     yield
     if s3_server is None:
         shutil.rmtree(_objects_dir(), ignore_errors=True)
         return
     bucket = os.environ["S3_BUCKET"]
+    for upload in s3_server.list_multipart_uploads(Bucket=bucket).get("Uploads", []):
+        s3_server.abort_multipart_upload(
+            Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+        )
     paginator = s3_server.get_paginator("list_objects_v2")
     for page in paginator.paginate(Bucket=bucket):
         keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]

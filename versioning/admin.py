@@ -858,6 +858,7 @@ class PublishJobAdmin(_ViewerOnObject, ReadOnlyAdmin):
         "status",
         "outcome",
         "progress",
+        "attempts",
         "version",
         "requester",
         "source",
@@ -865,6 +866,7 @@ class PublishJobAdmin(_ViewerOnObject, ReadOnlyAdmin):
     list_filter = [
         "status",
         "outcome",
+        "error_code",
         "source",
         ("dataset__organization", admin.RelatedOnlyFieldListFilter),
     ]

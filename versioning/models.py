@@ -307,6 +307,11 @@ class PublishJob(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     lease_until = models.DateTimeField(null=True, blank=True)
+    cleanup_pending = models.BooleanField(
+        default=False,
+        help_text="The job finished while storage was unreachable: what it staged is "
+        "removed by the sweeper once storage answers.",
+    )
 
     class Meta:
         ordering = ["-created_at"]

@@ -26,12 +26,13 @@ class PublishOptions:
     note: str = ""
     allow_breaking: bool = False
     draft: bool = False
-    inputs: tuple[str, ...] = field(default=())
+    inputs: tuple[str, ...] = field(default=())  # a single string is one input
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "version", (self.version or "").strip())
         object.__setattr__(self, "note", self.note or "")
-        object.__setattr__(self, "inputs", tuple(self.inputs or ()))
+        inputs = (self.inputs,) if isinstance(self.inputs, str) else self.inputs
+        object.__setattr__(self, "inputs", tuple(inputs or ()))
 
     @classmethod
     def from_fields(
@@ -50,7 +51,7 @@ class PublishOptions:
             note=note,
             allow_breaking=bool(allow_breaking),
             draft=bool(draft),
-            inputs=tuple(inputs or ()),
+            inputs=inputs,
         )
 
     @classmethod

@@ -8,8 +8,8 @@ manifest) and every change of a dataset, organisation or membership (the catalog
 services and the admin) call `generation_bump()`. Not model signals: a
 `QuerySet.update()` bypasses them. It moves after commit (and, harmlessly, at once): a
 reader reads the generation before the database, so an answer worked out from the old
-rows is stored under the old generation, which the bump leaves behind. A change is therefore seen by
-the very next call, from any web process.
+rows is stored under the old generation, which the bump leaves behind. A change is
+therefore seen by the very next call, from any web process.
 
 The cache never fails a commit or a read: the database is the source of truth. A bump
 that cannot reach the cache is logged and made up by the outbox sweeper

@@ -4,6 +4,7 @@ with its staged file; a job that fails for good removes what it staged."""
 
 from __future__ import annotations
 
+import io
 from datetime import timedelta
 
 import pytest
@@ -21,8 +22,8 @@ from tests.versioning.conftest import (
     sweep_until_finished,
     wait_until_running,
 )
-from versioning.models import DatasetVersion, JobStatus, PublishJob
-from versioning.services import publish_job_run
+from versioning.models import DatasetVersion, JobSource, JobStatus, PublishJob
+from versioning.services import publish_job_create, publish_job_run, publish_jobs_sweep
 from versioning.services.jobs import (
     Claim,
     lease_kept,
@@ -167,4 +168,69 @@ def test_a_dropped_database_connection_mid_inspection_keeps_the_upload_and_the_j
     assert job.status == JobStatus.SUCCEEDED, job.message
     version = DatasetVersion.objects.get(dataset=dataset)
     assert version.pk == job.version_id and version.size_bytes == len(data)
-    assert not get_object_store().exists(job.staging_key)
+    # The worker removes the staged file just after its commit.
+    wait_for(lambda: not get_object_store().exists(job.staging_key), message="staging emptied")
+
+
+def test_a_job_failing_while_storage_is_away_has_its_staged_file_removed_by_the_sweeper(
+    dataset, system, flaky_storage, bucket_keys
+):
+    job = queue(dataset, CSV, system)
+    claimed = publish_job_claim(job_id=job.pk)
+    flaky_storage.cut_after = 0  # storage unreachable from here on
+    assert publish_job_fail(job=claimed, message="bad", code="invalid", store=get_object_store())
+    job.refresh_from_db()
+    assert job.status == JobStatus.FAILED and job.cleanup_pending
+    flaky_storage.heal()
+    assert bucket_keys("acme/staging/") == [job.staging_key]
+
+    publish_jobs_sweep()
+    job.refresh_from_db()
+    assert not job.cleanup_pending
+    assert bucket_keys("acme/staging/") == []
+
+
+def test_a_verdict_on_the_file_records_publish_failed_and_a_fault_out_of_retries_does_not(
+    dataset, system
+):
+    from catalog.models import DomainEvent
+
+    refused = publish_job_create(
+        dataset=dataset,
+        stream=io.BytesIO(CSV),
+        filename="data.csv",
+        actor=system,
+        source=JobSource.COMMAND,
+    )
+    PublishJob.objects.filter(pk=refused.pk).update(requested_version="not-a-version")
+    assert publish_job_run(job_id=refused.pk).status == JobStatus.FAILED
+    [event] = DomainEvent.objects.filter(topic="publish.failed")
+    assert event.payload["job_id"] == str(refused.pk)
+    assert event.payload["dataset"] == "gold/txn_daily" and event.payload["error_code"] == "invalid"
+
+    interrupted = queue(dataset, CSV, system)
+    PublishJob.objects.filter(pk=interrupted.pk).update(
+        status=JobStatus.RUNNING,
+        attempts=settings.PUBLISH_JOB_MAX_ATTEMPTS,
+        lease_until=timezone.now() - timedelta(seconds=1),
+    )
+    assert publish_job_run(job_id=interrupted.pk).status == JobStatus.FAILED
+    assert DomainEvent.objects.filter(topic="publish.failed").count() == 1
+
+
+def test_a_published_jobs_staged_file_that_storage_would_not_delete_is_removed_by_the_sweeper(
+    dataset, system, flaky_storage, bucket_keys
+):
+    job = queue(dataset, CSV, system)
+    flaky_storage.refuse_marker = b"delete /"  # storage drops every delete
+    assert publish_job_run(job_id=job.pk).status == JobStatus.SUCCEEDED
+    job.refresh_from_db()
+    assert job.cleanup_pending
+    flaky_storage.heal()
+    assert bucket_keys("acme/staging/") == [job.staging_key]
+
+    publish_jobs_sweep()
+    job.refresh_from_db()
+    assert not job.cleanup_pending and job.status == JobStatus.SUCCEEDED
+    assert bucket_keys("acme/staging/") == []
+    assert bucket_keys("acme/v1/gold/") == [job.version.key]

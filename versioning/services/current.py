@@ -82,16 +82,16 @@ def version_make_current(
         raise RuntimeError("version_make_current() runs inside the caller's transaction.")
     dataset = version.dataset
     try:
-        with transaction.atomic():
+        with transaction.atomic():  # a savepoint: a refusal leaves `previous` current
             if previous is not None and previous.pk != version.pk:
                 DatasetVersion.objects.filter(pk=previous.pk).update(is_current=False)
             made = DatasetVersion.objects.filter(pk=version.pk, status=VersionStatus.ACTIVE).update(
                 is_current=True
             )
+            if not made:
+                raise Conflict(f"{version} is not active, so it cannot be made current.")
     except IntegrityError as exc:
         raise Conflict(f"{version} could not be made current: {exc}") from exc
-    if not made:
-        raise Conflict(f"{version} is not active, so it cannot be made current.")
     version.is_current = True
     if previous is not None:
         previous.is_current = False

@@ -34,13 +34,14 @@ from catalog import events
 from catalog.exceptions import DomainError, StorageUnavailable
 from catalog.leases import LeaseKeeper, LeaseLost
 from catalog.queue import send_task
-from catalog.storage import ObjectStore
+from catalog.storage import ObjectStore, get_object_store
 from versioning.models import DatasetVersion, JobStatus, PublishJob
 
 logger = logging.getLogger(__name__)
 
 TASK_NAME = "versioning.run_publish_job"
-# Backoff for temporary failures: 5 s, 10 s, 20 s... at most 5 minutes, times 0.5-1.5.
+# Backoff after the n-th try failed for a temporary reason: 5 s * 2^n (10 s, 20 s, ...),
+# at most 5 minutes, times 0.5-1.5 at random so that jobs failed together spread out.
 _BACKOFF_BASE = 5
 _BACKOFF_CAP = 300
 
@@ -210,40 +211,42 @@ def publish_job_fail(
     store: ObjectStore,
     details: dict | None = None,
     keep_staged: bool = False,
-    refused: bool = False,
+    verdict: bool = False,
 ) -> bool:
     """Fails the job for good under this worker's claim, then removes its staged object
     (unless `keep_staged`: the refused-staging sweep removes it later) and any final
-    object it made that no version refers to. Returns False, touching nothing, if the
-    claim is lost (the job belongs to another worker now).
-
-    `refused` says the verdict is on the file itself (its content or its version), not a
-    fault: then `publish.failed` is recorded with the failure, once per job."""
-    safe_details = json.loads(json.dumps(details or {}, default=str))
+    object it made that no version refers to. `verdict`: the failure is about the file
+    itself (unreadable, a refused version), which records `publish.failed` with the
+    failure, for subscribers; a fault that merely ran out of retries does not. Returns
+    False, touching nothing, if the claim is lost (the job belongs to another worker now)."""
+    details = json.loads(json.dumps(details or {}, default=str))
     try:
         with transaction.atomic():
             Claim.of(job).update(
                 status=JobStatus.FAILED,
                 message=message,
                 error_code=code,
-                error_details=safe_details,
+                error_details=details,
                 finished_at=timezone.now(),
                 lease_until=None,
             )
-            if refused:
+            if verdict:
+                dataset = job.dataset
                 events.event_record(
                     topic="publish.failed",
                     payload={
+                        "dataset_id": dataset.pk,
+                        "dataset": dataset.path,
+                        "organization": dataset.organization.slug,
                         "job_id": str(job.pk),
-                        "dataset_id": job.dataset_id,
-                        "dataset": job.dataset.path,
-                        "organization": job.dataset.organization.slug,
                         "version": job.target_version or job.requested_version or None,
                         "error_code": code,
                         "message": message,
-                        "details": safe_details,
+                        "details": details,
+                        "requested_version": job.requested_version,
+                        "source": job.source,
                     },
-                    organization=job.dataset.organization,
+                    organization=dataset.organization,
                 )
     except ClaimLost:
         return False
@@ -251,10 +254,11 @@ def publish_job_fail(
     return True
 
 
-def job_objects_discard(*, job: PublishJob, store: ObjectStore, keep_staged: bool = False) -> None:
-    """Removes what a finished-for-good job stored that no version row refers to. A
-    storage failure here is logged: the objects are then left for an operator (their
-    keys are on the job)."""
+def job_objects_discard(*, job: PublishJob, store: ObjectStore, keep_staged: bool = False) -> bool:
+    """Removes what a finished job stored that no version row refers to: its staged
+    object (unless `keep_staged`), and (if it failed) the final object it copied. When
+    storage cannot be reached, the job is marked so that the sweeper tries again
+    (`cleanup_pending`); returns whether it is done."""
     try:
         if not keep_staged:
             store.delete(job.staging_key)
@@ -262,13 +266,18 @@ def job_objects_discard(*, job: PublishJob, store: ObjectStore, keep_staged: boo
         if target and not DatasetVersion.objects.filter(key=target).exists():
             store.delete(target)
     except DomainError:
-        logger.warning("Could not remove the objects of failed publish job %s", job.pk)
+        logger.warning("Could not remove the objects of failed publish job %s yet", job.pk)
+        PublishJob.objects.filter(pk=job.pk).update(cleanup_pending=True)
+        return False
+    PublishJob.objects.filter(pk=job.pk, cleanup_pending=True).update(cleanup_pending=False)
+    return True
 
 
 def publish_jobs_sweep() -> int:
     """Sends again the task of every job the broker lost (a queued job not started for
     PUBLISH_JOB_REDISPATCH_SECONDS) and of every running job whose worker went silent
-    (its lease ran out); returns how many."""
+    (its lease ran out); returns how many. Also removes the staged objects of jobs that
+    finished while storage was unreachable."""
     now = timezone.now()
     stale_dispatch = now - timedelta(seconds=settings.PUBLISH_JOB_REDISPATCH_SECONDS)
     queued = PublishJob.objects.filter(
@@ -282,4 +291,12 @@ def publish_jobs_sweep() -> int:
     ):
         publish_job_dispatch(job_id)
         sent += 1
+    leftovers = PublishJob.objects.filter(
+        status__in=(JobStatus.SUCCEEDED, JobStatus.FAILED), cleanup_pending=True
+    )
+    if leftovers.exists():
+        store = get_object_store()
+        for job in leftovers.order_by("finished_at")[:100]:
+            if not job_objects_discard(job=job, store=store):
+                break  # storage is still away: next sweep
     return sent

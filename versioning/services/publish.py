@@ -61,6 +61,7 @@ from versioning.services.jobs import (
     ClaimLost,
     ProgressBeat,
     connection_reset,
+    job_objects_discard,
     lease_kept,
     publish_job_claim,
     publish_job_dispatch,
@@ -306,8 +307,8 @@ def publish_job_attempt(*, job: PublishJob, store: ObjectStore | None = None) ->
             store=store,
             details=exc.details,
             keep_staged=exc.code == "invalid" and "change_type" in exc.details,
-            # Only a verdict on the file itself (not a lost race) is a quality failure.
-            refused=isinstance(exc, InvalidInput),
+            # Only a verdict on the file itself (not a lost race) tells subscribers.
+            verdict=isinstance(exc, InvalidInput),
         )
     except Exception as exc:
         logger.exception("Publish job %s failed", job.pk)
@@ -327,18 +328,25 @@ def _run(job: PublishJob, store: ObjectStore) -> None:
         raise FileRejected("The uploaded file is no longer in staging; upload it again.")
     with store.open(job.staging_key) as stream:
         profile = inspect_stream(stream, format=job.format, on_progress=ProgressBeat(claim))
-    with lease_kept(claim) as lease, dataset_lock(dataset.pk):
-        current = current_version(dataset)
-        if current is not None and current.sha256 == profile.sha256:
-            lease.check()
-            _finish_unchanged(job, current)
-        else:
-            decision = _decide(job, dataset, current, profile)
-            key = _target_key(job, dataset, decision.version, store)
-            copy_immutable(store, job.staging_key, key, sha256=profile.sha256)
-            lease.check()
-            _commit(job, dataset, current, decision, key, profile)
-    store.delete(job.staging_key)
+    finished = False
+    try:
+        with lease_kept(claim) as lease, dataset_lock(dataset.pk):
+            current = current_version(dataset)
+            if current is not None and current.sha256 == profile.sha256:
+                lease.check()
+                _finish_unchanged(job, current)
+            else:
+                decision = _decide(job, dataset, current, profile)
+                key = _target_key(job, dataset, decision.version, store)
+                copy_immutable(store, job.staging_key, key, sha256=profile.sha256)
+                lease.check()
+                _commit(job, dataset, current, decision, key, profile)
+            finished = True
+    finally:
+        # Even if releasing the lock fails (a dropped connection) after the commit: the
+        # job is done, so its staged object goes now (or, storage away, by the sweeper).
+        if finished:
+            job_objects_discard(job=job, store=store)
 
 
 @dataclass(frozen=True)
