@@ -190,9 +190,18 @@ class DeliverySerializer(serializers.ModelSerializer):
 
 
 class ReplayInput(serializers.Serializer):
-    since = serializers.DateTimeField(
-        help_text="Replays every failed or dead delivery to this endpoint made since then."
+    delivery = serializers.IntegerField(
+        required=False, min_value=1, help_text="Send this one delivery again."
     )
+    since = serializers.DateTimeField(
+        required=False,
+        help_text="Or send again every failed or dead delivery to this endpoint made since then.",
+    )
+
+    def validate(self, data):
+        if ("delivery" in data) == ("since" in data):
+            raise serializers.ValidationError("Give either delivery or since.")
+        return data
 
 
 class ReplayResult(serializers.Serializer):
