@@ -17,6 +17,7 @@ from notifications.models import (
     Subscription,
     WebhookEndpoint,
 )
+from notifications.services.preferences import PREFERENCE_FIELDS
 
 
 class PreferenceSerializer(serializers.ModelSerializer):
@@ -30,19 +31,7 @@ class PreferenceSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Preference
-        fields = [
-            "channels",
-            "email",
-            "phone",
-            "slack_webhook_url",
-            "frequency",
-            "quiet_start",
-            "quiet_end",
-            "time_zone",
-            "digest_hour",
-            "digest_weekday",
-            "updated_at",
-        ]
+        fields = [*PREFERENCE_FIELDS, "updated_at"]
         read_only_fields = ["updated_at"]
         extra_kwargs = {"slack_webhook_url": {"validators": []}}
 
