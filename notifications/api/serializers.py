@@ -17,6 +17,7 @@ from notifications.models import (
     Subscription,
     WebhookEndpoint,
 )
+from notifications.services.preferences import PREFERENCE_FIELDS
 
 
 class PreferenceSerializer(serializers.ModelSerializer):
@@ -30,19 +31,7 @@ class PreferenceSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Preference
-        fields = [
-            "channels",
-            "email",
-            "phone",
-            "slack_webhook_url",
-            "frequency",
-            "quiet_start",
-            "quiet_end",
-            "time_zone",
-            "digest_hour",
-            "digest_weekday",
-            "updated_at",
-        ]
+        fields = [*PREFERENCE_FIELDS, "updated_at"]
         read_only_fields = ["updated_at"]
         extra_kwargs = {"slack_webhook_url": {"validators": []}}
 
@@ -190,9 +179,18 @@ class DeliverySerializer(serializers.ModelSerializer):
 
 
 class ReplayInput(serializers.Serializer):
-    since = serializers.DateTimeField(
-        help_text="Replays every failed or dead delivery to this endpoint made since then."
+    delivery = serializers.IntegerField(
+        required=False, min_value=1, help_text="Send this one delivery again."
     )
+    since = serializers.DateTimeField(
+        required=False,
+        help_text="Or send again every failed or dead delivery to this endpoint made since then.",
+    )
+
+    def validate(self, data):
+        if ("delivery" in data) == ("since" in data):
+            raise serializers.ValidationError("Give either delivery or since.")
+        return data
 
 
 class ReplayResult(serializers.Serializer):

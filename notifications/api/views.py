@@ -7,7 +7,6 @@ and inbox; webhook endpoints hold signing secrets, so changing them needs `admin
 
 from __future__ import annotations
 
-from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
@@ -15,6 +14,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from catalog.api.errors import COMMON_ERRORS, error_responses
+from catalog.exceptions import Conflict, InvalidInput, NotFound
 from catalog.models import TokenScope
 from notifications import services
 from notifications.api import filters, serializers
@@ -26,6 +26,7 @@ READ = TokenScope.READ
 ADMIN = TokenScope.ADMIN
 _USER_SCOPES = {"GET": READ, "POST": READ, "PUT": READ, "PATCH": READ, "DELETE": READ}
 ERRORS = error_responses(*COMMON_ERRORS)
+FINISHED = (DeliveryStatus.SENT, DeliveryStatus.FAILED, DeliveryStatus.DEAD)
 _ADMIN_SCOPES = {"GET": READ, "POST": ADMIN, "PUT": ADMIN, "PATCH": ADMIN, "DELETE": ADMIN}
 
 
@@ -241,8 +242,6 @@ class WebhookEndpointViewSet(
     def test(self, request, pk=None):
         endpoint = self.get_object()
         if not endpoint.is_active:
-            from catalog.exceptions import InvalidInput
-
             raise InvalidInput("The endpoint is disabled; enable it first (is_active: true).")
         delivery = services.webhook_endpoint_test(endpoint=endpoint)
         return Response(
@@ -263,41 +262,31 @@ class WebhookEndpointViewSet(
         return self.get_paginated_response(serializers.DeliverySerializer(page, many=True).data)
 
     @extend_schema(
-        summary="Send one delivery again (same webhook-id)",
-        request=None,
-        responses={202: serializers.DeliverySerializer, **ERRORS},
-    )
-    @action(
-        detail=True, methods=["post"], url_path=r"deliveries/(?P<delivery_id>[0-9]{1,18})/replay"
-    )
-    def replay_one(self, request, pk=None, delivery_id=None):
-        endpoint = self.get_object()
-        delivery = get_object_or_404(Delivery, pk=delivery_id, endpoint=endpoint)
-        if delivery.status not in (DeliveryStatus.SENT, DeliveryStatus.FAILED, DeliveryStatus.DEAD):
-            from catalog.exceptions import Conflict
-
-            raise Conflict(f"The delivery is {delivery.status}; it is on its way already.")
-        services.deliveries_replay(deliveries=Delivery.objects.filter(pk=delivery.pk))
-        delivery.refresh_from_db()
-        return Response(
-            serializers.DeliverySerializer(delivery).data, status=status.HTTP_202_ACCEPTED
-        )
-
-    @extend_schema(
-        summary="Send again every failed or dead delivery since a time",
+        summary="Send deliveries again (same webhook-id)",
+        description='`{"delivery": id}` sends one delivery again; `{"since": time}` '
+        "every failed or dead delivery to this endpoint made since then.",
         request=serializers.ReplayInput,
-        responses={202: serializers.ReplayResult, **ERRORS},
+        responses={202: serializers.ReplayResult, **ERRORS, **error_responses(409)},
     )
     @action(detail=True, methods=["post"])
     def replay(self, request, pk=None):
         endpoint = self.get_object()
         data = serializers.ReplayInput(data=request.data)
         data.is_valid(raise_exception=True)
-        count = services.deliveries_replay(
-            deliveries=Delivery.objects.filter(
+        if "delivery" in data.validated_data:
+            delivery = Delivery.objects.filter(
+                pk=data.validated_data["delivery"], endpoint=endpoint
+            ).first()
+            if delivery is None:
+                raise NotFound("No such delivery to this endpoint.")
+            if delivery.status not in FINISHED:
+                raise Conflict(f"The delivery is {delivery.status}; it is on its way already.")
+            chosen = Delivery.objects.filter(pk=delivery.pk)
+        else:
+            chosen = Delivery.objects.filter(
                 endpoint=endpoint,
                 status__in=[DeliveryStatus.FAILED, DeliveryStatus.DEAD],
                 created_at__gte=data.validated_data["since"],
             )
-        )
+        count = services.deliveries_replay(deliveries=chosen)
         return Response({"replayed": count}, status=status.HTTP_202_ACCEPTED)

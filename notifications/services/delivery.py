@@ -188,8 +188,14 @@ def deliveries_send(*, delivery_ids: list[int], now: datetime | None = None) -> 
     for channel, group in by_channel.items():
         transport: Transport = TRANSPORTS[channel]()
         transport.open()
+        failing: dict[int, TransportError] = {}
         try:
             for d in group:
+                if d.endpoint_id in failing:
+                    # Its receiver just failed: the rest of its batch waits for the retry
+                    # instead of waiting for the same timeout once per message.
+                    _failed(d, claim, failing[d.endpoint_id], now=now)
+                    continue
                 unsubscribe = ""
                 if channel == Channel.EMAIL:
                     unsubscribe = unsubscribe_url(
@@ -200,6 +206,8 @@ def deliveries_send(*, delivery_ids: list[int], now: datetime | None = None) -> 
                     status = transport.send(message)
                 except TransportError as exc:
                     _failed(d, claim, exc, now=now)
+                    if d.endpoint_id and not exc.permanent:
+                        failing[d.endpoint_id] = exc
                     continue
                 except Exception as exc:  # a bug must not leave the row claimed
                     logger.exception("Sending delivery %s failed", d.pk)

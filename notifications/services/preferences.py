@@ -32,6 +32,19 @@ from notifications.models import (
 )
 
 DEFAULT_CHANNELS = [Channel.INAPP, Channel.EMAIL]
+# What a user may change in their preferences.
+PREFERENCE_FIELDS = (
+    "channels",
+    "email",
+    "phone",
+    "slack_webhook_url",
+    "frequency",
+    "quiet_start",
+    "quiet_end",
+    "time_zone",
+    "digest_hour",
+    "digest_weekday",
+)
 PATTERN = re.compile(r"^[a-z0-9_*?\[\]-]+/[a-z0-9_*?\[\]-]+/[a-z0-9_*?\[\]-]+$")
 
 
@@ -82,19 +95,7 @@ def preferences_of(user_ids) -> dict[int, Preference]:
 
 def preference_update(*, user, **fields) -> Preference:
     """Changes the given fields of the user's preferences, checked together."""
-    allowed = {
-        "channels",
-        "email",
-        "phone",
-        "slack_webhook_url",
-        "frequency",
-        "quiet_start",
-        "quiet_end",
-        "time_zone",
-        "digest_hour",
-        "digest_weekday",
-    }
-    unknown = set(fields) - allowed
+    unknown = set(fields) - set(PREFERENCE_FIELDS)
     if unknown:
         raise InvalidInput(f"Unknown preference fields: {', '.join(sorted(unknown))}.")
     pref = preference_get(user=user)

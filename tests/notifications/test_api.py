@@ -202,10 +202,14 @@ def test_replay_sends_one_delivery_or_every_failed_one_since_a_time(
     Delivery.objects.filter(pk__in=ids[:2]).update(status="dead")
     Delivery.objects.filter(pk=ids[2]).update(status="sent")
     url = f"{BASE}/webhook-endpoints/{endpoint['id']}"
-    one = sue_admin.post(f"{url}/deliveries/{ids[2]}/replay/")
-    assert one.status_code == 202 and one.json()["status"] == "pending"
-    again = sue_admin.post(f"{url}/deliveries/{ids[2]}/replay/")
+    one = sue_admin.post(f"{url}/replay/", {"delivery": ids[2]}, format="json")
+    assert one.status_code == 202 and one.json() == {"replayed": 1}
+    assert Delivery.objects.get(pk=ids[2]).status == "pending"
+    again = sue_admin.post(f"{url}/replay/", {"delivery": ids[2]}, format="json")
     assert again.status_code == 409
+    assert "on its way already" in error_of(again)["message"]
+    neither = sue_admin.post(f"{url}/replay/", {}, format="json")
+    assert neither.status_code == 400 and "either delivery or since" in error_of(neither)["message"]
     since = sue_admin.post(f"{url}/replay/", {"since": "2000-01-01T00:00:00Z"}, format="json")
     assert since.json() == {"replayed": 2}
     bad = sue_admin.post(f"{url}/replay/", {"since": "yesterday"}, format="json")

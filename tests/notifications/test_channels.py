@@ -351,3 +351,17 @@ def test_a_receiver_that_is_down_is_retried(published, subscriber, receiver):
     d = Delivery.objects.get()
     assert (d.status, d.attempts) == ("failed", 1)
     assert "Could not reach the receiver" in d.last_error
+
+
+def test_a_timing_out_receiver_costs_one_timeout_per_batch_not_one_per_message(
+    published, subscriber, receiver, settings
+):
+    settings.NOTIFY_HTTP_TIMEOUT = 1
+    webhook_subscriber(subscriber, published, receiver.url())
+    receiver.behave["/hook"] = Behaviour(delay=3)
+    for version in ("1.1.0", "1.2.0", "1.3.0"):
+        promoted(published, version)
+    started = clock.monotonic()
+    send_all()
+    assert clock.monotonic() - started < 2.5
+    assert set(Delivery.objects.values_list("status", "attempts")) == {("failed", 1)}
