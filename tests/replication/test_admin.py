@@ -1,12 +1,12 @@
 """The steward's replication admin: rules saved through the services (same refusals as
-the API), "Replicate now" on datasets, and the monitor drawn in Chromium."""
+the API) and "Replicate now" on datasets. The monitor is drawn in Chromium in
+tests/browser/test_replication_monitor.py."""
 
 from __future__ import annotations
 
 import pytest
 
 from replication.models import Replica, ReplicationRule
-from tests.browser.conftest import browser, page  # noqa: F401 - Chromium for the monitor
 from tests.replication.conftest import CSV
 
 
@@ -69,40 +69,3 @@ def test_replicate_now_on_datasets_queues_their_current_versions(
         "ap-southeast-1",
         "eu-west-1",
     ]
-
-
-@pytest.mark.django_db(transaction=True)
-def test_the_monitor_shows_each_region_and_chromium_draws_its_charts(
-    page,  # noqa: F811
-    live_server,
-    steward,
-    dataset,
-    publish,
-    gold_rule,
-    deliver,
-    copy_due,
-):
-    publish(dataset, CSV)
-    deliver()
-    assert set(copy_due().values()) == {"verified"}
-
-    page.goto(f"{live_server.url}/admin/login/?next=/admin/replication/replica/monitor/")
-    page.fill("#id_username", "stella")
-    page.fill("#id_password", "pw-stella")
-    page.click("input[type=submit]")
-    page.wait_for_selector("#monitor")
-
-    cells = page.locator("#monitor .replica-status")
-    assert sorted(cells.all_inner_texts()) == ["verified", "verified"]
-    assert "acme/gold/txn_daily" in page.inner_text("#monitor")
-    canvas = page.locator("canvas[data-drawn=true]").first
-    canvas.wait_for()
-    series = page.evaluate(
-        "Array.from(document.querySelectorAll('canvas[data-drawn=true]'))"
-        ".map(c => c.chart.data.datasets.map(d => [d.label, d.data[d.data.length - 1]]))"
-    )
-    throughput = dict(series[0])
-    assert set(throughput) == {"ap-southeast-1", "eu-west-1"}
-    assert throughput["eu-west-1"] > 0
-    cost = dict(series[1])
-    assert cost["eu-west-1"] > 0
