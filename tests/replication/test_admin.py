@@ -69,3 +69,31 @@ def test_replicate_now_on_datasets_queues_their_current_versions(
         "ap-southeast-1",
         "eu-west-1",
     ]
+
+
+def test_the_cost_report_lists_each_dataset_and_region_for_the_month_asked(
+    steward_client, dataset, publish, gold_rule, deliver, copy_due
+):
+    from django.utils import timezone
+
+    publish(dataset, CSV)
+    deliver()
+    copy_due()
+    month = timezone.localdate().strftime("%Y-%m")
+    page = steward_client.get(f"/admin/replication/replica/costs/?month={month}")
+    html = page.content.decode()
+    assert page.status_code == 200
+    assert html.count("acme/gold/txn_daily") == 2
+    assert "eu-west-1" in html and "ap-southeast-1" in html
+    empty = steward_client.get("/admin/replication/replica/costs/?month=2020-01").content
+    assert b"No replication cost in January 2020." in empty
+    assert steward_client.get("/admin/replication/replica/costs/?month=nonsense").status_code == 200
+
+
+def test_every_regions_s3_client_sends_checksums_only_when_required(regions):
+    from replication.engine import region_store
+
+    for code in ("ap-southeast-1", "eu-west-1"):
+        config = region_store(regions[code]).client.meta.config
+        assert config.request_checksum_calculation == "when_required"
+        assert config.response_checksum_validation == "when_required"
