@@ -9,6 +9,8 @@ datasets (added to versioning's dataset admin here, so versioning knows nothing 
 
 from __future__ import annotations
 
+from datetime import date, timedelta
+
 from django import forms
 from django.contrib import admin, messages
 from django.template.defaultfilters import filesizeformat
@@ -241,12 +243,39 @@ class ReplicaAdmin(ReadOnlyAdmin):
         return obj.last_error[:120]
 
     def get_urls(self):
-        monitor = path(
-            "monitor/",
-            self.admin_site.admin_view(self.monitor_view),
-            name="replication_monitor",
-        )
-        return [monitor, *super().get_urls()]
+        views = [
+            path(
+                "monitor/",
+                self.admin_site.admin_view(self.monitor_view),
+                name="replication_monitor",
+            ),
+            path(
+                "costs/",
+                self.admin_site.admin_view(self.costs_view),
+                name="replication_costs",
+            ),
+        ]
+        return [*views, *super().get_urls()]
+
+    def costs_view(self, request):
+        """The monthly cost report per dataset and region (`?month=YYYY-MM`)."""
+        this_month = timezone.localdate().replace(day=1)
+        try:
+            month = date.fromisoformat(f"{request.GET['month']}-01")
+        except (KeyError, ValueError):
+            month = this_month
+        rows = selectors.cost_report(organizations=_orgs(request), month=month)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Replication cost, {month:%B %Y}",
+            "rows": rows,
+            "month": month,
+            "previous": (month - timedelta(days=1)).replace(day=1),
+            "next": (month + timedelta(days=32)).replace(day=1) if month < this_month else None,
+            "total": sum(r.total_cost for r in rows),
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/replication/costs.html", context)
 
     def monitor_view(self, request):
         """Seed 000's v_replication_monitor: every dataset in every region, lag and

@@ -19,17 +19,20 @@ def _cdn_url(region: Region, version) -> str:
 
 def download_locate(*, version, region: str) -> Location | None:
     """The region's verified copy of `version` when `region` names one, else the
-    primary (named, once regions are set up). An unknown region is a 400 naming the
-    valid ones; a known region without a verified copy falls back to the primary."""
+    primary's. An unknown region is a 400 naming the valid ones; a known region without
+    a verified copy falls back to the primary. Without `region` the primary serves as
+    before, at no cost: a warm download asks the database nothing."""
+    if not region:
+        return None
     regions = {r.code: r for r in Region.objects.filter(is_active=True)}
     primary = next((r for r in regions.values() if r.is_primary), None)
-    if region and region not in regions:
+    if region not in regions:
         raise InvalidInput(
             f"Unknown region {region!r}.",
             details={"region": region, "valid": sorted(regions)},
         )
-    chosen = regions.get(region) if region else None
-    if chosen is not None and not chosen.is_primary:
+    chosen = regions[region]
+    if not chosen.is_primary:
         verified = Replica.objects.filter(
             version_id=version.pk, region=chosen, status=ReplicaStatus.VERIFIED
         ).exists()

@@ -113,6 +113,7 @@ class RuleViewSet(
     serializer_class = RuleSerializer
     filterset_class = RuleFilterSet
     lookup_value_regex = r"[0-9]{1,18}"
+    lookup_url_kwarg = "rule_id"
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
@@ -176,7 +177,7 @@ class RuleViewSet(
         request=RuleUpdateInput,
         responses={200: RuleSerializer, **READ_ERRORS},
     )
-    def partial_update(self, request, pk=None):
+    def partial_update(self, request, rule_id=None):
         rule = self.get_object()
         data = RuleUpdateInput(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
@@ -188,7 +189,7 @@ class RuleViewSet(
         )
         return Response(self._render([rule], many=True)[0])
 
-    def destroy(self, request, pk=None):
+    def destroy(self, request, rule_id=None):
         rule_delete(rule=self.get_object(), actor=Actor.from_request(request, via="api"))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -209,6 +210,7 @@ class ReplicaViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = ReplicaSerializer
     filterset_class = ReplicaFilterSet
     lookup_value_regex = r"[0-9]{1,18}"
+    lookup_url_kwarg = "replica_id"
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
@@ -234,6 +236,7 @@ class CopyRunViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = CopyRunSerializer
     filterset_class = CopyRunFilterSet
     lookup_value_regex = r"[0-9]{1,18}"
+    lookup_url_kwarg = "run_id"
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):

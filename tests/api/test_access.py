@@ -63,6 +63,7 @@ def hidden(acme, steward, system, publish, make_token):
     dataset = dataset_create(organization=acme, layer="gold", name=SECRET, actor=system)
     publish(dataset, CSV)
     make_token(steward, name="acme-token")
+    rule, replica, run = _replication_of(dataset, system)
     return {
         "layer": "gold",
         "name": SECRET,
@@ -71,7 +72,39 @@ def hidden(acme, steward, system, publish, make_token):
         "job_id": str(PublishJob.objects.get(dataset=dataset).pk),
         "pk": str(ApiToken.objects.get(name="acme-token").pk),
         "code": "eu-west-1",
+        "rule_id": str(rule.pk),
+        "replica_id": str(replica.pk),
+        "run_id": str(run.pk),
     }
+
+
+def _replication_of(dataset, system):
+    """acme's replication rule, a replica of the dataset and a copy run of it."""
+    from django.utils import timezone
+
+    from replication.models import CopyRun, Region
+    from replication.services import region_save, replicas_plan, rule_create
+
+    primary = region_save(region=Region(code="us-east-1", name="US", is_primary=True), actor=system)
+    eu = region_save(region=Region(code="eu-west-1", name="EU", local_path="/tmp/x"), actor=system)
+    rule = rule_create(
+        organization=dataset.organization, regions=[eu], actor=system, pattern="acme/gold/*"
+    )
+    version = dataset.versions.get()
+    [replica] = replicas_plan(version=version, targets={eu: rule})
+    run = CopyRun.objects.create(
+        replica=replica,
+        source_region=primary,
+        target_region=eu,
+        attempt=1,
+        method="stream",
+        started_at=timezone.now(),
+    )
+    return rule, replica, run
+
+
+# Routes of objects every signed-in user may see, whatever their organisation.
+SHARED = ("api/v1/replication/regions/",)
 
 
 # Routes whose list answers need a query (a report's dates, the proxy's dataset).
@@ -98,7 +131,9 @@ def test_another_organisations_user_gets_404_on_every_route_that_names_a_hidden_
         if not guarded(callback):
             continue
         url = fill(route, hidden)
-        has_object = "<" in route or "(?P<" in route or "dataset-proxy" in route
+        has_object = ("<" in route or "(?P<" in route or "dataset-proxy" in route) and (
+            not route.startswith(SHARED)
+        )
         for method in methods_of(callback):
             response = getattr(client, method)(url + query_for(route), {}, format="json")
             assert response.status_code != 500, (method, url)

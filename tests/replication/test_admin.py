@@ -1,12 +1,12 @@
 """The steward's replication admin: rules saved through the services (same refusals as
-the API), "Replicate now" on datasets, and the monitor drawn in Chromium."""
+the API) and "Replicate now" on datasets. The monitor is drawn in Chromium in
+tests/browser/test_replication_monitor.py."""
 
 from __future__ import annotations
 
 import pytest
 
 from replication.models import Replica, ReplicationRule
-from tests.browser.conftest import browser, page  # noqa: F401 - Chromium for the monitor
 from tests.replication.conftest import CSV
 
 
@@ -71,38 +71,29 @@ def test_replicate_now_on_datasets_queues_their_current_versions(
     ]
 
 
-@pytest.mark.django_db(transaction=True)
-def test_the_monitor_shows_each_region_and_chromium_draws_its_charts(
-    page,  # noqa: F811
-    live_server,
-    steward,
-    dataset,
-    publish,
-    gold_rule,
-    deliver,
-    copy_due,
+def test_the_cost_report_lists_each_dataset_and_region_for_the_month_asked(
+    steward_client, dataset, publish, gold_rule, deliver, copy_due
 ):
+    from django.utils import timezone
+
     publish(dataset, CSV)
     deliver()
-    assert set(copy_due().values()) == {"verified"}
+    copy_due()
+    month = timezone.localdate().strftime("%Y-%m")
+    page = steward_client.get(f"/admin/replication/replica/costs/?month={month}")
+    html = page.content.decode()
+    assert page.status_code == 200
+    assert html.count("acme/gold/txn_daily") == 2
+    assert "eu-west-1" in html and "ap-southeast-1" in html
+    empty = steward_client.get("/admin/replication/replica/costs/?month=2020-01").content
+    assert b"No replication cost in January 2020." in empty
+    assert steward_client.get("/admin/replication/replica/costs/?month=nonsense").status_code == 200
 
-    page.goto(f"{live_server.url}/admin/login/?next=/admin/replication/replica/monitor/")
-    page.fill("#id_username", "stella")
-    page.fill("#id_password", "pw-stella")
-    page.click("input[type=submit]")
-    page.wait_for_selector("#monitor")
 
-    cells = page.locator("#monitor .replica-status")
-    assert sorted(cells.all_inner_texts()) == ["verified", "verified"]
-    assert "acme/gold/txn_daily" in page.inner_text("#monitor")
-    canvas = page.locator("canvas[data-drawn=true]").first
-    canvas.wait_for()
-    series = page.evaluate(
-        "Array.from(document.querySelectorAll('canvas[data-drawn=true]'))"
-        ".map(c => c.chart.data.datasets.map(d => [d.label, d.data[d.data.length - 1]]))"
-    )
-    throughput = dict(series[0])
-    assert set(throughput) == {"ap-southeast-1", "eu-west-1"}
-    assert throughput["eu-west-1"] > 0
-    cost = dict(series[1])
-    assert cost["eu-west-1"] > 0
+def test_every_regions_s3_client_sends_checksums_only_when_required(regions):
+    from replication.engine import region_store
+
+    for code in ("ap-southeast-1", "eu-west-1"):
+        config = region_store(regions[code]).client.meta.config
+        assert config.request_checksum_calculation == "when_required"
+        assert config.response_checksum_validation == "when_required"

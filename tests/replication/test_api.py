@@ -204,8 +204,9 @@ def test_a_region_download_signs_that_regions_verified_copy_whose_bytes_match(
     assert hashlib.sha256(data).hexdigest() == body["dataset_info"]["sha256"] == replicated.sha256
     assert "cdn_url" not in body  # a private dataset has no CDN address
 
-    primary = client.get(DOWNLOAD).json()
+    primary = client.get(f"{DOWNLOAD}?region=us-east-1").json()
     assert primary["dataset_info"]["region"] == "us-east-1"
+    assert "region" not in client.get(DOWNLOAD).json()["dataset_info"]  # as before regions
     proxied = client.get("/api/v1/dataset-proxy?dataset=gold/txn_daily&region=ap-southeast-1")
     assert proxied.json()["dataset_info"]["region"] == "ap-southeast-1"
     raw = client.get("/api/v1/datasets/gold/txn_daily/raw/?region=ap-southeast-1")
