@@ -34,9 +34,9 @@ def _stewarded(request, query: dict):
     """The datasets a report covers: the caller's, narrowed by `organization`/`dataset`."""
     if not request.user.is_authenticated:
         raise exceptions.NotAuthenticated()
-    datasets = selectors.stewarded_datasets(request.user)
-    if not request.user.is_superuser and not datasets.exists():
+    if not selectors.stewarded_organizations(request.user).exists():
         raise Forbidden("Usage reports are for stewards: you steward no organisation.")
+    datasets = selectors.stewarded_datasets(request.user)
     if query.get("organization"):
         datasets = datasets.filter(organization__slug=query["organization"])
     if query.get("dataset"):
