@@ -50,10 +50,12 @@ def _connect() -> psycopg.Connection:
 
 
 def _waiting_on_a_lock(conn: psycopg.Connection) -> bool:
+    """Whether an ingest is held at the rollup marks (another task's wait does not count)."""
     with conn.cursor() as cursor:
         cursor.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-            "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+            "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid() "
+            "AND query ILIKE '%%usage_rollupdue%%'"
         )
         return cursor.fetchone()[0] > 0
 
