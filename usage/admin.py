@@ -162,7 +162,12 @@ class DatasetDayAdmin(ReadOnlyAdmin):
             countries=countries,
             charts=[
                 chart_from_rows(
-                    selectors.segments_over_time(user=request.user, start=start, end=end),
+                    [
+                        {**row, "segment": Segment(row["segment"]).label}
+                        for row in selectors.segments_over_time(
+                            user=request.user, start=start, end=end
+                        )
+                    ],
                     x="day",
                     y="users",
                     group_by="segment",

@@ -152,6 +152,7 @@ class DatasetDay(models.Model):
 
     class Meta:
         ordering = ["-day", "dataset_id"]
+        verbose_name = verbose_name_plural = "daily dataset usage"
         constraints = [
             models.UniqueConstraint(
                 fields=["dataset", "day"],

@@ -16,6 +16,5 @@ def page_panels(context, place: str, dataset=None) -> list[registry.RenderedPane
     rendered = registry.panels_render(place, request=context.get("request"), dataset=dataset)
     # Each panel's HTML came from its own template, escaped there.
     return [
-        registry.RenderedPanel(name=p.name, title=p.title, html=mark_safe(p.html))  # noqa: S308
-        for p in rendered
+        registry.RenderedPanel(name=p.name, title=p.title, html=mark_safe(p.html)) for p in rendered
     ]

@@ -158,15 +158,14 @@ def test_the_dataset_report_has_counters_sushi_shape_and_counts(used, steward, a
 @pytest.mark.parametrize(
     "query",
     [
-        "",
-        "begin_date=2026-01-01",
+        "begin_date=2026-01-01&end_date=someday",
         "begin_date=yesterday&end_date=2026-01-01",
         "begin_date=2026-13&end_date=2026-12",
         "begin_date=2026-02-01&end_date=2026-01-31",
         "begin_date=2000-01-01&end_date=2026-01-01",
     ],
 )
-def test_a_report_with_missing_malformed_or_reversed_dates_is_refused(
+def test_a_report_with_malformed_reversed_or_too_distant_dates_is_refused(
     used, steward, as_user, query
 ):
     response = as_user(steward).get(f"{DSR}?{query}")
@@ -185,6 +184,20 @@ def test_the_rollups_export_as_csv(used, steward, as_user):
     assert len(rows) == 1
     assert rows[0]["organization"] == "acme" and rows[0]["dataset"] == "txn_daily"
     assert rows[0]["downloads"] == "3"
+
+
+def test_a_report_without_dates_covers_this_month_so_far(used, steward, as_user):
+    today = timezone.now().date()
+    period = as_user(steward).get(DSR).json()["report-header"]["reporting-period"]
+
+    assert period == {"begin-date": today.replace(day=1).isoformat(), "end-date": str(today)}
+
+
+def test_a_member_who_stewards_nothing_gets_no_reports(used, viewer, as_user):
+    response = as_user(viewer).get(DSR)
+
+    assert response.status_code == 403
+    assert "steward" in error_of(response)["message"]
 
 
 def test_an_unknown_export_table_is_refused(used, steward, as_user):

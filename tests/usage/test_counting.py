@@ -254,3 +254,28 @@ def test_the_sql_and_python_rollups_give_the_same_rows(replayed):
 
     assert snapshot() == python
     assert python["UsageSession"] and python["CountryDay"] and python["CounterDay"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("engine", ["sql", "python"])
+def test_events_for_a_dataset_or_user_deleted_since_do_not_stop_the_rollup(replayed, engine):
+    dataset, users, version = replayed
+    gone = {
+        "id": uuid.uuid4().hex,
+        "t": at("09:00:00").timestamp(),
+        "organization": dataset.organization_id,
+        "dataset": 999_999,
+        "version": 999_999,
+        "user": 999_999,
+        "kind": "download",
+        "status": 200,
+        "ua": BROWSER,
+        "client": "gone",
+    }
+    events_write(records=[gone])
+
+    rollup_day(day=DAY, engine=engine)
+
+    assert list(DatasetDay.objects.values_list("dataset_id", flat=True)) == [dataset.pk]
+    assert not UserDay.objects.filter(user_id=999_999).exists()
+    assert SiteDay.objects.get(day=DAY).active_users == 4  # the visitor still counts

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from datetime import date, timedelta
 
+from django.utils import timezone
 from rest_framework import serializers
 
 from usage import partitions
@@ -66,8 +67,12 @@ class ReportDateField(serializers.CharField):
 
 
 class DatasetReportQuery(serializers.Serializer):
-    begin_date = ReportDateField(help_text="YYYY-MM-DD or YYYY-MM.")
-    end_date = ReportDateField(end=True, help_text="YYYY-MM-DD or YYYY-MM (inclusive).")
+    begin_date = ReportDateField(
+        required=False, help_text="YYYY-MM-DD or YYYY-MM; default the first of this month."
+    )
+    end_date = ReportDateField(
+        end=True, required=False, help_text="YYYY-MM-DD or YYYY-MM (inclusive); default today."
+    )
     dataset = serializers.RegexField(
         r"^[a-z]{1,16}/[a-z0-9][a-z0-9_-]{0,63}$",
         required=False,
@@ -76,6 +81,9 @@ class DatasetReportQuery(serializers.Serializer):
     organization = serializers.SlugField(required=False, max_length=64)
 
     def validate(self, attrs):
+        today = timezone.now().date()
+        attrs.setdefault("end_date", today)
+        attrs.setdefault("begin_date", attrs["end_date"].replace(day=1))
         if attrs["end_date"] < attrs["begin_date"]:
             raise serializers.ValidationError({"end_date": "end_date is before begin_date."})
         if (attrs["end_date"] - attrs["begin_date"]).days > MAX_REPORT_DAYS:

@@ -17,7 +17,7 @@ from catalog.api.access import dataset_for_request
 from catalog.api.errors import error_responses
 from catalog.exceptions import Forbidden, NotFound
 from catalog.models import TokenScope
-from catalog.selectors import organizations_stewarded_by, user_can_steward
+from catalog.selectors import user_can_steward
 from usage import reports, selectors
 from usage.api.serializers import (
     DatasetReportQuery,
@@ -34,10 +34,9 @@ def _stewarded(request, query: dict):
     """The datasets a report covers: the caller's, narrowed by `organization`/`dataset`."""
     if not request.user.is_authenticated:
         raise exceptions.NotAuthenticated()
-    datasets = selectors.stewarded_datasets(request.user)
-    if not request.user.is_superuser and not organizations_stewarded_by(request.user).exists():
-        # A steward of an organisation without datasets yet gets empty reports.
+    if not selectors.stewarded_organizations(request.user).exists():
         raise Forbidden("Usage reports are for stewards: you steward no organisation.")
+    datasets = selectors.stewarded_datasets(request.user)
     if query.get("organization"):
         datasets = datasets.filter(organization__slug=query["organization"])
     if query.get("dataset"):

@@ -40,7 +40,7 @@ RETRY_REDIS_AFTER_SECONDS = 5.0
 # How often a web process looks for spool files to replay once Redis is back.
 REPLAY_CHECK_SECONDS = 10.0
 
-_clients: dict[str, redis.Redis] = {}
+_clients: dict[tuple[str, bool], redis.Redis] = {}
 _state = threading.local()
 _redis_down_until = 0.0
 _next_replay_check = 0.0
@@ -55,15 +55,20 @@ def lock_key() -> str:
     return f"{settings.USAGE_BUFFER_KEY}:ingest-lock"
 
 
-def redis_client(url: str | None = None) -> redis.Redis | None:
-    """One client (and connection pool) per URL; None when no Redis is configured."""
-    url = settings.USAGE_REDIS_URL if url is None else url
+def redis_client(*, patient: bool = False) -> redis.Redis | None:
+    """One client (and connection pool) per URL; None when no Redis is configured.
+
+    Requests use short timeouts (a slow Redis must not slow them); the ingest, which
+    moves 20,000 events per call, is `patient`."""
+    url = settings.USAGE_REDIS_URL
     if not url:
         return None
-    client = _clients.get(url)
+    client = _clients.get((url, patient))
     if client is None:
-        client = redis.Redis.from_url(url, socket_connect_timeout=0.25, socket_timeout=1.0)
-        _clients[url] = client
+        client = redis.Redis.from_url(
+            url, socket_connect_timeout=2 if patient else 0.25, socket_timeout=30 if patient else 1
+        )
+        _clients[(url, patient)] = client
     return client
 
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import time
 import uuid
 from collections.abc import Iterable, Sequence
 from contextlib import contextmanager, suppress
@@ -288,7 +289,7 @@ def redis_ingest(*, batch: int, max_batches: int) -> IngestResult:
 
     A Redis outage ends the run quietly: the events wait in Redis (or the spool).
     """
-    client = buffer.redis_client()
+    client = buffer.redis_client(patient=True)
     if client is None:
         return IngestResult()
     result = IngestResult()
@@ -305,13 +306,19 @@ def redis_ingest(*, batch: int, max_batches: int) -> IngestResult:
             chunk = client.lrange(buffer.buffer_key(), 0, batch - 1)
             if not chunk:
                 break
+            begun = time.monotonic()
             result += IngestResult(len(chunk), lines_write(lines=chunk))
             # Remove the batch only if the lease is still ours; else the next holder
             # reads it again and writes nothing new.
             if not client.eval(
                 _RELEASE, 2, buffer.lock_key(), buffer.buffer_key(), token, len(chunk)
             ):
-                logger.warning("The usage ingest lease ran out mid-batch; the batch stays.")
+                logger.warning(
+                    "The usage ingest lease ran out during a batch of %s events (%.1f s); "
+                    "the batch stays for the next run.",
+                    len(chunk),
+                    time.monotonic() - begun,
+                )
                 break
             client.pexpire(buffer.lock_key(), lease_ms)
             if len(chunk) < batch:

@@ -142,7 +142,11 @@ class DayFigures:
             method,
             client,
         ) = row
-        visitor = visitor_of(user_id=user_id, client=client)
+        if isinstance(user_id, tuple):  # (as logged, still existing)
+            logged_user, user_id = user_id
+        else:
+            logged_user = user_id
+        visitor = visitor_of(user_id=logged_user, client=client)
         robot = method == AccessMethod.ROBOT
         ok = status in COUNTED_STATUSES or 200 <= status < 300
         error = status >= 400
@@ -202,9 +206,49 @@ def day_figures(*, day: date) -> DayFigures:
         .order_by("occurred_at", "event_id")
         .values_list(*EVENT_FIELDS)
     )
+    known = _known_ids(start, end)
     for row in rows.iterator(chunk_size=10_000):
-        figures.add(row)
+        figures.add(_with_known(row, known))
     return figures
+
+
+def _known_ids(start: datetime, end: datetime) -> dict[str, dict[int, int] | set[int]]:
+    """Which datasets (with their organisation), versions and users of the day's events
+    still exist: the log outlives what it names."""
+    from django.contrib.auth import get_user_model
+
+    from catalog.models import Dataset
+    from versioning.models import DatasetVersion
+
+    day = UsageEvent.objects.filter(occurred_at__gte=start, occurred_at__lt=end)
+    return {
+        "datasets": dict(
+            Dataset.objects.filter(pk__in=day.values("dataset_id")).values_list(
+                "pk", "organization_id"
+            )
+        ),
+        "versions": dict(
+            DatasetVersion.objects.filter(pk__in=day.values("version_id")).values_list(
+                "pk", "dataset_id"
+            )
+        ),
+        "users": set(
+            get_user_model()
+            .objects.filter(pk__in=day.values("user_id"))
+            .values_list("pk", flat=True)
+        ),
+    }
+
+
+def _with_known(row: tuple, known: dict) -> tuple:
+    occurred_at, _, dataset_id, version_id, user_id, *rest = row
+    organization_id = known["datasets"].get(dataset_id)
+    dataset_id = dataset_id if organization_id is not None else None
+    if version_id is not None and known["versions"].get(version_id) != dataset_id:
+        version_id = None
+    known_user = user_id if user_id in known["users"] else None
+    # The visitor stays who it was (its user id), even when the user is gone.
+    return (occurred_at, organization_id, dataset_id, version_id, (user_id, known_user), *rest)
 
 
 def rollup_day(*, day: date, engine: str | None = None) -> None:
@@ -349,12 +393,20 @@ def rollups_run_due(*, limit: int = 31) -> list[date]:
 
 _DAY_EVENTS = """
 CREATE TEMPORARY TABLE usage_day_events ON COMMIT DROP AS
-SELECT occurred_at, organization_id, dataset_id, version_id, user_id, kind, status,
-    response_ms, bytes, country, access_method,
-    CASE WHEN user_id IS NOT NULL THEN 'u' || user_id ELSE 'c' || client END AS visitor,
-    access_method = 'robot' AS robot,
-    (status IN (200, 304) OR status BETWEEN 200 AND 299) AS ok
-FROM usage_event WHERE occurred_at >= %(start)s AND occurred_at < %(end)s
+SELECT e.occurred_at, d.organization_id, d.id AS dataset_id, v.id AS version_id,
+    u.id AS user_id, e.kind, e.status, e.response_ms, e.bytes, e.country,
+    e.access_method,
+    CASE WHEN e.user_id IS NOT NULL THEN 'u' || e.user_id ELSE 'c' || e.client END
+        AS visitor,
+    e.access_method = 'robot' AS robot,
+    (e.status IN (200, 304) OR e.status BETWEEN 200 AND 299) AS ok
+FROM usage_event e
+-- The log outlives what it names: a dataset, version or user deleted since is left out
+-- of the rollups that refer to it.
+LEFT JOIN catalog_dataset d ON d.id = e.dataset_id
+LEFT JOIN versioning_datasetversion v ON v.id = e.version_id AND v.dataset_id = d.id
+LEFT JOIN auth_user u ON u.id = e.user_id
+WHERE e.occurred_at >= %(start)s AND e.occurred_at < %(end)s
 """
 _COUNTER_HITS = """
 CREATE TEMPORARY TABLE usage_day_hits ON COMMIT DROP AS
