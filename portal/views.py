@@ -166,7 +166,7 @@ def dataset_download(request, org: str, layer: str, name: str):
         response = _message(request, "Try again shortly", exc.message, status=503)
         response["Retry-After"] = "30"
         return response
-    response = redirect(url)
+    response = redirect(url.url)
     response["Cache-Control"] = "no-store"
     return response
 

@@ -167,7 +167,7 @@ def _cast(subscribers: int):
     from catalog.services import dataset_create, organization_create
     from notifications.models import Subscription
 
-    actor = Actor(via="command")
+    actor = Actor.system(via="command")
     org = organization_create(slug="bench", name="Bench", actor=actor)
     dataset = dataset_create(organization=org, layer="gold", name="txn_daily", actor=actor)
     User = get_user_model()

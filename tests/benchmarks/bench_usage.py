@@ -66,7 +66,7 @@ def prepare() -> dict:
     from versioning.models import JobSource
     from versioning.services import publish_job_create, publish_job_run
 
-    system = Actor(via="command")
+    system = Actor.system(via="command")
     org = organization_create(slug="scout", name="Scout", actor=system)
     user = get_user_model().objects.create_user(username="bench", password=secrets.token_hex())
     membership_set(organization=org, user=user, role=Role.STEWARD, actor=system)

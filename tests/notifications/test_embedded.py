@@ -24,7 +24,7 @@ from notifications import services
 from versioning.models import JobSource
 from versioning.services import publish_job_create, publish_job_run
 
-actor = Actor(via="command")
+actor = Actor.system(via="command")
 org = organization_create(slug="scout", name="Scout", actor=actor)
 dataset = dataset_create(organization=org, layer="gold", name="txn_daily", actor=actor)
 job = publish_job_create(

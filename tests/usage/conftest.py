@@ -16,7 +16,6 @@ from tests.api.conftest import (  # noqa: F401 - the API's cast, shared
     published,
     with_columnar,
 )
-from tests.browser.conftest import browser, page  # noqa: F401 - Chromium
 from usage.services import buffer
 
 BROWSER = (
