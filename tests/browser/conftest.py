@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT
+from tests.notifications.conftest import receiver  # noqa: F401 - a webhook receiver on loopback
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 AXE = ROOT / "portal/static/portal/vendor/axe-core/axe.min.js"

@@ -15,7 +15,7 @@ import pytest
 from catalog import events
 from notifications.models import InboxItem, Preference, Subscription, WebhookEndpoint
 from tests.browser.conftest import Checks
-from tests.notifications.conftest import CSV_BREAKING, CSV_V1, receiver  # noqa: F401
+from tests.notifications.conftest import CSV_BREAKING, CSV_V1
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
