@@ -107,8 +107,13 @@ def test_a_breaking_publish_notifies_on_every_channel_in_the_embedded_mode(
             "0",
         )
         mail_dir = tmp_path / "var" / "mail"
+        # The file backend ends each message with a line of dashes: wait for the whole of it.
         wait_for(
-            lambda: mail_dir.exists() and any(mail_dir.iterdir()) and receiver.received,
+            lambda: (
+                mail_dir.exists()
+                and any(f.read_text().endswith("-" * 79 + "\n") for f in mail_dir.iterdir())
+                and receiver.received
+            ),
             timeout=60,
             message="the email file and the webhook",
         )
