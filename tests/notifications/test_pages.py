@@ -436,3 +436,18 @@ def test_each_page_costs_the_same_queries_for_3_or_30_rows(
     many = {url: _queries(signed_in, url) for url in urls}
 
     assert many == few
+
+
+def test_the_dataset_pages_panel_leads_to_a_subscription_form_for_that_dataset(
+    signed_in, subscriber, dataset
+):
+    page = reverse("portal:dataset", args=["acme", "gold", "txn_daily"])
+    form_url = f"{reverse('notifications:subscription-new')}?dataset={dataset.pk}"
+
+    assert form_url in signed_in.get(page).content.decode()
+    form = signed_in.get(form_url).content.decode()
+    assert f'<option value="{dataset.pk}" selected>acme/gold/txn_daily</option>' in form
+
+    sub = services.subscription_create(user=subscriber, dataset=dataset, types=["new_version"])
+    edit = reverse("notifications:subscription", args=[sub.pk])
+    assert edit in signed_in.get(page).content.decode()
