@@ -279,7 +279,9 @@ def webhook_test(request: HttpRequest, endpoint_id: int) -> HttpResponse:
     endpoint = _endpoint_or_404(request, endpoint_id)
     if endpoint.is_active:
         webhook_endpoint_test(endpoint=endpoint)
-        messages.success(request, "A test message is on its way; it appears below once sent.")
+        messages.success(
+            request, "A test message is on its way; follow it in the deliveries below."
+        )
     else:
         messages.error(request, "This endpoint is disabled; enable it to send it anything.")
     return redirect("notifications:webhook", endpoint_id=endpoint.pk)
