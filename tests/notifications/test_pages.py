@@ -451,3 +451,21 @@ def test_the_dataset_pages_panel_leads_to_a_subscription_form_for_that_dataset(
     sub = services.subscription_create(user=subscriber, dataset=dataset, types=["new_version"])
     edit = reverse("notifications:subscription", args=[sub.pk])
     assert edit in signed_in.get(page).content.decode()
+
+
+def test_a_delivery_still_on_its_way_is_not_replayed_and_the_page_says_so(
+    signed_in, subscriber, receiver
+):
+    endpoint, _ = services.webhook_endpoint_create(user=subscriber, url=receiver.url())
+    delivery = services.webhook_endpoint_test(endpoint=endpoint)
+    replay = reverse("notifications:webhook-replay", args=[endpoint.pk, delivery.pk])
+
+    answer = signed_in.post(replay, follow=True)
+    missing = signed_in.post(
+        reverse("notifications:webhook-replay", args=[endpoint.pk, delivery.pk + 1000])
+    )
+
+    assert "still on its way; it cannot be replayed yet" in answer.content.decode()
+    delivery.refresh_from_db()
+    assert delivery.status == "pending" and delivery.attempts == 0
+    assert missing.status_code == 404
