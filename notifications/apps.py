@@ -7,6 +7,7 @@ class NotificationsConfig(AppConfig):
 
     def ready(self) -> None:
         from catalog import events, registry
+        from catalog.registry import Badge, NavItem
         from notifications import handlers, selectors
 
         for topic in handlers.FAN_OUT_TOPICS:
@@ -27,6 +28,35 @@ class NotificationsConfig(AppConfig):
                 template="notifications/subscribe_panel.html",
                 context=selectors.subscribe_panel_context,
             ),
+        )
+        registry.nav_register(
+            NavItem(name="inbox", title="Inbox", url_name="notifications:inbox", order=40)
+        )
+        registry.nav_register(
+            NavItem(
+                name="subscriptions",
+                title="Subscriptions",
+                url_name="notifications:subscriptions",
+                order=50,
+            )
+        )
+        registry.nav_register(
+            NavItem(
+                name="preferences",
+                title="Preferences",
+                url_name="notifications:preferences",
+                order=60,
+            )
+        )
+        registry.nav_register(
+            NavItem(name="webhooks", title="Webhooks", url_name="notifications:webhooks", order=70)
+        )
+        registry.badge_register(
+            Badge(
+                name="unread",
+                template="notifications/unread_badge.html",
+                context=selectors.unread_badge_context,
+            )
         )
         registry.panel_register(
             registry.DATASET_ADMIN,

@@ -246,6 +246,10 @@ class DeliveryStatus(models.TextChoices):
     DEAD = "dead", "Dead (gave up)"
 
 
+# A delivery in one of these has finished its way and may be sent again (replayed).
+DELIVERY_FINISHED = (DeliveryStatus.SENT, DeliveryStatus.FAILED, DeliveryStatus.DEAD)
+
+
 class Delivery(models.Model):
     """One notification for one user on one channel: the queue row.
 

@@ -1,14 +1,21 @@
-"""Reads for pages: subscriber counts per dataset, a user's inbox."""
+"""Reads for pages: subscriber counts per dataset, a user's inbox, subscriptions and
+webhook endpoints, and the header's unread count."""
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
 
-from django.db.models import Count, QuerySet
+from django.db.models import Case, Count, QuerySet, Value, When
 
 from catalog.models import Dataset
-from notifications.models import DeliveryStatus, InboxItem, Subscription
+from notifications.models import (
+    Delivery,
+    DeliveryStatus,
+    InboxItem,
+    Subscription,
+    WebhookEndpoint,
+)
 from notifications.services.preferences import pattern_matches
 
 
@@ -48,8 +55,6 @@ def subscribers_panel_context(request, dataset: Dataset | None) -> dict | None:
 
     from django.utils import timezone
 
-    from notifications.models import Delivery
-
     by_type: dict[str, int] = defaultdict(int)
     for sub in Subscription.objects.filter(dataset=dataset, is_active=True).only("types"):
         for t in sub.types:
@@ -86,3 +91,62 @@ def subscribe_panel_context(request, dataset: Dataset | None) -> dict | None:
         "count": subscriber_counts([dataset])[dataset.pk],
         "next": request.get_full_path(),
     }
+
+
+# --- The subscriber's own pages ---------------------------------------------------------
+
+INBOX_ORDERS = {"unread": "Unread first", "newest": "Newest first"}
+
+
+def inbox_ordered(user, *, order: str = "unread") -> QuerySet[InboxItem]:
+    """The user's inbox, unread messages first (then newest) or simply newest first."""
+    items = inbox_of(user)
+    if order == "newest":
+        return items.order_by("-created_at", "-id")
+    unread_first = Case(When(read_at__isnull=True, then=Value(0)), default=Value(1))
+    return items.order_by(unread_first, "-created_at", "-id")
+
+
+def unread_count(user) -> int:
+    return InboxItem.objects.filter(user=user, read_at__isnull=True).count()
+
+
+def unread_badge_context(request) -> dict | None:
+    """The header's unread count: one query, on every page a signed-in user sees."""
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated:
+        return None
+    return {"unread": unread_count(user)}
+
+
+def subscriptions_of(user) -> QuerySet[Subscription]:
+    """The user's subscriptions, active ones first, with what their target names."""
+    return (
+        Subscription.objects.filter(user=user)
+        .select_related("dataset__organization")
+        .order_by("-is_active", "-created_at", "-id")
+    )
+
+
+def subscribable_datasets(user) -> QuerySet[Dataset]:
+    """The datasets the user may see, for the subscription form's picker."""
+    from catalog.selectors import datasets_visible_to
+
+    return (
+        datasets_visible_to(user)
+        .select_related("organization")
+        .order_by("organization__slug", "layer", "name")
+    )
+
+
+def webhook_endpoints_of(user) -> QuerySet[WebhookEndpoint]:
+    return WebhookEndpoint.objects.filter(user=user).order_by("-created_at", "-id")
+
+
+def endpoint_deliveries(endpoint: WebhookEndpoint, *, limit: int = 50) -> list[Delivery]:
+    """The endpoint's most recent deliveries, newest first."""
+    return list(
+        Delivery.objects.filter(endpoint=endpoint)
+        .defer("context")
+        .order_by("-created_at", "-id")[:limit]
+    )

@@ -156,7 +156,7 @@ def dataset_download(request, org: str, layer: str, name: str):
         response["Retry-After"] = str(wait)
         return response
     try:
-        url = get_object_store().signed_url(
+        signed = get_object_store().signed_url(
             version.key,
             ttl=DOWNLOAD_TTL,
             filename=version.key.rsplit("/", 1)[-1],
@@ -166,7 +166,7 @@ def dataset_download(request, org: str, layer: str, name: str):
         response = _message(request, "Try again shortly", exc.message, status=503)
         response["Retry-After"] = "30"
         return response
-    response = redirect(url.url)
+    response = redirect(signed.url)
     response["Cache-Control"] = "no-store"
     return response
 

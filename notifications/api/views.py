@@ -18,7 +18,13 @@ from catalog.exceptions import Conflict, InvalidInput, NotFound
 from catalog.models import TokenScope
 from notifications import services
 from notifications.api import filters, serializers
-from notifications.models import Delivery, DeliveryStatus, Subscription, WebhookEndpoint
+from notifications.models import (
+    DELIVERY_FINISHED,
+    Delivery,
+    DeliveryStatus,
+    Subscription,
+    WebhookEndpoint,
+)
 from notifications.selectors import inbox_of
 from notifications.services.preferences import inbox_mark_read
 
@@ -26,7 +32,6 @@ READ = TokenScope.READ
 ADMIN = TokenScope.ADMIN
 _USER_SCOPES = {"GET": READ, "POST": READ, "PUT": READ, "PATCH": READ, "DELETE": READ}
 ERRORS = error_responses(*COMMON_ERRORS)
-FINISHED = (DeliveryStatus.SENT, DeliveryStatus.FAILED, DeliveryStatus.DEAD)
 _ADMIN_SCOPES = {"GET": READ, "POST": ADMIN, "PUT": ADMIN, "PATCH": ADMIN, "DELETE": ADMIN}
 
 
@@ -279,7 +284,7 @@ class WebhookEndpointViewSet(
             ).first()
             if delivery is None:
                 raise NotFound("No such delivery to this endpoint.")
-            if delivery.status not in FINISHED:
+            if delivery.status not in DELIVERY_FINISHED:
                 raise Conflict(f"The delivery is {delivery.status}; it is on its way already.")
             chosen = Delivery.objects.filter(pk=delivery.pk)
         else:

@@ -14,13 +14,12 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from catalog.services import dataset_update
-from tests.conftest import ROOT, wait_for
+from tests.browser.conftest import Checks
+from tests.conftest import wait_for
 from tests.versioning.conftest import base_csv
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-AXE = ROOT / "portal/static/portal/vendor/axe-core/axe.min.js"
-PHONE = {"width": 390, "height": 844}
 LINK = re.compile(r"https?://[^\s]+/invitations/[^\s/]+/")
 RESET = re.compile(r"https?://[^\s]+/password-reset/[^\s/]+/[^\s/]+/")
 
@@ -46,42 +45,6 @@ def smtp(settings, free_tcp_port):
     settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
     yield inbox
     controller.stop()
-
-
-@pytest.fixture
-def phone(browser):
-    # Tests inject axe-core as a script; a Content-Security-Policy must not stop it.
-    context = browser.new_context(viewport=PHONE, bypass_csp=True, accept_downloads=True)
-    page = context.new_page()
-    page.set_default_timeout(30_000)
-    yield page
-    context.close()
-
-
-class Checks:
-    """Every page visited: accessible, not wider than the window, photographed."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder, self.shots = folder, 0
-
-    def page(self, page, name: str, *, width: int = PHONE["width"]) -> None:
-        assert page.title(), f"{name} has no title"
-        assert page.locator("main").count() == 1, f"{name} has no <main> landmark"
-        page.add_script_tag(path=str(AXE))
-        result = page.evaluate("async () => await axe.run(document)")
-        bad = [
-            f"{v['id']} ({v['impact']}): {v['nodes'][0]['target']}"
-            for v in result["violations"]
-            if v["impact"] in ("serious", "critical")
-        ]
-        assert not bad, f"{name}: {bad}"
-        self.wide(page, name, width=width)
-
-    def wide(self, page, name: str, *, width: int) -> None:
-        scroll = page.evaluate("document.documentElement.scrollWidth")
-        assert scroll <= width, f"{name} is {scroll} px wide at {width} px"
-        self.shots += 1
-        page.screenshot(path=str(self.folder / f"{self.shots:02d}-{name}.png"), full_page=True)
 
 
 @pytest.fixture

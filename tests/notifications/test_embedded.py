@@ -1,6 +1,6 @@
 """The embedded mode (`make run`: SQLite, the folder queue, files under VAR_DIR): a
 subscription made there brings an inbox entry, an email file under VAR_DIR/mail and a
-signed webhook after a breaking publish."""
+signed webhook after a breaking publish, which the inbox page then shows."""
 
 from __future__ import annotations
 
@@ -42,6 +42,26 @@ services.subscription_create(
 )
 endpoint, secret = services.webhook_endpoint_create(user=user, url="{url}")
 print(secret)
+"""
+
+# The subscriber's pages on SQLite: the inbox, unread first, with the header's count, and
+# quiet hours saved in a time zone.
+PAGES = """
+from django.contrib.auth import get_user_model
+from django.test import Client
+from django.test.utils import setup_test_environment
+from notifications.models import Preference
+setup_test_environment()
+client = Client()
+client.force_login(get_user_model().objects.get(username="reader"))
+inbox = client.get("/notifications/inbox/").content.decode()
+saved = client.post("/notifications/preferences/", {
+    "channels": ["inapp"], "frequency": "immediate", "quiet_start": "22:00",
+    "quiet_end": "07:00", "time_zone": "Asia/Tokyo", "digest_hour": "8", "digest_weekday": "0",
+})
+pref = Preference.objects.get(user__username="reader")
+print("inbox:", "Inbox: 1 unread" in inbox and "scout/gold/txn_daily 2.0.0" in inbox)
+print("preferences:", saved.status_code, pref.time_zone, pref.quiet_start, pref.quiet_end)
 """
 
 INBOX = """
@@ -87,8 +107,13 @@ def test_a_breaking_publish_notifies_on_every_channel_in_the_embedded_mode(
             "0",
         )
         mail_dir = tmp_path / "var" / "mail"
+        # The file backend ends each message with a line of dashes: wait for the whole of it.
         wait_for(
-            lambda: mail_dir.exists() and any(mail_dir.iterdir()) and receiver.received,
+            lambda: (
+                mail_dir.exists()
+                and any(f.read_text().endswith("-" * 79 + "\n") for f in mail_dir.iterdir())
+                and receiver.received
+            ),
             timeout=60,
             message="the email file and the webhook",
         )
@@ -100,6 +125,9 @@ def test_a_breaking_publish_notifies_on_every_channel_in_the_embedded_mode(
         titles = embedded("shell", "-c", INBOX).stdout.strip().splitlines()[-1]
         assert titles == "Breaking schema change in scout/gold/txn_daily 2.0.0"
         assert len(receiver.received) == 1
+        pages = embedded("shell", "-c", PAGES).stdout
+        assert "inbox: True" in pages
+        assert "preferences: 302 Asia/Tokyo 22:00:00 07:00:00" in pages
     finally:
         os.killpg(worker.pid, signal.SIGTERM)
         try:
