@@ -18,10 +18,11 @@ import uuid
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.validators import MaxValueValidator
+from django.core.validators import MaxLengthValidator, MaxValueValidator, URLValidator
 from django.db import models
 from django.db.models import Q
 
+from catalog.fields import EncryptedTextField
 from catalog.models import Dataset, DomainEvent
 
 
@@ -74,7 +75,12 @@ class Preference(models.Model):
     )
     email = models.EmailField(blank=True, help_text="Empty: the account's own address.")
     phone = models.CharField(max_length=20, blank=True, help_text="E.164, e.g. +14155550100.")
-    slack_webhook_url = models.URLField(max_length=500, blank=True)
+    # The URL is the Slack channel's credential: stored encrypted (catalog/fields.py).
+    slack_webhook_url = EncryptedTextField(
+        blank=True,
+        validators=[URLValidator(schemes=["http", "https"]), MaxLengthValidator(500)],
+        help_text="A Slack incoming-webhook URL; kept encrypted.",
+    )
     frequency = models.CharField(
         max_length=16, choices=Frequency.choices, default=Frequency.IMMEDIATE
     )
