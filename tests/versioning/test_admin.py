@@ -187,3 +187,27 @@ def test_the_history_page_answers_404_for_an_id_that_is_not_a_number(
     client.force_login(steward)
     response = client.get(f"/admin/catalog/dataset/{object_id}/history/")
     assert response.status_code == 404
+
+
+def test_the_dataset_page_shows_what_other_apps_registered_for_it(
+    client, steward, dataset, monkeypatch
+):
+    from catalog import registry
+
+    monkeypatch.setitem(registry._panels, registry.DATASET_ADMIN, {})
+    registry.panel_register(
+        registry.DATASET_ADMIN,
+        registry.Panel(
+            name="probe",
+            title="Probe",
+            template="catalog/tests/panel.html",
+            context=lambda request, ds: {"text": f"seen {ds.path}"},
+        ),
+    )
+    client.force_login(steward)
+    page = client.get(reverse("admin:catalog_dataset_change", args=[dataset.pk]))
+
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert 'id="panel-probe"' in html
+    assert "<p>seen gold/txn_daily</p>" in html
