@@ -324,6 +324,31 @@ def rows_floor(path: str, offset: int, limit: int, seconds: float) -> float:
 # --- the run --------------------------------------------------------------------------
 
 
+def service_env(*, database: str, redis: str, endpoint: str, var: Path) -> dict[str, str]:
+    """The environment of a services-mode run on this machine's servers, with the rate
+    limits out of the way (the benchmarks measure the work, not the limits)."""
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.benchmarks.api_settings",
+        "BENCH_RUN_ID": str(os.getpid()),
+        "DATABASE_URL": database,
+        "REDIS_URL": redis,
+        "S3_ENDPOINT_URL": endpoint,
+        "S3_BUCKET": BUCKET,
+        "S3_ACCESS_KEY_ID": "bench",
+        "S3_SECRET_ACCESS_KEY": "bench",
+        "SECRET_KEY": secrets.token_urlsafe(50),
+        "DEBUG": "false",
+        "ALLOWED_HOSTS": "127.0.0.1",
+        "SECURE_SSL_REDIRECT": "false",
+        "SECURE_HSTS_SECONDS": "0",
+        "VAR_DIR": str(var),
+        "LOG_LEVEL": "WARNING",
+        "API_RATE": "100000000/min",
+        "API_SIGNED_URL_RATE": "100000000/min",
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=8.0, help="per target")
@@ -339,27 +364,7 @@ def main() -> int:
         s3_server(Path(tmp) / "moto.log") as endpoint,
     ):
         var = Path(tmp)
-        env = {
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "tests.benchmarks.api_settings",
-            "BENCH_RUN_ID": str(os.getpid()),
-            "DATABASE_URL": database,
-            "REDIS_URL": redis,
-            "S3_ENDPOINT_URL": endpoint,
-            "S3_BUCKET": BUCKET,
-            "S3_ACCESS_KEY_ID": "bench",
-            "S3_SECRET_ACCESS_KEY": "bench",
-            "SECRET_KEY": secrets.token_urlsafe(50),
-            "DEBUG": "false",
-            "ALLOWED_HOSTS": "127.0.0.1",
-            "SECURE_SSL_REDIRECT": "false",
-            "SECURE_HSTS_SECONDS": "0",
-            "VAR_DIR": str(var),
-            "LOG_LEVEL": "WARNING",
-            # Measure the work, not the rate limits.
-            "API_RATE": "100000000/min",
-            "API_SIGNED_URL_RATE": "100000000/min",
-        }
+        env = service_env(database=database, redis=redis, endpoint=endpoint, var=var)
         os.environ.update(env)
         import django
         from django.core.management import call_command

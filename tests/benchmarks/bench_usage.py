@@ -38,11 +38,11 @@ sys.path.insert(0, str(ROOT))
 
 from tests.benchmarks.api_load import load  # noqa: E402
 from tests.benchmarks.bench_api import (  # noqa: E402
-    BUCKET,
     gunicorn,
     postgres_database,
     s3_server,
     say,
+    service_env,
 )
 
 GOALS = {"recording": 0.9, "ingest": 0.5, "dashboard": 20.0}
@@ -363,25 +363,8 @@ def main() -> int:
     ):
         var = Path(tmp)
         env = {
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "tests.benchmarks.api_settings",
-            "BENCH_RUN_ID": str(os.getpid()),
-            "DATABASE_URL": database,
-            "REDIS_URL": redis,
+            **service_env(database=database, redis=redis, endpoint=endpoint, var=var),
             "USAGE_BUFFER_KEY": f"bench-usage-{os.getpid()}:events",
-            "S3_ENDPOINT_URL": endpoint,
-            "S3_BUCKET": BUCKET,
-            "S3_ACCESS_KEY_ID": "bench",
-            "S3_SECRET_ACCESS_KEY": "bench",
-            "SECRET_KEY": secrets.token_urlsafe(50),
-            "DEBUG": "false",
-            "ALLOWED_HOSTS": "127.0.0.1",
-            "SECURE_SSL_REDIRECT": "false",
-            "SECURE_HSTS_SECONDS": "0",
-            "VAR_DIR": str(var),
-            "LOG_LEVEL": "WARNING",
-            "API_RATE": "100000000/min",
-            "API_SIGNED_URL_RATE": "100000000/min",
         }
         os.environ.update(env)
         import django

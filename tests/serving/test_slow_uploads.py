@@ -12,6 +12,7 @@ import pytest
 import requests
 
 from tests.api.conftest import CSV
+from tests.conftest import wait_for
 from tests.serving.test_uploads_on_the_wire import URL
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.s3]
@@ -53,13 +54,20 @@ def test_reads_answer_while_a_slow_upload_is_under_way(start_server, token, buck
     thread.start()
     headers = {"Authorization": f"Bearer {token}"}
     reads = []
+    sent = 0
+    # One read each time another piece of the upload has gone out, until it is answered.
     while "finished" not in upload and len(reads) < 20:
-        if upload["sent"] == 0:
-            time.sleep(0.05)  # let the upload start before the first read
-            continue
+        wait_for(
+            lambda seen=sent: upload["sent"] > seen or "finished" in upload,
+            timeout=60,
+            interval=0.02,
+            message="the next piece of the upload",
+        )
+        if "finished" in upload:
+            break
+        sent = upload["sent"]
         response = requests.get(f"{server.url}/api/v1/manifest/", headers=headers, timeout=30)
         reads.append((response.status_code, time.monotonic()))
-        time.sleep(0.2)
     thread.join(60)
     assert upload.get("status") == 202, (upload, server.log.read_text()[-3000:])
     assert len(reads) >= 5, reads
