@@ -3,12 +3,14 @@ VAR_DIR, a real Celery worker on the folder queue, no external service at all.""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -45,6 +47,39 @@ print("downloaded", len(body), body[:9].decode())
 """
 
 
+@contextlib.contextmanager
+def embedded_worker(env: dict[str, str], tmp_path: Path, *options: str) -> Iterator[None]:
+    """A real `celery -A config worker` (one pool process) in the embedded mode's
+    environment `env`, started and ready for the block, stopped after it."""
+    log = tmp_path / "worker.log"
+    worker = subprocess.Popen(
+        [str(BIN / "celery"), "-A", "config", "worker", "--concurrency", "1"]
+        + ["--loglevel", "INFO", *options],
+        cwd=ROOT,
+        env=env,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        wait_for(
+            lambda: "ready." in log.read_text() or worker.poll() is not None,
+            timeout=60,
+            message="the embedded worker",
+        )
+        assert worker.poll() is None, log.read_text()
+        yield
+    finally:
+        # A warm shutdown waits for the task in hand (a columnar copy, say); past that,
+        # the test is over and nothing is left to wait for.
+        os.killpg(worker.pid, signal.SIGTERM)
+        try:
+            worker.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait(10)
+
+
 @pytest.fixture
 def embedded(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in SERVICE_VARIABLES}
@@ -73,35 +108,7 @@ def test_the_embedded_mode_publishes_through_its_own_worker_and_serves_the_pages
     assert "Steward login: steward / demo-password-1" in demo.stdout
     assert (tmp_path / "var" / "db.sqlite3").exists()
 
-    log = tmp_path / "worker.log"
-    worker = subprocess.Popen(
-        [
-            str(BIN / "celery"),
-            "-A",
-            "config",
-            "worker",
-            "--beat",
-            "--concurrency",
-            "1",
-            "--schedule",
-            str(tmp_path / "beat-schedule"),
-            "--loglevel",
-            "INFO",
-        ],
-        cwd=ROOT,
-        env=embedded.env,
-        stdout=log.open("w"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        wait_for(
-            lambda: "ready." in log.read_text() or worker.poll() is not None,
-            timeout=60,
-            message="the embedded worker",
-        )
-        assert worker.poll() is None, log.read_text()
-
+    with embedded_worker(embedded.env, tmp_path, "--beat", "--schedule", str(tmp_path / "beat")):
         data = b"date_key,store_id,revenue\n2024-08-12,ST0001,99.5\n2024-08-12,ST0002,12\n"
         source = tmp_path / "txn.csv"
         source.write_bytes(data)
@@ -161,15 +168,6 @@ def test_the_embedded_mode_publishes_through_its_own_worker_and_serves_the_pages
         # The subscriber pages on SQLite and local files: sign in, search, read, download.
         pages = embedded("shell", "-c", PAGES_SCRIPT)
         assert f"downloaded {len(data)} date_key," in pages.stdout, pages.stderr
-    finally:
-        # A warm shutdown waits for the task in hand (a columnar copy, say); past that,
-        # the test is over and nothing is left to wait for.
-        os.killpg(worker.pid, signal.SIGTERM)
-        try:
-            worker.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(worker.pid, signal.SIGKILL)
-            worker.wait(10)
 
 
 def test_the_embedded_mode_refuses_to_start_without_a_secret_key_when_debug_is_off(embedded):

@@ -4,14 +4,11 @@ signed webhook after a breaking publish, which the inbox page then shows."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 from email import message_from_bytes, policy
 
 from tests.conftest import wait_for
 from tests.notifications.conftest import verify
-from tests.test_embedded import BIN, ROOT
+from tests.test_embedded import embedded_worker
 
 SETUP = """
 import io
@@ -77,21 +74,7 @@ def test_a_breaking_publish_notifies_on_every_channel_in_the_embedded_mode(
     embedded("migrate", "--noinput")
     out = embedded("shell", "-c", SETUP.format(url=receiver.url())).stdout
     [secret] = [line for line in out.split() if line.startswith("whsec_")]
-    log = tmp_path / "worker.log"
-    worker = subprocess.Popen(
-        [str(BIN / "celery"), "-A", "config", "worker", "--concurrency", "1", "--loglevel", "INFO"],
-        cwd=ROOT,
-        env=embedded.env,
-        stdout=log.open("w"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        wait_for(
-            lambda: "ready." in log.read_text() or worker.poll() is not None,
-            timeout=60,
-            message="the embedded worker",
-        )
+    with embedded_worker(embedded.env, tmp_path):
         source = tmp_path / "txn.csv"
         source.write_bytes(b"date_key,store_id\n2024-08-12,ST0001\n")
         embedded(
@@ -128,10 +111,3 @@ def test_a_breaking_publish_notifies_on_every_channel_in_the_embedded_mode(
         pages = embedded("shell", "-c", PAGES).stdout
         assert "inbox: True" in pages
         assert "preferences: 302 Asia/Tokyo 22:00:00 07:00:00" in pages
-    finally:
-        os.killpg(worker.pid, signal.SIGTERM)
-        try:
-            worker.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(worker.pid, signal.SIGKILL)
-            worker.wait(10)
