@@ -19,9 +19,10 @@
                 text and an HTML part, the same headers) with the standard library and
                 sends it
 
-The receivers run in a process of their own. Each measurement is taken --rounds times,
-interleaved with its baseline, and the best of each is kept (shared, noisy machines).
-Ratios (baseline time / our time: 1.0 means as fast as the baseline) print last.
+The receivers run in a process of their own. Each measurement is taken --rounds times (at
+least three), alternating with its baseline; each ratio (baseline time / our time: 1.0
+means as fast as the baseline) is the median of the rounds' ratios, printed with their
+spread (tests/benchmarks/measure.py), last.
 
 With a PostgreSQL DATABASE_URL a database of its own is created beside the one named and
 dropped at the end; without one, SQLite. Tasks go to a folder queue under a temporary
@@ -53,6 +54,7 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.benchmarks.bench_versioning import _drop_database, _own_database  # noqa: E402
+from tests.benchmarks.measure import Goal, Series, alternate, ratio_line, ratios  # noqa: E402
 
 GOALS = {"fan-out": 0.3, "webhooks": 0.5, "email": 0.5}
 
@@ -95,13 +97,10 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def best(rounds: int, *measures):
-    """Runs each measure `rounds` times, interleaved; the best seconds of each."""
-    results = [float("inf")] * len(measures)
-    for _ in range(rounds):
-        for i, measure in enumerate(measures):
-            results[i] = min(results[i], measure())
-    return results
+def rounds_of(rounds: int, **measures) -> list[Series]:
+    """Runs each measure `rounds` times, alternating; the seconds of each, per round."""
+    taken = alternate(measures, rounds=rounds, report=None)
+    return [taken[name] for name in measures]
 
 
 def main() -> int:
@@ -237,9 +236,9 @@ def bench_fan_out(args, dataset, users) -> tuple[float, float]:
             )
         return time.perf_counter() - started
 
-    ours_s, base_s = best(args.rounds, ours, baseline)
-    say(f"fan-out to {len(users):,} in-app subscribers", f"{ours_s * 1000:.0f} ms")
-    say(f"bulk insert of {len(users):,} inbox rows", f"{base_s * 1000:.0f} ms")
+    ours_s, base_s = rounds_of(args.rounds, ours=ours, baseline=baseline)
+    say(f"fan-out to {len(users):,} in-app subscribers, s", ours_s)
+    say(f"bulk insert of {len(users):,} inbox rows, s", base_s)
     return ours_s, base_s
 
 
@@ -359,14 +358,12 @@ def bench_webhooks(args, http_port, dataset, users) -> tuple[float, float]:
         jobs = [list(range(s, min(s + per, len(senders)))) for s in range(0, len(senders), per)]
         return _in_threads(args.concurrency, jobs, post)
 
-    ours_s, base_s = best(args.rounds, ours, baseline)
+    ours_s, base_s = rounds_of(args.rounds, ours=ours, baseline=baseline)
+    n = len(senders)
+    say(f"{n:,} webhooks, {args.concurrency} at a time, s", f"{ours_s} ({n / ours_s.median:.0f}/s)")
     say(
-        f"{len(senders):,} webhooks, {args.concurrency} at a time",
-        f"{ours_s:.2f} s ({len(senders) / ours_s:.0f}/s)",
-    )
-    say(
-        f"{len(senders):,} plain signed POSTs, {args.concurrency} at a time",
-        f"{base_s:.2f} s ({len(senders) / base_s:.0f}/s)",
+        f"{n:,} plain signed POSTs, {args.concurrency} at a time, s",
+        f"{base_s} ({n / base_s.median:.0f}/s)",
     )
     return ours_s, base_s
 
@@ -433,20 +430,21 @@ def bench_email(args, smtp_port, dataset, users) -> dict[str, float]:
                 message.send()
         return time.perf_counter() - started
 
-    sequential, parallel, base_s, django_s = best(
-        args.rounds, ours(1), ours(args.concurrency), baseline, django_loop
+    sequential, parallel, base_s, django_s = rounds_of(
+        args.rounds,
+        sequential=ours(1),
+        parallel=ours(args.concurrency),
+        baseline=baseline,
+        django=django_loop,
     )
     n = len(recipients)
-    say(f"{n:,} emails, one batch at a time", f"{sequential:.2f} s ({n / sequential:.0f}/s)")
-    say(
-        f"{n:,} emails, {args.concurrency} batches at a time",
-        f"{parallel:.2f} s ({n / parallel:.0f}/s)",
-    )
-    say(f"{n:,} emails by a plain smtplib loop", f"{base_s:.2f} s ({n / base_s:.0f}/s)")
-    say(
-        f"{n:,} emails by Django's email classes in a loop (reference)",
-        f"{django_s:.2f} s ({n / django_s:.0f}/s)",
-    )
+    for label, taken in (
+        ("one batch at a time", sequential),
+        (f"{args.concurrency} batches at a time", parallel),
+        ("by a plain smtplib loop", base_s),
+        ("by Django's email classes in a loop (reference)", django_s),
+    ):
+        say(f"{n:,} emails {label}, s", f"{taken} ({n / taken.median:.0f}/s)")
     return {"sequential": sequential, "parallel": parallel, "base": base_s, "django": django_s}
 
 
@@ -456,29 +454,25 @@ def _measure(args, http_port: int, smtp_port: int) -> int:
     say("machine", f"{os.cpu_count()} cores, Python {sys.version.split()[0]}")
     say("database", connection.vendor)
     _, dataset, users = _cast(args.subscribers)
-    ratios = {}
-    ours, base = bench_fan_out(args, dataset, users)
-    ratios["fan-out"] = base / ours
-    ours, base = bench_webhooks(args, http_port, dataset, users)
-    ratios["webhooks"] = base / ours
+    # Each ratio is baseline time / our time, per round: (baseline series, our series).
+    pairs = {"fan-out": bench_fan_out(args, dataset, users)[::-1]}
+    pairs["webhooks"] = bench_webhooks(args, http_port, dataset, users)[::-1]
     email = bench_email(args, smtp_port, dataset, users)
-    ratios["email"] = email["base"] / email["sequential"]
-    ratios[f"email, {args.concurrency} at a time"] = email["base"] / email["parallel"]
-    say(
-        "our email channel's time over Django's own loop",
-        f"{email['sequential'] / email['django']:.2f}x",
-    )
+    over = ratios(email["sequential"], email["django"]).median
+    say("our email channel's time over Django's own loop (median)", f"{over:.2f}x")
+    pairs["email"] = (email["base"], email["sequential"])
+    pairs[f"email, {args.concurrency} at a time"] = (email["base"], email["parallel"])
     print(flush=True)
-    line = "  ".join(
-        f"{name} {ratio:.2f}x"
-        + (
-            f" (goal {GOALS[name]}x{'' if ratio >= GOALS[name] else ', MISSED'})"
-            if name in GOALS
-            else ""
+    medians = []
+    for name, (base, ours) in pairs.items():
+        goal = Goal.at_least(GOALS[name]) if name in GOALS else None
+        print(ratio_line(f"{name} (baseline time / ours)", base, ours, goal=goal), flush=True)
+        value = ratios(base, ours).median
+        verdict = (
+            "" if goal is None else f" (goal {goal.limit}x{'' if goal.met(value) else ', MISSED'})"
         )
-        for name, ratio in ratios.items()
-    )
-    print(f"ratios (baseline time / ours): {line}", flush=True)
+        medians.append(f"{name} {value:.2f}x{verdict}")
+    print(f"ratios (baseline time / ours, medians): {'  '.join(medians)}", flush=True)
     return 0
 
 
