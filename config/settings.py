@@ -350,6 +350,9 @@ DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Dataset Publisher <noreply@l
 # though they are private or loopback: a development setup's own receivers.
 NOTIFY_ALLOW_PRIVATE_HOSTS = env_list("NOTIFY_ALLOW_PRIVATE_HOSTS", [])
 NOTIFY_HTTP_TIMEOUT = env_int("NOTIFY_HTTP_TIMEOUT", 5, minimum=1)
+# A PEM file of the certificate authorities HTTPS receivers are checked against, instead
+# of the system's (a private CA for in-house receivers); empty: the system's.
+NOTIFY_CA_BUNDLE = env_str("NOTIFY_CA_BUNDLE", "")
 NOTIFY_USER_AGENT = "DatasetPublisher-Notifications/1.0"
 # A claimed delivery whose worker has not finished for this long is taken back.
 NOTIFY_LEASE_SECONDS = env_int("NOTIFY_LEASE_SECONDS", 300, minimum=5)

@@ -10,6 +10,8 @@ A URL typed by a user must never make the server talk to itself or its neighbour
   resolved to what they mean first, so they are judged as the address they are;
 - connects to the address it checked (no second lookup a DNS rebinding could change),
   sending the original host name in `Host` and for TLS (SNI and certificate checks);
+- over https, checks the certificate against the system's authorities (or
+  `NOTIFY_CA_BUNDLE`'s) and the host name;
 - follows no redirects and times out.
 
 `NOTIFY_ALLOW_PRIVATE_HOSTS` lists host names or addresses that may be private anyway:
@@ -124,6 +126,7 @@ def post(url: str, *, body: bytes, headers: dict[str, str], timeout: float) -> R
             server_hostname=target.host,
             assert_hostname=target.host,
             cert_reqs="CERT_REQUIRED",
+            ca_certs=settings.NOTIFY_CA_BUNDLE or None,
             retries=False,
             timeout=timeout,
             maxsize=1,

@@ -5,12 +5,15 @@ of server. A clock the services are given (`now=`) stands in for waiting for hou
 
 from __future__ import annotations
 
+import contextlib
 import email
 import email.policy
 import json
 import socket
+import ssl
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -106,17 +109,20 @@ class Receiver:
     port: int
     received: list[Received] = field(default_factory=list)
     behave: dict[str, Behaviour] = field(default_factory=dict)
+    scheme: str = "http"
+    host: str = "127.0.0.1"
 
     def url(self, path: str = "/hook") -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        return f"{self.scheme}://{self.host}:{self.port}{path}"
 
     def at(self, path: str) -> list[Received]:
         return [r for r in self.received if r.path == path]
 
 
-@pytest.fixture
-def receiver(settings):
-    state = Receiver(port=0)
+@contextlib.contextmanager
+def serving(state: Receiver, tls: ssl.SSLContext | None = None) -> Iterator[Receiver]:
+    """Serves `state` on loopback, over TLS when given a server context, until the end
+    of the block."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self):  # noqa: N802 - http.server's name
@@ -144,13 +150,25 @@ def receiver(settings):
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
+    if tls is not None:
+        # The handshake runs as each connection is accepted; one refused by the client
+        # is dropped by the server loop, which goes on serving.
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
     state.port = server.server_address[1]
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
+    try:
+        yield state
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def receiver(settings):
     settings.NOTIFY_ALLOW_PRIVATE_HOSTS = ["127.0.0.1"]
-    yield state
-    server.shutdown()
-    server.server_close()
+    with serving(Receiver(port=0)) as state:
+        yield state
 
 
 def verify(secret: str, received: Received) -> dict:
