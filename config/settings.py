@@ -353,6 +353,8 @@ NOTIFY_HTTP_TIMEOUT = env_int("NOTIFY_HTTP_TIMEOUT", 5, minimum=1)
 # A PEM file of the certificate authorities HTTPS receivers are checked against, instead
 # of the system's (a private CA for in-house receivers); empty: the system's.
 NOTIFY_CA_BUNDLE = env_str("NOTIFY_CA_BUNDLE", "")
+# Hours a link confirming a new notification email address works.
+NOTIFY_EMAIL_CONFIRM_HOURS = env_int("NOTIFY_EMAIL_CONFIRM_HOURS", 72, minimum=1)
 NOTIFY_USER_AGENT = "DatasetPublisher-Notifications/1.0"
 # A claimed delivery whose worker has not finished for this long is taken back.
 NOTIFY_LEASE_SECONDS = env_int("NOTIFY_LEASE_SECONDS", 300, minimum=5)

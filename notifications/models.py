@@ -73,7 +73,12 @@ class Preference(models.Model):
     channels = models.JSONField(
         default=list, blank=True, help_text="The channels the user accepts notifications on."
     )
-    email = models.EmailField(blank=True, help_text="Empty: the account's own address.")
+    email = models.EmailField(
+        blank=True, help_text="Confirmed from its mailbox; empty: the account's own address."
+    )
+    email_pending = models.EmailField(
+        blank=True, help_text="An address set but not yet confirmed: mail does not go to it."
+    )
     phone = models.CharField(max_length=20, blank=True, help_text="E.164, e.g. +14155550100.")
     # The URL is the Slack channel's credential: stored encrypted (catalog/fields.py).
     slack_webhook_url = EncryptedTextField(

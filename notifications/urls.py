@@ -24,6 +24,7 @@ urlpatterns = [
         name="subscription-delete",
     ),
     path("preferences/", views.preferences, name="preferences"),
+    path("confirm-email/<str:token>/", views.email_confirm, name="email-confirm"),
     path("webhooks/", views.webhooks, name="webhooks"),
     path(WEBHOOK, views.webhook_detail, name="webhook"),
     path(f"{WEBHOOK}rotate/", views.webhook_rotate, name="webhook-rotate"),

@@ -25,7 +25,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from catalog.exceptions import InvalidInput
+from catalog.exceptions import DomainError, InvalidInput, NotFound
 from catalog.selectors import datasets_visible_to
 from notifications import selectors
 from notifications.forms import (
@@ -49,7 +49,9 @@ from notifications.services import (
 from notifications.services.delivery import UNSUBSCRIBE_SALT
 from notifications.services.preferences import (
     PREFERENCE_FIELDS,
+    email_confirm_claims,
     inbox_mark_read,
+    preference_email_confirm,
     unsubscribe_apply,
 )
 
@@ -206,9 +208,27 @@ def preferences(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "notifications/preferences.html",
-        {"form": form, "account_email": request.user.email},
+        {"form": form, "account_email": request.user.email, "pref": pref},
         status=status,
     )
+
+
+@never_cache
+@require_http_methods(["GET", "POST"])
+def email_confirm(request: HttpRequest, token: str) -> HttpResponse:
+    """The link mailed to a new notification address. Opening it changes nothing (mail
+    scanners open links); the button confirms. No sign-in needed: the signed link is
+    the proof that its mailbox asked."""
+    template = "notifications/email_confirm.html"
+    try:
+        claims = email_confirm_claims(token)
+        if request.method == "POST":
+            pref = preference_email_confirm(token=token)
+            return render(request, template, {"done": True, "address": pref.email})
+    except DomainError as exc:
+        status = 404 if isinstance(exc, NotFound) else 400
+        return render(request, template, {"error": exc.message}, status=status)
+    return render(request, template, {"address": claims["e"]})
 
 
 @never_cache

@@ -31,8 +31,8 @@ class PreferenceSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Preference
-        fields = [*PREFERENCE_FIELDS, "updated_at"]
-        read_only_fields = ["updated_at"]
+        fields = [*PREFERENCE_FIELDS, "email_pending", "updated_at"]
+        read_only_fields = ["email_pending", "updated_at"]
         extra_kwargs = {"slack_webhook_url": {"validators": []}}
 
 

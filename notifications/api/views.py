@@ -52,7 +52,9 @@ class PreferenceView(APIView):
     @extend_schema(
         summary="Change your notification preferences",
         description="Quiet hours run from quiet_start to quiet_end (HH:MM) in time_zone "
-        "(IANA, e.g. Europe/Paris) and may cross midnight; both null turns them off.",
+        "(IANA, e.g. Europe/Paris) and may cross midnight; both null turns them off. A new "
+        "email address waits as email_pending until it is confirmed from the link mailed "
+        "to it; mail goes to the previous address until then.",
         request=serializers.PreferenceSerializer,
         responses={200: serializers.PreferenceSerializer, **ERRORS},
     )

@@ -7,6 +7,7 @@ and raises `InvalidInput` with a message that names the field and says what is w
 from __future__ import annotations
 
 import fnmatch
+import logging
 import re
 from datetime import datetime, time, timedelta
 from functools import cache
@@ -14,7 +15,13 @@ from zoneinfo import available_timezones
 
 import phonenumbers
 from django.conf import settings
+from django.core import signing as django_signing
+from django.core.exceptions import ValidationError
+from django.core.mail import send_mail
+from django.core.validators import validate_email
 from django.db import transaction
+from django.template.loader import render_to_string
+from django.urls import reverse
 from django.utils import timezone
 
 from catalog.exceptions import InvalidInput, NotFound
@@ -30,6 +37,8 @@ from notifications.models import (
     Subscription,
     WebhookEndpoint,
 )
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_CHANNELS = [Channel.INAPP, Channel.EMAIL]
 # What a user may change in their preferences.
@@ -94,11 +103,17 @@ def preferences_of(user_ids) -> dict[int, Preference]:
 
 
 def preference_update(*, user, **fields) -> Preference:
-    """Changes the given fields of the user's preferences, checked together."""
+    """Changes the given fields of the user's preferences, checked together.
+
+    A new email address is not used until it is confirmed from its mailbox: it waits as
+    `email_pending`, and a link to confirm it is mailed to it (`preference_email_confirm`).
+    Mail keeps going to the address used so far meanwhile. The account's own address, or
+    an empty one (meaning it), needs no confirmation."""
     unknown = set(fields) - set(PREFERENCE_FIELDS)
     if unknown:
         raise InvalidInput(f"Unknown preference fields: {', '.join(sorted(unknown))}.")
     pref = preference_get(user=user)
+    confirm_to = _email_change(pref, user, fields.pop("email")) if "email" in fields else ""
     for name, value in fields.items():
         setattr(pref, name, value)
     pref.channels = _channels(pref.channels or [])
@@ -132,6 +147,95 @@ def preference_update(*, user, **fields) -> Preference:
     if pref.slack_webhook_url:
         _url_field(pref.slack_webhook_url, field="slack_webhook_url")
     pref.save()
+    if confirm_to:
+        transaction.on_commit(lambda: _email_confirmation_send(user=user, address=confirm_to))
+    return pref
+
+
+EMAIL_CONFIRM_SALT = "notifications.email-confirm"
+
+
+def _email_change(pref: Preference, user, value) -> str:
+    """Applies an email address given in the preferences; returns the address a
+    confirmation link must be mailed to, or "" when none is needed."""
+    address = (value or "").strip()
+    if address:
+        try:
+            validate_email(address)
+        except ValidationError:
+            raise InvalidInput(
+                "email: enter a valid email address.", details={"field": "email"}
+            ) from None
+    if not address or address.lower() == (user.email or "").lower():
+        pref.email, pref.email_pending = "", ""
+        return ""
+    if address.lower() == pref.email.lower():
+        pref.email_pending = ""
+        return ""
+    if address.lower() == pref.email_pending.lower():
+        return ""  # asked again: the link already sent still works
+    pref.email_pending = address
+    return address
+
+
+def email_confirm_link(*, user, address: str) -> str:
+    token = django_signing.dumps({"u": user.pk, "e": address}, salt=EMAIL_CONFIRM_SALT)
+    path = reverse("notifications:email-confirm", args=[token])
+    return settings.PUBLIC_BASE_URL.rstrip("/") + path
+
+
+def _email_confirmation_send(*, user, address: str) -> None:
+    link = email_confirm_link(user=user, address=address)
+    context = {
+        "user": user,
+        "address": address,
+        "link": link,
+        "hours": settings.NOTIFY_EMAIL_CONFIRM_HOURS,
+    }
+    try:
+        send_mail(
+            subject="Confirm your address for Dataset Publisher notifications",
+            message=render_to_string("notifications/email_confirm_email.txt", context),
+            from_email=None,
+            recipient_list=[address],
+        )
+    except Exception:
+        # The link is a credential: log neither it nor the message.
+        logger.exception("The address confirmation for user %s could not be sent.", user.pk)
+
+
+def email_confirm_claims(token: str) -> dict:
+    """The user id and address a confirmation link stands for; NotFound for a link that
+    was altered or cut short, InvalidInput for one past its time."""
+    try:
+        return django_signing.loads(
+            token, salt=EMAIL_CONFIRM_SALT, max_age=settings.NOTIFY_EMAIL_CONFIRM_HOURS * 3600
+        )
+    except django_signing.SignatureExpired:
+        raise InvalidInput(
+            "This confirmation link has expired. Set the address again in your "
+            "notification preferences to get a new one."
+        ) from None
+    except django_signing.BadSignature:
+        raise NotFound(
+            "This confirmation link is not valid. It may have been cut short by your mail "
+            "program; copy the whole link from the email."
+        ) from None
+
+
+def preference_email_confirm(*, token: str) -> Preference:
+    """Makes the address a confirmation link names the user's notification address,
+    if it is still the one waiting: a link for an address replaced since is refused."""
+    claims = email_confirm_claims(token)
+    with transaction.atomic():
+        pref = Preference.objects.select_for_update().filter(user_id=claims["u"]).first()
+        if pref is None or pref.email_pending.lower() != claims["e"].lower():
+            raise InvalidInput(
+                "This link is no longer valid: another address was set, or this one was "
+                "confirmed already."
+            )
+        pref.email, pref.email_pending = claims["e"], ""
+        pref.save(update_fields=["email", "email_pending", "updated_at"])
     return pref
 
 
