@@ -1,15 +1,26 @@
 """The publish pipeline (design: "The publish path").
 
-    publish_job_create   stream the file to a staging key, write a queued job, send its
-                         task after commit; the request returns at once with the job
-    publish_job_run      in a worker: claim the job, inspect the staged file in one
-                         streaming pass, then under the dataset's lock: diff the schema
+    publish_job_create   stream the file into storage while inspecting it (hash, rows,
+                         column types: `UploadInspector`), write a queued job with that
+                         profile, send its task after commit; the request returns at once
+                         with the job
+    publish_job_run      in a worker: claim the job, take the recorded profile (or, for a
+                         job without one, inspect the stored file in one streaming pass),
+                         then under the dataset's lock: diff the schema
                          against the current version's, decide the version the diff calls
                          for (or check the publisher's against it and the dataset's
-                         compatibility mode), copy to the immutable key, and in one
+                         compatibility mode), move it to the immutable key (one
+                         server-side copy, or none for an upload made straight to it), and
+                         in one
                          transaction write the version, its changelog and lineage, make it
                          current (unless it is a draft: `version_make_current`), regenerate
                          the manifest and record the events
+
+The bytes travel once. An upload for an explicit version goes straight to the key that
+version will have (it is reserved meanwhile: `_key_reserved`); any other goes to a
+staging key. So on S3 a publish costs its upload plus, at most, one CopyObject, and
+the worker reads nothing when the profile was recorded (the publish of an object already
+in the bucket is copied server-side and inspected once by the worker).
 
 What the publisher asked for travels as one `PublishOptions` value. Claiming, fencing,
 retries and the sweeper live in `versioning.services.jobs`: every change to the job is
@@ -20,6 +31,7 @@ fails it, removing what it staged. Either way the previous version stays current
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
 from collections.abc import Callable
@@ -28,12 +40,13 @@ from typing import IO, Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from catalog.audit import Actor, audit_record
 from catalog.digests import CheckedStream, sha256_hex
 from catalog.exceptions import Conflict, DomainError, FileRejected, InvalidInput, NotFound
-from catalog.inspection import FileProfile, detect_format, inspect_stream
+from catalog.inspection import FileProfile, UploadInspector, detect_format, inspect_stream
 from catalog.keys import CONTENT_TYPES, staging_key, version_key
 from catalog.leases import LeaseLost
 from catalog.locks import dataset_lock
@@ -59,6 +72,7 @@ from versioning.services.jobs import (
     TEMPORARY_ERRORS,
     Claim,
     ClaimLost,
+    KeyReserved,
     ProgressBeat,
     connection_reset,
     job_objects_discard,
@@ -136,25 +150,25 @@ def publish_job_create(
     expected_sha256: str = "",
     **fields: Any,
 ) -> PublishJob:
-    """Streams `stream` to a staging key and queues a job that publishes it as
-    `options` ask (see `PublishOptions`; the field names `requested_version`, `note`,
-    `allow_breaking`, `inputs` and `draft` are also taken as keywords). Inputs are
-    pinned to exact versions now.
+    """Streams `stream` into storage, inspecting it on the way, and queues a job that
+    publishes it as `options` ask (see `PublishOptions`; the field names
+    `requested_version`, `note`, `allow_breaking`, `inputs` and `draft` are also taken as
+    keywords). Inputs are pinned to exact versions now.
+
+    The file goes straight to its version's key when the publisher named a version that
+    no other publish holds, else to a staging key. The profile read while uploading
+    (SHA-256 of the bytes sent, size, rows, column types) is recorded on the job.
 
     `expected_sha256` (hex), when given, is the SHA-256 the publisher computed: bytes
     that do not match are refused (`DigestMismatch`) before any job exists.
 
     Raises Forbidden unless the actor stewards the dataset's organisation, InvalidInput
     for a malformed, taken or too-low version or a bad input, FileRejected for an empty
-    or unknown file.
+    or unknown file, Conflict when another upload of the same version finished first.
+    Whatever was uploaded is removed when no job comes of it.
     """
-    options = options or PublishOptions.from_fields(**fields)
-    ensure_steward(actor=actor, organization=dataset.organization)
-    if source not in JobSource.values:
-        raise InvalidInput(f"Unknown publish source {source!r}.")
-    _check_requested_version(dataset, options.version)
-    options = options.with_inputs(
-        input_label(v) for v in inputs_resolve(dataset=dataset, inputs=options.inputs)
+    options = _options_checked(
+        dataset=dataset, actor=actor, source=source, options=options, **fields
     )
     if expected_sha256:
         stream = CheckedStream(stream, expected=sha256_hex(expected_sha256))
@@ -163,44 +177,139 @@ def publish_job_create(
         raise FileRejected("The file is empty.")
     file_format = detect_format(filename, head)
     job_id = uuid.uuid4()
-    key = staging_key(org=dataset.organization.slug, job_id=str(job_id), format=file_format)
+    key, target_version = _upload_key(dataset, job_id, file_format, options)
     store = get_object_store()
-    size = store.write(
-        key,
-        _Prefixed(head, stream),
-        content_type=CONTENT_TYPES[file_format],
-        on_progress=on_progress,
-    )
+    inspector = UploadInspector(_Prefixed(head, stream), format=file_format)
     try:
-        with transaction.atomic():
-            job = PublishJob.objects.create(
-                id=job_id,
-                dataset=dataset,
-                requested_by=actor.user if getattr(actor.user, "pk", None) else None,
-                source=source,
-                source_name=filename[:300],
-                staging_key=key,
-                format=file_format,
-                bytes_total=size,
-                ip_address=actor.ip_address,
-                **options.job_fields(),
-            )
-            audit_record(
-                actor=actor,
-                action="version.publish_requested",
-                obj=job,
-                organization=dataset.organization,
-                details={
-                    "dataset": dataset.path,
-                    "file": filename,
-                    "size_bytes": size,
-                    **options.audit_details(),
-                },
-            )
-            transaction.on_commit(lambda: publish_job_dispatch(job.pk))
+        size = store.write(
+            key,
+            inspector,
+            content_type=CONTENT_TYPES[file_format],
+            on_progress=on_progress,
+            if_absent=bool(target_version),
+        )
+    except Conflict:
+        inspector.abandon()
+        raise Conflict(
+            f"Another upload of {dataset.path} {target_version} finished first; "
+            "publish this file as another version."
+        ) from None
+    except BaseException:
+        inspector.abandon()
+        raise
+    profile = inspector.finish()
+    try:
+        return _job_record(
+            job_id=job_id,
+            dataset=dataset,
+            actor=actor,
+            source=source,
+            options=options,
+            filename=filename,
+            key=key,
+            file_format=file_format,
+            size=size,
+            target_version=target_version,
+            profile=profile,
+        )
     except BaseException:
         store.delete(key)
         raise
+
+
+def _options_checked(
+    *, dataset: Dataset, actor: Actor, source: str, options: PublishOptions | None, **fields: Any
+) -> PublishOptions:
+    options = options or PublishOptions.from_fields(**fields)
+    ensure_steward(actor=actor, organization=dataset.organization)
+    if source not in JobSource.values:
+        raise InvalidInput(f"Unknown publish source {source!r}.")
+    _check_requested_version(dataset, options.version)
+    return options.with_inputs(
+        input_label(v) for v in inputs_resolve(dataset=dataset, inputs=options.inputs)
+    )
+
+
+def _upload_key(
+    dataset: Dataset, job_id: uuid.UUID, file_format: str, options: PublishOptions
+) -> tuple[str, str]:
+    """Where the upload goes, and the version it is already the file of ("" when the
+    worker decides): the version's own key when the publisher named a version whose key
+    is free, so that publishing it moves nothing; a staging key otherwise."""
+    org = dataset.organization.slug
+    if options.version:
+        version = str(parse_version(options.version))
+        key = version_key(
+            org=org,
+            layer=dataset.layer,
+            name=dataset.name,
+            day=timezone.now().date(),
+            version=version,
+            format=file_format,
+        )
+        if not _key_reserved(key) and not get_object_store().exists(key):
+            return key, version
+    return staging_key(org=org, job_id=str(job_id), format=file_format), ""
+
+
+def _key_reserved(key: str, *, job_id: object = None) -> bool:
+    """Whether a version's key is published, or held by a publish other than `job_id`
+    (uploaded to it, or copying to it, and not finished; or finished with the object
+    still to be removed)."""
+    if DatasetVersion.objects.filter(key=key).exists():
+        return True
+    holders = PublishJob.objects.filter(Q(staging_key=key) | Q(target_key=key)).filter(
+        Q(status__in=(JobStatus.QUEUED, JobStatus.RUNNING)) | Q(cleanup_pending=True)
+    )
+    if job_id is not None:
+        holders = holders.exclude(pk=job_id)
+    return holders.exists()
+
+
+def _job_record(
+    *,
+    job_id: uuid.UUID,
+    dataset: Dataset,
+    actor: Actor,
+    source: str,
+    options: PublishOptions,
+    filename: str,
+    key: str,
+    file_format: str,
+    size: int,
+    target_version: str = "",
+    profile: FileProfile | None = None,
+) -> PublishJob:
+    """The queued job for a stored file, its audit entry, and its task after commit."""
+    with transaction.atomic():
+        job = PublishJob.objects.create(
+            id=job_id,
+            dataset=dataset,
+            requested_by=actor.user if getattr(actor.user, "pk", None) else None,
+            source=source,
+            source_name=filename[:300],
+            staging_key=key,
+            format=file_format,
+            bytes_total=size,
+            ip_address=actor.ip_address,
+            target_version=target_version,
+            target_key=key if target_version else "",
+            profile=profile.as_json() if profile else None,
+            **options.job_fields(),
+        )
+        audit_record(
+            actor=actor,
+            action="version.publish_requested",
+            obj=job,
+            organization=dataset.organization,
+            details={
+                "dataset": dataset.path,
+                "file": filename,
+                "size_bytes": size,
+                **options.audit_details(),
+            },
+        )
+        transaction.on_commit(lambda: publish_job_dispatch(job.pk))
     return job
 
 
@@ -216,9 +325,12 @@ def publish_job_create_from_object(
 ) -> PublishJob:
     """Queues the publish of an object already in the bucket (a pipeline wrote it there).
 
-    The object is copied to a staging key first, so that what is published cannot change
-    under the job. Raises NotFound when there is no such object, or when it lies outside
-    the dataset's organisation's prefix (one organisation never publishes another's bytes).
+    The object is copied to a staging key first (server-side: no byte passes through
+    this process), so that what is published cannot change under the job; the worker
+    then inspects it once. With `expected_sha256` the object is streamed through instead,
+    so that its digest is checked before any job exists. Raises NotFound when there is
+    no such object, or when it lies outside the dataset's organisation's prefix (one
+    organisation never publishes another's bytes).
     """
     options = options or PublishOptions.from_fields(**fields)
     ensure_steward(actor=actor, organization=dataset.organization)
@@ -228,20 +340,41 @@ def publish_job_create_from_object(
     store = get_object_store()
     if not store.exists(source_key):
         raise NotFound(f"No object {source_key!r} in the organisation's storage.")
-    with store.open(source_key) as stream:
-        head = stream.read(_HEAD_BYTES)
+    filename = source_key.rsplit("/", 1)[-1]
+    if expected_sha256:
+        with store.open(source_key) as stream:
+            return publish_job_create(
+                dataset=dataset,
+                stream=stream,
+                filename=filename,
+                actor=actor,
+                source=source,
+                options=options,
+                expected_sha256=expected_sha256,
+            )
+    options = _options_checked(dataset=dataset, actor=actor, source=source, options=options)
+    head = store.read_range(source_key, 0, _HEAD_BYTES)
     if not head:
         raise FileRejected("The file is empty.")
-    with store.open(source_key) as stream:
-        return publish_job_create(
+    file_format = detect_format(filename, head)
+    job_id = uuid.uuid4()
+    key = staging_key(org=dataset.organization.slug, job_id=str(job_id), format=file_format)
+    store.copy(source_key, key)
+    try:
+        return _job_record(
+            job_id=job_id,
             dataset=dataset,
-            stream=stream,
-            filename=source_key.rsplit("/", 1)[-1],
             actor=actor,
             source=source,
             options=options,
-            expected_sha256=expected_sha256,
+            filename=filename,
+            key=key,
+            file_format=file_format,
+            size=store.size(key),
         )
+    except BaseException:
+        store.delete(key)
+        raise
 
 
 def publish_job_run(*, job_id) -> PublishJob | None:
@@ -300,13 +433,14 @@ def publish_job_attempt(*, job: PublishJob, store: ObjectStore | None = None) ->
     except DomainError as exc:
         # A version refused for claiming too little keeps its staged file for a while, so
         # a steward can publish it as the needed version in one step (services/retry.py).
+        keep = exc.code == "invalid" and "change_type" in exc.details
         publish_job_fail(
             job=job,
             message=exc.message,
             code=exc.code,
             store=store,
             details=exc.details,
-            keep_staged=exc.code == "invalid" and "change_type" in exc.details,
+            keep_staged=keep and _refused_file_park(job, store),
             # Only a verdict on the file itself (not a lost race) tells subscribers.
             verdict=isinstance(exc, InvalidInput),
         )
@@ -321,13 +455,29 @@ def publish_job_attempt(*, job: PublishJob, store: ObjectStore | None = None) ->
         )
 
 
+def _refused_file_park(job: PublishJob, store: ObjectStore) -> bool:
+    """Moves a refused file uploaded straight to its version's key to a staging key,
+    where it waits for a republish without holding that version's key; returns whether
+    the file is kept (if it cannot be moved, it is removed with the rest of the job)."""
+    if job.staging_key != job.target_key:
+        return True
+    parked = staging_key(org=job.dataset.organization.slug, job_id=str(job.pk), format=job.format)
+    try:
+        store.copy(job.staging_key, parked)
+        Claim.of(job).update(staging_key=parked)
+    except (DomainError, LeaseLost, *TEMPORARY_ERRORS):
+        logger.warning("Could not keep the refused file of publish job %s", job.pk)
+        with contextlib.suppress(DomainError, *TEMPORARY_ERRORS):
+            store.delete(parked)
+        return False
+    job.staging_key = parked
+    return True
+
+
 def _run(job: PublishJob, store: ObjectStore) -> None:
     dataset = job.dataset
     claim = Claim.of(job)
-    if not store.exists(job.staging_key):
-        raise FileRejected("The uploaded file is no longer in staging; upload it again.")
-    with store.open(job.staging_key) as stream:
-        profile = inspect_stream(stream, format=job.format, on_progress=ProgressBeat(claim))
+    profile = _profile(job, store, claim)
     finished = False
     try:
         with lease_kept(claim) as lease, dataset_lock(dataset.pk):
@@ -347,6 +497,17 @@ def _run(job: PublishJob, store: ObjectStore) -> None:
         # job is done, so its staged object goes now (or, storage away, by the sweeper).
         if finished:
             job_objects_discard(job=job, store=store)
+
+
+def _profile(job: PublishJob, store: ObjectStore, claim: Claim) -> FileProfile:
+    """The file's facts: those recorded while it was uploaded, else (a job without them)
+    read from the stored object in one streaming pass."""
+    if not store.exists(job.staging_key):
+        raise FileRejected("The uploaded file is no longer in staging; upload it again.")
+    if job.profile:
+        return FileProfile.from_json(job.profile)
+    with store.open(job.staging_key) as stream:
+        return inspect_stream(stream, format=job.format, on_progress=ProgressBeat(claim))
 
 
 @dataclass(frozen=True)
@@ -426,9 +587,17 @@ def _target_key(job: PublishJob, dataset: Dataset, version: Version, store: Obje
         version=str(version),
         format=job.format,
     )
+    if _key_reserved(key, job_id=job.pk):
+        # Another publish uploaded its file straight to this key, or is copying to it:
+        # wait for it to finish (it commits that version, or removes the object).
+        raise KeyReserved(f"Another publish of {dataset.path} holds {key!r}.")
     previous = job.target_key
     Claim.of(job).update(target_version=str(version), target_key=key)
-    if previous and previous != key and not DatasetVersion.objects.filter(key=previous).exists():
+    if (
+        previous
+        and previous not in (key, job.staging_key)
+        and not DatasetVersion.objects.filter(key=previous).exists()
+    ):
         store.delete(previous)
     job.target_version, job.target_key = str(version), key
     return key
