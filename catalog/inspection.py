@@ -12,7 +12,7 @@ How the pieces fit:
   under the decompressor and so sees the compressed bytes.
 * CSV is parsed by pyarrow's streaming reader (`pyarrow.csv.open_csv`), which pulls
   blocks through that chain from one of its own I/O threads. Left alone, that thread
-  queues up to 32 blocks ahead of the consumer; `_ParserFeed` holds it to a few.
+  queues up to 32 blocks ahead of the consumer; `BoundedFeed` holds it to a few.
   Exceptions raised on that thread reach us as opaque pyarrow errors, so each reader
   records its own failure and the main thread re-raises it with a steward-facing
   message. Progress is reported from the main thread, between batches.
@@ -492,19 +492,21 @@ class _GunzipReader:
         self.closed = True
 
 
-class _ParserFeed:
-    """What pyarrow's CSV reader reads: the peeked head again, then the rest of the stream.
+class BoundedFeed:
+    """What a pyarrow CSV reader reads: `head` (bytes already peeked) again, then `rest`.
 
     pyarrow reads the input on a background thread that queues up to 32 blocks ahead
     of the batches taken from it, whatever their size: 64 MiB of 2 MiB blocks whenever
     the consumer is slower than the disk. So each read waits until the consumer is at
-    most `_BLOCKS_AHEAD` blocks behind. A block normally yields exactly one batch (an
-    empty one if it holds only blank lines); the wait has a time limit so that a block
-    yielding none (part of a row spanning blocks) can only slow the reading down,
-    never hang it.
+    most `_BLOCKS_AHEAD` blocks behind (call `batch_taken()` for every batch taken, and
+    `stop()` when done). A block normally yields exactly one batch (an empty one if it
+    holds only blank lines); the wait has a time limit so that a block yielding none
+    (part of a row spanning blocks) can only slow the reading down, never hang it.
+    Any CSV reading that must stay flat in memory goes through it (the inspection here,
+    the columnar copy in `versioning.columnar`).
     """
 
-    def __init__(self, head: bytes, rest: _HashingReader | _GunzipReader) -> None:
+    def __init__(self, rest, head: bytes = b"") -> None:
         self._head = head
         self._rest = rest
         self._turn = threading.Condition()
@@ -590,7 +592,7 @@ def _inspect_csv(
 
     states = [_ColumnState() for _ in names]
     row_count = 0
-    feed = _ParserFeed(head, text_source)
+    feed = BoundedFeed(text_source, head)
     try:
         reader = pacsv.open_csv(
             pa.PythonFile(feed, mode="r"),
