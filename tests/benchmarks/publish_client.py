@@ -59,6 +59,7 @@ def _publish(path: Path, *, in_process: bool = False) -> dict:
     from catalog.audit import Actor
     from catalog.models import Dataset
     from versioning.models import JobSource, JobStatus
+    from versioning.services import intake
     from versioning.services import publish as pipeline
 
     dataset = Dataset.objects.select_related("organization").get(
@@ -66,7 +67,7 @@ def _publish(path: Path, *, in_process: bool = False) -> dict:
     )
     started = time.perf_counter()
     with path.open("rb") as stream:
-        job = pipeline.publish_job_create(
+        job = intake.publish_job_create(
             dataset=dataset,
             stream=stream,
             filename=path.name,

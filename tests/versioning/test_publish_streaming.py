@@ -293,3 +293,32 @@ def test_storage_refuses_to_complete_a_write_over_an_existing_key(dataset, s3_se
     with store.open(key) as stream:
         assert stream.read() == b"a\n1\n"
     assert _unfinished_uploads(s3_server) == []
+
+
+@both_modes
+@pytest.mark.django_db(transaction=True)  # a temporary failure resets the connection
+def test_other_bytes_at_the_final_key_are_left_alone_and_the_job_waits(dataset, system):
+    from django.utils import timezone
+
+    from catalog.keys import version_key
+
+    publish_job_run(job_id=queue(dataset, CSV, system).pk)
+    key = version_key(
+        org="acme",
+        layer="gold",
+        name="txn_daily",
+        day=timezone.now().date(),
+        version="1.0.1",
+        format="csv",
+    )
+    store = get_object_store()
+    # Another upload to that key finished just before its job was recorded.
+    store.write(key, io.BytesIO(b"day\n2024-01-01\n"))
+    job = queue(dataset, NEWER, system)
+
+    publish_job_run(job_id=job.pk)
+    job.refresh_from_db()
+
+    assert job.status == JobStatus.QUEUED and job.target_key == ""
+    with store.open(key) as stream:
+        assert stream.read() == b"day\n2024-01-01\n"

@@ -148,6 +148,20 @@ def publish_job_claim(*, job_id) -> PublishJob | None:
     return PublishJob.objects.select_related("dataset__organization", "requested_by").get(pk=job_id)
 
 
+def version_key_held(key: str, *, job_id: object = None) -> bool:
+    """Whether a version's key is published, or held by a publish other than `job_id`
+    (uploaded to it, or copying to it, and not finished; or finished with the object
+    still to be removed)."""
+    if DatasetVersion.objects.filter(key=key).exists():
+        return True
+    holders = PublishJob.objects.filter(Q(staging_key=key) | Q(target_key=key)).filter(
+        Q(status__in=(JobStatus.QUEUED, JobStatus.RUNNING)) | Q(cleanup_pending=True)
+    )
+    if job_id is not None:
+        holders = holders.exclude(pk=job_id)
+    return holders.exists()
+
+
 def publish_job_dispatch(job_id) -> None:
     """Sends the job's task (best effort: the sweeper sends it again if this is lost)."""
     if send_task(TASK_NAME, str(job_id)):

@@ -1,26 +1,17 @@
-"""The publish pipeline (design: "The publish path").
+"""The publish pipeline (design: "The publish path"), its second half: the job that
+`versioning.services.intake` queued with the file in storage.
 
-    publish_job_create   stream the file into storage while inspecting it (hash, rows,
-                         column types: `UploadInspector`), write a queued job with that
-                         profile, send its task after commit; the request returns at once
-                         with the job
-    publish_job_run      in a worker: claim the job, take the recorded profile (or, for a
-                         job without one, inspect the stored file in one streaming pass),
-                         then under the dataset's lock: diff the schema
-                         against the current version's, decide the version the diff calls
-                         for (or check the publisher's against it and the dataset's
-                         compatibility mode), move it to the immutable key (one
-                         server-side copy, or none for an upload made straight to it), and
-                         in one
-                         transaction write the version, its changelog and lineage, make it
-                         current (unless it is a draft: `version_make_current`), regenerate
-                         the manifest and record the events
-
-The bytes travel once. An upload for an explicit version goes straight to the key that
-version will have (it is reserved meanwhile: `_key_reserved`); any other goes to a
-staging key. So on S3 a publish costs its upload plus, at most, one CopyObject, and
-the worker reads nothing when the profile was recorded (the publish of an object already
-in the bucket is copied server-side and inspected once by the worker).
+    publish_job_run      in a worker: claim the job, take the profile recorded while
+                         the file was uploaded (or, for a job without one, inspect the
+                         stored file in one streaming pass), then under the dataset's
+                         lock: diff the schema against the current version's, decide
+                         the version the diff calls for (or check the publisher's
+                         against it and the dataset's compatibility mode), put the file
+                         at its immutable key (nothing to do for an upload made straight
+                         to it, else one server-side copy), and in one transaction write
+                         the version, its changelog and lineage, make it current (unless
+                         it is a draft: `version_make_current`), regenerate the manifest
+                         and record the events
 
 What the publisher asked for travels as one `PublishOptions` value. Claiming, fencing,
 retries and the sweeper live in `versioning.services.jobs`: every change to the job is
@@ -33,30 +24,23 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import IO, Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Q
 from django.utils import timezone
 
-from catalog.audit import Actor, audit_record
-from catalog.digests import CheckedStream, sha256_hex
-from catalog.exceptions import Conflict, DomainError, FileRejected, InvalidInput, NotFound
-from catalog.inspection import FileProfile, UploadInspector, detect_format, inspect_stream
+from catalog.audit import Actor
+from catalog.exceptions import Conflict, DomainError, FileRejected, InvalidInput
+from catalog.inspection import FileProfile, inspect_stream
 from catalog.keys import CONTENT_TYPES, staging_key, version_key
 from catalog.leases import LeaseLost
 from catalog.locks import dataset_lock
 from catalog.models import Dataset
-from catalog.services import ensure_steward
 from catalog.storage import ObjectStore, copy_immutable, get_object_store
 from versioning.models import (
     DatasetVersion,
     JobOutcome,
-    JobSource,
     JobStatus,
     PublishJob,
     VersionStatus,
@@ -78,303 +62,26 @@ from versioning.services.jobs import (
     job_objects_discard,
     lease_kept,
     publish_job_claim,
-    publish_job_dispatch,
     publish_job_fail,
     publish_job_requeue,
     publish_jobs_sweep,
+    version_key_held,
 )
-from versioning.services.lineage import input_label, inputs_record, inputs_resolve
+from versioning.services.lineage import inputs_record
 
 logger = logging.getLogger(__name__)
 
 __all__ = (
     "TASK_NAME",
     "PublishOptions",
-    "publish_job_create",
-    "publish_job_create_from_object",
     "publish_job_attempt",
     "publish_job_run",
     "publish_jobs_sweep",
 )
 
-_HEAD_BYTES = 64
-
-
-class _Prefixed:
-    """A read-only stream that replays bytes already read from `stream` first."""
-
-    def __init__(self, head: bytes, stream: IO[bytes]) -> None:
-        self._head = head
-        self._stream = stream
-
-    def read(self, size: int = -1) -> bytes:
-        if self._head:
-            if size is None or size < 0:
-                data, self._head = self._head + self._stream.read(), b""
-                return data
-            data, self._head = self._head[:size], self._head[size:]
-            if len(data) < size:
-                data += self._stream.read(size - len(data))
-            return data
-        return self._stream.read(size)
-
 
 def current_version(dataset: Dataset) -> DatasetVersion | None:
     return DatasetVersion.objects.filter(dataset=dataset, is_current=True).first()
-
-
-def _check_requested_version(dataset: Dataset, requested: str) -> None:
-    """Early check at upload time, so an obviously wrong version is refused at once."""
-    if not requested:
-        return
-    version = parse_version(requested)
-    current = current_version(dataset)
-    if current is not None and version <= Version.parse(current.version):
-        raise InvalidInput(
-            f"Version {version} is not above the current version {current.version} of "
-            f"{dataset.path}."
-        )
-    if DatasetVersion.objects.filter(dataset=dataset, version=str(version)).exists():
-        raise InvalidInput(f"{dataset.path} already has a version {version}.")
-
-
-def publish_job_create(
-    *,
-    dataset: Dataset,
-    stream: IO[bytes],
-    filename: str,
-    actor: Actor,
-    source: str,
-    options: PublishOptions | None = None,
-    on_progress: Callable[[int], None] | None = None,
-    expected_sha256: str = "",
-    **fields: Any,
-) -> PublishJob:
-    """Streams `stream` into storage, inspecting it on the way, and queues a job that
-    publishes it as `options` ask (see `PublishOptions`; the field names
-    `requested_version`, `note`, `allow_breaking`, `inputs` and `draft` are also taken as
-    keywords). Inputs are pinned to exact versions now.
-
-    The file goes straight to its version's key when the publisher named a version that
-    no other publish holds, else to a staging key. The profile read while uploading
-    (SHA-256 of the bytes sent, size, rows, column types) is recorded on the job.
-
-    `expected_sha256` (hex), when given, is the SHA-256 the publisher computed: bytes
-    that do not match are refused (`DigestMismatch`) before any job exists.
-
-    Raises Forbidden unless the actor stewards the dataset's organisation, InvalidInput
-    for a malformed, taken or too-low version or a bad input, FileRejected for an empty
-    or unknown file, Conflict when another upload of the same version finished first.
-    Whatever was uploaded is removed when no job comes of it.
-    """
-    options = _options_checked(
-        dataset=dataset, actor=actor, source=source, options=options, **fields
-    )
-    if expected_sha256:
-        stream = CheckedStream(stream, expected=sha256_hex(expected_sha256))
-    head = stream.read(_HEAD_BYTES)
-    if not head:
-        raise FileRejected("The file is empty.")
-    file_format = detect_format(filename, head)
-    job_id = uuid.uuid4()
-    key, target_version = _upload_key(dataset, job_id, file_format, options)
-    store = get_object_store()
-    inspector = UploadInspector(_Prefixed(head, stream), format=file_format)
-    try:
-        size = store.write(
-            key,
-            inspector,
-            content_type=CONTENT_TYPES[file_format],
-            on_progress=on_progress,
-            if_absent=bool(target_version),
-        )
-    except Conflict:
-        inspector.abandon()
-        raise Conflict(
-            f"Another upload of {dataset.path} {target_version} finished first; "
-            "publish this file as another version."
-        ) from None
-    except BaseException:
-        inspector.abandon()
-        raise
-    profile = inspector.finish()
-    try:
-        return _job_record(
-            job_id=job_id,
-            dataset=dataset,
-            actor=actor,
-            source=source,
-            options=options,
-            filename=filename,
-            key=key,
-            file_format=file_format,
-            size=size,
-            target_version=target_version,
-            profile=profile,
-        )
-    except BaseException:
-        store.delete(key)
-        raise
-
-
-def _options_checked(
-    *, dataset: Dataset, actor: Actor, source: str, options: PublishOptions | None, **fields: Any
-) -> PublishOptions:
-    options = options or PublishOptions.from_fields(**fields)
-    ensure_steward(actor=actor, organization=dataset.organization)
-    if source not in JobSource.values:
-        raise InvalidInput(f"Unknown publish source {source!r}.")
-    _check_requested_version(dataset, options.version)
-    return options.with_inputs(
-        input_label(v) for v in inputs_resolve(dataset=dataset, inputs=options.inputs)
-    )
-
-
-def _upload_key(
-    dataset: Dataset, job_id: uuid.UUID, file_format: str, options: PublishOptions
-) -> tuple[str, str]:
-    """Where the upload goes, and the version it is already the file of ("" when the
-    worker decides): the version's own key when the publisher named a version whose key
-    is free, so that publishing it moves nothing; a staging key otherwise."""
-    org = dataset.organization.slug
-    if options.version:
-        version = str(parse_version(options.version))
-        key = version_key(
-            org=org,
-            layer=dataset.layer,
-            name=dataset.name,
-            day=timezone.now().date(),
-            version=version,
-            format=file_format,
-        )
-        if not _key_reserved(key) and not get_object_store().exists(key):
-            return key, version
-    return staging_key(org=org, job_id=str(job_id), format=file_format), ""
-
-
-def _key_reserved(key: str, *, job_id: object = None) -> bool:
-    """Whether a version's key is published, or held by a publish other than `job_id`
-    (uploaded to it, or copying to it, and not finished; or finished with the object
-    still to be removed)."""
-    if DatasetVersion.objects.filter(key=key).exists():
-        return True
-    holders = PublishJob.objects.filter(Q(staging_key=key) | Q(target_key=key)).filter(
-        Q(status__in=(JobStatus.QUEUED, JobStatus.RUNNING)) | Q(cleanup_pending=True)
-    )
-    if job_id is not None:
-        holders = holders.exclude(pk=job_id)
-    return holders.exists()
-
-
-def _job_record(
-    *,
-    job_id: uuid.UUID,
-    dataset: Dataset,
-    actor: Actor,
-    source: str,
-    options: PublishOptions,
-    filename: str,
-    key: str,
-    file_format: str,
-    size: int,
-    target_version: str = "",
-    profile: FileProfile | None = None,
-) -> PublishJob:
-    """The queued job for a stored file, its audit entry, and its task after commit."""
-    with transaction.atomic():
-        job = PublishJob.objects.create(
-            id=job_id,
-            dataset=dataset,
-            requested_by=actor.user if getattr(actor.user, "pk", None) else None,
-            source=source,
-            source_name=filename[:300],
-            staging_key=key,
-            format=file_format,
-            bytes_total=size,
-            ip_address=actor.ip_address,
-            target_version=target_version,
-            target_key=key if target_version else "",
-            profile=profile.as_json() if profile else None,
-            **options.job_fields(),
-        )
-        audit_record(
-            actor=actor,
-            action="version.publish_requested",
-            obj=job,
-            organization=dataset.organization,
-            details={
-                "dataset": dataset.path,
-                "file": filename,
-                "size_bytes": size,
-                **options.audit_details(),
-            },
-        )
-        transaction.on_commit(lambda: publish_job_dispatch(job.pk))
-    return job
-
-
-def publish_job_create_from_object(
-    *,
-    dataset: Dataset,
-    source_key: str,
-    actor: Actor,
-    source: str = JobSource.OBJECT,
-    options: PublishOptions | None = None,
-    expected_sha256: str = "",
-    **fields: Any,
-) -> PublishJob:
-    """Queues the publish of an object already in the bucket (a pipeline wrote it there).
-
-    The object is copied to a staging key first (server-side: no byte passes through
-    this process), so that what is published cannot change under the job; the worker
-    then inspects it once. With `expected_sha256` the object is streamed through instead,
-    so that its digest is checked before any job exists. Raises NotFound when there is
-    no such object, or when it lies outside the dataset's organisation's prefix (one
-    organisation never publishes another's bytes).
-    """
-    options = options or PublishOptions.from_fields(**fields)
-    ensure_steward(actor=actor, organization=dataset.organization)
-    org_prefix = f"{dataset.organization.slug}/"
-    if not source_key.startswith(org_prefix) or ".." in source_key.split("/"):
-        raise NotFound(f"No object {source_key!r} in the organisation's storage.")
-    store = get_object_store()
-    if not store.exists(source_key):
-        raise NotFound(f"No object {source_key!r} in the organisation's storage.")
-    filename = source_key.rsplit("/", 1)[-1]
-    if expected_sha256:
-        with store.open(source_key) as stream:
-            return publish_job_create(
-                dataset=dataset,
-                stream=stream,
-                filename=filename,
-                actor=actor,
-                source=source,
-                options=options,
-                expected_sha256=expected_sha256,
-            )
-    options = _options_checked(dataset=dataset, actor=actor, source=source, options=options)
-    head = store.read_range(source_key, 0, _HEAD_BYTES)
-    if not head:
-        raise FileRejected("The file is empty.")
-    file_format = detect_format(filename, head)
-    job_id = uuid.uuid4()
-    key = staging_key(org=dataset.organization.slug, job_id=str(job_id), format=file_format)
-    store.copy(source_key, key)
-    try:
-        return _job_record(
-            job_id=job_id,
-            dataset=dataset,
-            actor=actor,
-            source=source,
-            options=options,
-            filename=filename,
-            key=key,
-            file_format=file_format,
-            size=store.size(key),
-        )
-    except BaseException:
-        store.delete(key)
-        raise
 
 
 def publish_job_run(*, job_id) -> PublishJob | None:
@@ -488,7 +195,7 @@ def _run(job: PublishJob, store: ObjectStore) -> None:
             else:
                 decision = _decide(job, dataset, current, profile)
                 key = _target_key(job, dataset, decision.version, store)
-                copy_immutable(store, job.staging_key, key, sha256=profile.sha256)
+                _move_to(job, store, key, profile)
                 lease.check()
                 _commit(job, dataset, current, decision, key, profile)
             finished = True
@@ -508,6 +215,19 @@ def _profile(job: PublishJob, store: ObjectStore, claim: Claim) -> FileProfile:
         return FileProfile.from_json(job.profile)
     with store.open(job.staging_key) as stream:
         return inspect_stream(stream, format=job.format, on_progress=ProgressBeat(claim))
+
+
+def _move_to(job: PublishJob, store: ObjectStore, key: str, profile: FileProfile) -> None:
+    """Puts the job's file at its final key: nothing to do for a file uploaded there,
+    one server-side copy otherwise. Other bytes already at the key are another
+    upload's, finished just before its job was recorded (or left by a crash): the job
+    lets go of the key, so that its failure never removes them, and waits."""
+    try:
+        copy_immutable(store, job.staging_key, key, sha256=profile.sha256)
+    except Conflict:
+        Claim.of(job).update(target_version="", target_key="")
+        job.target_version, job.target_key = "", ""
+        raise KeyReserved(f"{key!r} already holds other bytes.") from None
 
 
 @dataclass(frozen=True)
@@ -587,7 +307,7 @@ def _target_key(job: PublishJob, dataset: Dataset, version: Version, store: Obje
         version=str(version),
         format=job.format,
     )
-    if _key_reserved(key, job_id=job.pk):
+    if version_key_held(key, job_id=job.pk):
         # Another publish uploaded its file straight to this key, or is copying to it:
         # wait for it to finish (it commits that version, or removes the object).
         raise KeyReserved(f"Another publish of {dataset.path} holds {key!r}.")

@@ -21,7 +21,7 @@ from catalog.services import ensure_steward
 from catalog.storage import get_object_store
 from versioning.models import JobSource, JobStatus, PublishJob
 from versioning.semver import parse_version, version_next
-from versioning.services.publish import publish_job_create_from_object
+from versioning.services.intake import publish_job_create_from_object
 
 logger = logging.getLogger(__name__)
 
