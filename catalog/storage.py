@@ -58,6 +58,7 @@ class ObjectStore(Protocol):
         content_type: str = "application/octet-stream",
         on_progress: ProgressCallback | None = None,
         if_absent: bool = False,
+        parts_in_flight: int | None = None,
     ) -> int: ...
     def open(self, key: str) -> BinaryIO: ...
     def copy(self, source: str, destination: str) -> None: ...
@@ -132,6 +133,7 @@ class LocalObjectStore:
         content_type="application/octet-stream",
         on_progress=None,
         if_absent=False,
+        parts_in_flight=None,
     ):
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -320,6 +322,7 @@ class S3ObjectStore:
         content_type="application/octet-stream",
         on_progress=None,
         if_absent=False,
+        parts_in_flight=None,
     ):
         """Streams `stream` to `key`: one PUT for an object smaller than a part, else a
         multipart upload with `_UPLOAD_CONCURRENCY` parts in flight (parts are read here,
@@ -328,7 +331,8 @@ class S3ObjectStore:
         upload becomes visible only when it completes; when anything fails it is aborted
         (the hourly sweep aborts those whose abort could not get through). With
         `if_absent`, storage itself refuses to complete over an existing object
-        (If-None-Match), which raises Conflict."""
+        (If-None-Match), which raises Conflict. `parts_in_flight` (default
+        `_UPLOAD_CONCURRENCY`) bounds the memory a write holds, about that many parts."""
         part_size = max(self.chunk_size, _MIN_PART_BYTES)
         extra = {"IfNoneMatch": "*"} if if_absent else {}
         client = self.client
@@ -353,7 +357,14 @@ class S3ObjectStore:
         try:
             with self._write_errors(key):
                 parts, written = self._parts_send(
-                    client, key, upload_id, first, stream, part_size, on_progress
+                    client,
+                    key,
+                    upload_id,
+                    first,
+                    stream,
+                    part_size,
+                    on_progress,
+                    parts_in_flight or _UPLOAD_CONCURRENCY,
                 )
                 client.complete_multipart_upload(
                     Bucket=self.bucket,
@@ -368,7 +379,9 @@ class S3ObjectStore:
             raise
         return written
 
-    def _parts_send(self, client, key, upload_id, first, stream, part_size, on_progress):
+    def _parts_send(
+        self, client, key, upload_id, first, stream, part_size, on_progress, concurrency
+    ):
         def send(number: int, body: bytes) -> dict:
             answer = client.upload_part(
                 Bucket=self.bucket,
@@ -393,13 +406,13 @@ class S3ObjectStore:
             if on_progress:
                 on_progress(sent)
 
-        pool = ThreadPoolExecutor(_UPLOAD_CONCURRENCY, thread_name_prefix="s3-part")
+        pool = ThreadPoolExecutor(concurrency, thread_name_prefix="s3-part")
         try:
             body, number = first, 1
             while body:
                 in_flight.append((pool.submit(send, number, body), len(body)))
                 written += len(body)
-                if len(in_flight) >= _UPLOAD_CONCURRENCY:
+                if len(in_flight) >= concurrency:
                     collect_oldest()
                 number += 1
                 # Parts grow past the first thousands so that 10,000 cover any upload.

@@ -178,7 +178,9 @@ def columnar_copy_make(*, version: DatasetVersion, store: ObjectStore | None = N
                 sink.truncate()
                 _write_csv_copy(store, version, sink, typed=False)
         sink.seek(0)
-        store.write(key, sink, content_type="application/vnd.apache.parquet")
+        # Two parts in flight: the copy is background work, and its worker's memory
+        # stays the same for a 64 MiB file and a 1 GiB one.
+        store.write(key, sink, content_type="application/vnd.apache.parquet", parts_in_flight=2)
     return key
 
 
