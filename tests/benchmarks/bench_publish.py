@@ -17,7 +17,8 @@ Redis on a queue of its own, and moto's S3 server on a free loopback port):
     upload floor  boto3's `upload_file` of the file into the same bucket
 
 Each publish runs in a freshly started worker (one pool process) whose peak resident
-set (VmHWM) is read when the job ends. The work a publish's events start after the job
+set (VmHWM) is read when the job ends, as is the uploading client's (which inspects
+the file as it sends it). The work a publish's events start after the job
 (the manifest upload, the columnar copy, lineage) runs next, in a worker of its own on
 a queue of its own, and is reported beside the publish, not in it; its peak RSS too.
 
@@ -287,7 +288,8 @@ def describe(result: dict) -> str:
     text = (
         f"{result['total_s']:.2f} (upload to staging {result['staging_s']:.2f}, "
         f"queued {result['queued_s']:.2f}, worker {result['worker_s']:.2f}; "
-        f"worker peak RSS {result['peak_rss_mib']:.0f} MiB)"
+        f"worker peak RSS {result['peak_rss_mib']:.0f} MiB, uploading client's "
+        f"{result['client_peak_rss_mib']:.0f} MiB)"
     )
     text += (
         f"\n  after the job, its events in another worker: {result['events_s']:.2f} s, "
@@ -408,6 +410,7 @@ class Publishes:
     def __init__(self, env, path: Path, work: Path, label: str, remove) -> None:
         self.env, self.path, self.work, self.label, self.remove = env, path, work, label, remove
         self.rss, self.events_rss, self.events = Series(), Series(), Series()
+        self.client_rss = Series()
         self.first: dict = {}
         self._kept: list[str] = []
         self._n = 0
@@ -419,6 +422,7 @@ class Publishes:
         say(f"  {self.label} publish {self._n}", describe(result))
         self.first = self.first or result
         self.rss.add(result["peak_rss_mib"])
+        self.client_rss.add(result["client_peak_rss_mib"])
         self.events_rss.add(result["events_peak_rss_mib"])
         self.events.add(result["events_s"])
         for key in self._kept:
@@ -435,6 +439,7 @@ def run_mode(mode: str, args, work: Path, big: Path, small: Path, env, floors, r
     # A first small publish warms the mode up (imports, the database, the bucket).
     little()
     little.rss, little.events_rss, little.events = Series(), Series(), Series()
+    little.client_rss = Series()
     measures = {f"publish_{mode}_s": large, **floors, f"publish_{mode}_small_s": little}
     taken = alternate(measures, rounds=args.rounds, report=lambda line: print(line, flush=True))
     return {"taken": taken, "large": large, "small": little}
@@ -514,11 +519,17 @@ def report(mode: str, run: dict, args) -> dict[str, str]:
     say(f"events_after_publish_{mode}_s", large.events)
     for label, publishes in ((f"{args.size_mib}mib", large), (f"{args.small_mib}mib", small)):
         say(f"worker_peak_rss_mib_{mode}_{label}", publishes.rss)
+        say(f"upload_peak_rss_mib_{mode}_{label}", publishes.client_rss)
         say(f"events_worker_peak_rss_mib_{mode}_{label}", publishes.events_rss)
     below = Goal.at_most(1.2)
     lines = {
         f"ratio_worker_peak_rss_{mode}": ratio_line(
             f"ratio_worker_peak_rss_{mode}", large.rss, small.rss, goal=below
+        ),
+        # Since the file is inspected while it uploads, the process that uploads holds
+        # the memory the worker used to: it must stay flat too.
+        f"ratio_upload_peak_rss_{mode}": ratio_line(
+            f"ratio_upload_peak_rss_{mode}", large.client_rss, small.client_rss, goal=below
         ),
         f"ratio_events_worker_peak_rss_{mode}": ratio_line(
             f"ratio_events_worker_peak_rss_{mode}", large.events_rss, small.events_rss, goal=below
@@ -549,6 +560,8 @@ _RATIO_ORDER = (
     "ratio_publish_to_hash_floor",
     "ratio_worker_peak_rss_local",
     "ratio_worker_peak_rss_s3",
+    "ratio_upload_peak_rss_local",
+    "ratio_upload_peak_rss_s3",
     "ratio_events_worker_peak_rss_local",
     "ratio_events_worker_peak_rss_s3",
     "ratio_publish_to_parse_floor",
