@@ -12,7 +12,7 @@ How the pieces fit:
   under the decompressor and so sees the compressed bytes.
 * CSV is parsed by pyarrow's streaming reader (`pyarrow.csv.open_csv`), which pulls
   blocks through that chain from one of its own I/O threads. Left alone, that thread
-  queues up to 32 blocks ahead of the consumer; `_ParserFeed` holds it to a few.
+  queues up to 32 blocks ahead of the consumer; `BoundedFeed` holds it to a few.
   Exceptions raised on that thread reach us as opaque pyarrow errors, so each reader
   records its own failure and the main thread re-raises it with a steward-facing
   message. Progress is reported from the main thread, between batches.
@@ -173,6 +173,29 @@ class FileProfile:
     def schema(self) -> list[dict]:
         return [column.as_dict() for column in self.columns]
 
+    def as_json(self) -> dict:
+        """What a publish job records, so its worker need not read the file again."""
+        return {
+            "format": self.format,
+            "sha256": self.sha256,
+            "size_bytes": self.size_bytes,
+            "row_count": self.row_count,
+            "columns": self.schema,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> FileProfile:
+        return cls(
+            format=data["format"],
+            sha256=data["sha256"],
+            size_bytes=int(data["size_bytes"]),
+            row_count=int(data["row_count"]),
+            columns=tuple(
+                ColumnProfile(name=c["name"], type=c["type"], nulls=int(c["nulls"]))
+                for c in data["columns"]
+            ),
+        )
+
 
 def detect_format(filename: str, head: bytes) -> str:
     """Return one of FORMATS from the file's first bytes and, failing that, its name.
@@ -236,6 +259,136 @@ def inspect_stream(
         row_count=row_count,
         columns=columns,
     )
+
+
+# --- inspecting while uploading ---------------------------------------------------------
+
+
+class _Abandoned(OSError):
+    """The upload feeding an inspection stopped before its end."""
+
+
+class UploadInspector:
+    """Inspects a file while it is uploaded, so the bytes are read once, not twice.
+
+    Wrap the upload's source: `read()` returns what the source returns and hands the
+    same bytes objects (no copy) to `inspect_stream`, which runs on a thread of its
+    own, so the parsing and hashing overlap the network (pyarrow, hashlib and the
+    socket all release the GIL). The chunks in between are bounded by `buffer_bytes`:
+    when the inspection falls behind, the upload waits for it, so memory stays flat
+    and the profile is of exactly the bytes that were sent.
+
+    `finish()` after the upload returns the profile, or None when the inspection
+    refused the file or did not see all of it (the worker then inspects the stored
+    object, as for any job without a profile, and reports the verdict there).
+    `abandon()` when the upload failed stops the thread.
+    """
+
+    def __init__(
+        self, stream: BinaryIO, *, format: str, buffer_bytes: int = 3 * _READ_CHUNK
+    ) -> None:
+        self._stream = stream
+        self._format = format
+        self._limit = buffer_bytes
+        self._turn = threading.Condition()
+        self._pending: list[bytes | None] = []
+        self._held = 0
+        self._closed = False  # the end (or abandonment) was handed over
+        self._abandoned = False
+        self._done = False
+        self._buffer = b""
+        self._sent = 0
+        self.profile: FileProfile | None = None
+        self.failure: BaseException | None = None
+        self._thread = threading.Thread(target=self._inspect, name="upload-inspection", daemon=True)
+        self._thread.start()
+
+    # The upload's side.
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._stream.read(size)
+        self._offer(data if data else None)
+        return data
+
+    def _offer(self, data: bytes | None) -> None:
+        with self._turn:
+            if self._closed or self._done:
+                return
+            self._turn.wait_for(lambda: self._done or self._held < self._limit)
+            if self._done:
+                return
+            self._pending.append(data)
+            if data is None:
+                self._closed = True
+            else:
+                self._held += len(data)
+                self._sent += len(data)
+            self._turn.notify_all()
+
+    def finish(self) -> FileProfile | None:
+        self._offer(None)
+        self._thread.join()
+        profile = self.profile
+        if profile is None or profile.size_bytes != self._sent:
+            return None
+        return profile
+
+    def abandon(self) -> None:
+        with self._turn:
+            self._abandoned = True
+            self._closed = True
+            self._turn.notify_all()
+        self._thread.join()
+
+    # The inspection's side.
+
+    def _take(self, size: int) -> bytes:
+        if not self._buffer:
+            with self._turn:
+                self._turn.wait_for(lambda: self._pending or self._abandoned)
+                if self._abandoned:
+                    raise _Abandoned("The upload stopped before the end of the file.")
+                item = self._pending.pop(0)
+                if item is None:
+                    self._pending.insert(0, None)  # every later read sees the end too
+                    return b""
+                self._held -= len(item)
+                self._turn.notify_all()
+            self._buffer = item
+        if size < 0 or size >= len(self._buffer):
+            data, self._buffer = self._buffer, b""
+        else:
+            data, self._buffer = self._buffer[:size], self._buffer[size:]
+        return data
+
+    def _inspect(self) -> None:
+        try:
+            self.profile = inspect_stream(_Feed(self._take), format=self._format)
+        except BaseException as exc:  # noqa: BLE001 - kept for the caller, never lost
+            self.failure = exc
+        finally:
+            with self._turn:
+                self._done = True
+                self._pending.clear()
+                self._held = 0
+                self._turn.notify_all()
+
+
+class _Feed:
+    """A read-only stream over a function that returns the next bytes."""
+
+    def __init__(self, take: Callable[[int], bytes]) -> None:
+        self.read = take
+        self.closed = False
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        self.closed = True
 
 
 # --- reading -------------------------------------------------------------------------
@@ -339,19 +492,21 @@ class _GunzipReader:
         self.closed = True
 
 
-class _ParserFeed:
-    """What pyarrow's CSV reader reads: the peeked head again, then the rest of the stream.
+class BoundedFeed:
+    """What a pyarrow CSV reader reads: `head` (bytes already peeked) again, then `rest`.
 
     pyarrow reads the input on a background thread that queues up to 32 blocks ahead
     of the batches taken from it, whatever their size: 64 MiB of 2 MiB blocks whenever
     the consumer is slower than the disk. So each read waits until the consumer is at
-    most `_BLOCKS_AHEAD` blocks behind. A block normally yields exactly one batch (an
-    empty one if it holds only blank lines); the wait has a time limit so that a block
-    yielding none (part of a row spanning blocks) can only slow the reading down,
-    never hang it.
+    most `_BLOCKS_AHEAD` blocks behind (call `batch_taken()` for every batch taken, and
+    `stop()` when done). A block normally yields exactly one batch (an empty one if it
+    holds only blank lines); the wait has a time limit so that a block yielding none
+    (part of a row spanning blocks) can only slow the reading down, never hang it.
+    Any CSV reading that must stay flat in memory goes through it (the inspection here,
+    the columnar copy in `versioning.columnar`).
     """
 
-    def __init__(self, head: bytes, rest: _HashingReader | _GunzipReader) -> None:
+    def __init__(self, rest, head: bytes = b"") -> None:
         self._head = head
         self._rest = rest
         self._turn = threading.Condition()
@@ -437,7 +592,7 @@ def _inspect_csv(
 
     states = [_ColumnState() for _ in names]
     row_count = 0
-    feed = _ParserFeed(head, text_source)
+    feed = BoundedFeed(text_source, head)
     try:
         reader = pacsv.open_csv(
             pa.PythonFile(feed, mode="r"),

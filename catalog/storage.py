@@ -7,20 +7,24 @@ project goes through `get_object_store()`.
 
 Rules both keep:
 - writes stream in chunks and appear atomically: nobody ever sees half an object at a key;
+  `write(..., if_absent=True)` refuses (Conflict) to replace an object already at the key;
 - `open()` streams, it never buffers a whole object;
 - `copy_immutable()` refuses to put other bytes at a key that already holds an object.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 import shutil
 import tempfile
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -36,6 +40,12 @@ from catalog.exceptions import Conflict, NotFound, StorageUnavailable
 ProgressCallback = Callable[[int], None]
 
 _SINGLE_COPY_LIMIT = 5 * 1024**3
+# S3's bounds for a multipart upload: parts of 5 MiB or more (but the last), 10,000 parts.
+_MIN_PART_BYTES = 5 * 1024 * 1024
+_MAX_PARTS = 10_000
+# Parts of one write in flight at once, as boto3's transfer manager does (it keeps 10):
+# a single stream of PUTs leaves the connection idle while each part's answer comes back.
+_UPLOAD_CONCURRENCY = 8
 _SIGNING_SALT = "catalog.storage.signed-download"
 
 
@@ -47,6 +57,8 @@ class ObjectStore(Protocol):
         *,
         content_type: str = "application/octet-stream",
         on_progress: ProgressCallback | None = None,
+        if_absent: bool = False,
+        parts_in_flight: int | None = None,
     ) -> int: ...
     def open(self, key: str) -> BinaryIO: ...
     def copy(self, source: str, destination: str) -> None: ...
@@ -73,6 +85,30 @@ def _chunks(stream: IO[bytes], chunk_size: int) -> Iterator[bytes]:
         yield chunk
 
 
+def _read_full(stream: IO[bytes], size: int) -> bytes:
+    """Exactly `size` bytes, or fewer only at the end of the stream (sockets and upload
+    wrappers return less than asked)."""
+    parts = []
+    wanted = size
+    while wanted > 0:
+        part = stream.read(wanted)
+        if not part:
+            break
+        parts.append(part)
+        wanted -= len(part)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+def _md5_base64(data: bytes) -> str:
+    return base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode()
+
+
+def _key_taken(key: str) -> Conflict:
+    return Conflict(
+        f"The key {key!r} already holds an object; published objects are never overwritten."
+    )
+
+
 class LocalObjectStore:
     """Objects as files below a folder; signed URLs served and checked by the app."""
 
@@ -89,9 +125,20 @@ class LocalObjectStore:
             raise NotFound(f"Object key {key!r} is outside the storage root.")
         return path
 
-    def write(self, key, stream, *, content_type="application/octet-stream", on_progress=None):
+    def write(
+        self,
+        key,
+        stream,
+        *,
+        content_type="application/octet-stream",
+        on_progress=None,
+        if_absent=False,
+        parts_in_flight=None,
+    ):
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
+        if if_absent and path.exists():
+            raise _key_taken(key)
         written = 0
         # Write beside the target and rename: the key holds the whole object or nothing.
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".incoming-")
@@ -102,7 +149,15 @@ class LocalObjectStore:
                     written += len(chunk)
                     if on_progress:
                         on_progress(written)
-            os.replace(tmp, path)
+            if if_absent:
+                # A link fails when the name exists: no check-then-rename race.
+                try:
+                    os.link(tmp, path)
+                except FileExistsError:
+                    raise _key_taken(key) from None
+                Path(tmp).unlink()
+            else:
+                os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
@@ -259,31 +314,133 @@ class S3ObjectStore:
         except BotoCoreError as err:
             raise StorageUnavailable(f"Storage could not be reached: {err}.") from err
 
-    def write(self, key, stream, *, content_type="application/octet-stream", on_progress=None):
-        from boto3.s3.transfer import TransferConfig
-
-        written = 0
-
-        def progress(n: int) -> None:
-            nonlocal written
-            written += n
+    def write(
+        self,
+        key,
+        stream,
+        *,
+        content_type="application/octet-stream",
+        on_progress=None,
+        if_absent=False,
+        parts_in_flight=None,
+    ):
+        """Streams `stream` to `key`: one PUT for an object smaller than a part, else a
+        multipart upload with `_UPLOAD_CONCURRENCY` parts in flight (parts are read here,
+        in order, and sent from a thread pool). Every request carries the MD5 of its
+        body, so storage refuses a part that arrived other than it was read. A multipart
+        upload becomes visible only when it completes; when anything fails it is aborted
+        (the hourly sweep aborts those whose abort could not get through). With
+        `if_absent`, storage itself refuses to complete over an existing object
+        (If-None-Match), which raises Conflict. `parts_in_flight` (default
+        `_UPLOAD_CONCURRENCY`) bounds the memory a write holds, about that many parts."""
+        part_size = max(self.chunk_size, _MIN_PART_BYTES)
+        extra = {"IfNoneMatch": "*"} if if_absent else {}
+        client = self.client
+        first = _read_full(stream, part_size)
+        if len(first) < part_size:
+            with self._write_errors(key):
+                client.put_object(
+                    Bucket=self.bucket,
+                    Key=key,
+                    Body=first,
+                    ContentType=content_type,
+                    ContentMD5=_md5_base64(first),
+                    **extra,
+                )
             if on_progress:
-                on_progress(written)
-
-        config = TransferConfig(
-            multipart_threshold=self.chunk_size, multipart_chunksize=self.chunk_size
-        )
-        # A multipart upload becomes visible only when it completes: never half an object.
-        with self._errors(key):
-            self.client.upload_fileobj(
-                stream,
-                self.bucket,
-                key,
-                ExtraArgs={"ContentType": content_type},
-                Config=config,
-                Callback=progress,
-            )
+                on_progress(len(first))
+            return len(first)
+        with self._write_errors(key):
+            upload_id = client.create_multipart_upload(
+                Bucket=self.bucket, Key=key, ContentType=content_type
+            )["UploadId"]
+        try:
+            with self._write_errors(key):
+                parts, written = self._parts_send(
+                    client,
+                    key,
+                    upload_id,
+                    first,
+                    stream,
+                    part_size,
+                    on_progress,
+                    parts_in_flight or _UPLOAD_CONCURRENCY,
+                )
+                client.complete_multipart_upload(
+                    Bucket=self.bucket,
+                    Key=key,
+                    UploadId=upload_id,
+                    MultipartUpload={"Parts": parts},
+                    **extra,
+                )
+        except BaseException:
+            with suppress(Exception):
+                client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+            raise
         return written
+
+    def _parts_send(
+        self, client, key, upload_id, first, stream, part_size, on_progress, concurrency
+    ):
+        def send(number: int, body: bytes) -> dict:
+            answer = client.upload_part(
+                Bucket=self.bucket,
+                Key=key,
+                UploadId=upload_id,
+                PartNumber=number,
+                Body=body,
+                ContentMD5=_md5_base64(body),
+            )
+            return {"PartNumber": number, "ETag": answer["ETag"]}
+
+        parts: list[dict] = []
+        written = 0
+        sent = 0
+        in_flight: deque[tuple[Future, int]] = deque()
+
+        def collect_oldest() -> None:
+            nonlocal sent
+            future, length = in_flight.popleft()
+            parts.append(future.result())
+            sent += length
+            if on_progress:
+                on_progress(sent)
+
+        pool = ThreadPoolExecutor(concurrency, thread_name_prefix="s3-part")
+        try:
+            body, number = first, 1
+            while body:
+                in_flight.append((pool.submit(send, number, body), len(body)))
+                written += len(body)
+                if len(in_flight) >= concurrency:
+                    collect_oldest()
+                number += 1
+                # Parts grow past the first thousands so that 10,000 cover any upload.
+                size = part_size * (1 + number * 4 // _MAX_PARTS)
+                body = _read_full(stream, size)
+            while in_flight:
+                collect_oldest()
+        finally:
+            for future, _length in in_flight:
+                future.cancel()
+            pool.shutdown(wait=True)
+        return parts, written
+
+    @contextmanager
+    def _write_errors(self, key: str):
+        from botocore.exceptions import ClientError
+
+        try:
+            with self._errors(key):
+                yield
+        except StorageUnavailable as err:
+            cause = err.__cause__
+            if isinstance(cause, ClientError) and cause.response.get("Error", {}).get("Code") in {
+                "PreconditionFailed",
+                "412",
+            }:
+                raise _key_taken(key) from None
+            raise
 
     def open(self, key):
         with self._errors(key):
@@ -407,7 +564,10 @@ def copy_immutable(store: ObjectStore, source: str, destination: str, *, sha256:
 
     If `destination` already holds the same bytes (a re-run of the same publish), this
     is a no-op; if it holds other bytes, Conflict is raised and nothing is written.
+    `source == destination` (a file uploaded straight to its final key) copies nothing.
     """
+    if source == destination:
+        return
     if store.exists(destination):
         if sha256_of(store, destination) == sha256:
             return

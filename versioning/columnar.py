@@ -42,6 +42,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from django.conf import settings
 
+from catalog.inspection import BoundedFeed
 from catalog.models import DomainEvent
 from catalog.storage import LocalObjectStore, ObjectStore, get_object_store
 from versioning.models import DatasetVersion
@@ -51,8 +52,8 @@ logger = logging.getLogger(__name__)
 # Tens of thousands of rows per group: a deep offset costs one group of the requested
 # columns, a few hundred KiB, whatever the size of the file.
 ROW_GROUP_ROWS = 32_768
-# pyarrow's CSV reader runs up to 32 blocks ahead of its consumer (the Parquet writer):
-# small blocks keep that read-ahead, and so the worker's memory, flat for any file size.
+# pyarrow's CSV reader runs up to 32 blocks ahead of its consumer (the Parquet writer);
+# the copy holds it to a few (`BoundedFeed`), and small blocks keep those few small.
 _CSV_BLOCK_SIZE = 1024 * 1024
 _ARROW_TYPES = {
     "integer": pa.int64(),
@@ -121,12 +122,16 @@ def _open_text(store: ObjectStore, version: DatasetVersion):
 
 def _write_csv_copy(store: ObjectStore, version: DatasetVersion, sink, *, typed: bool) -> None:
     text, raw = _open_text(store, version)
+    # The inspection's feed: pyarrow's reader thread stays a few blocks ahead of the
+    # writer, however large the file and however fast storage answers.
+    feed = BoundedFeed(text)
     try:
-        reader = _csv_reader(text, version, typed=typed)
+        reader = _csv_reader(pa.PythonFile(feed, mode="r"), version, typed=typed)
         with pq.ParquetWriter(sink, reader.schema, compression="snappy") as writer:
             pending: list[pa.RecordBatch] = []
             held = 0
             for batch in reader:
+                feed.batch_taken()
                 pending.append(batch)
                 held += batch.num_rows
                 while held >= ROW_GROUP_ROWS:
@@ -139,6 +144,7 @@ def _write_csv_copy(store: ObjectStore, version: DatasetVersion, sink, *, typed:
             if held:
                 writer.write_table(pa.Table.from_batches(pending), row_group_size=ROW_GROUP_ROWS)
     finally:
+        feed.stop()
         raw.close()
 
 
@@ -172,7 +178,9 @@ def columnar_copy_make(*, version: DatasetVersion, store: ObjectStore | None = N
                 sink.truncate()
                 _write_csv_copy(store, version, sink, typed=False)
         sink.seek(0)
-        store.write(key, sink, content_type="application/vnd.apache.parquet")
+        # Two parts in flight: the copy is background work, and its worker's memory
+        # stays the same for a 64 MiB file and a 1 GiB one.
+        store.write(key, sink, content_type="application/vnd.apache.parquet", parts_in_flight=2)
     return key
 
 

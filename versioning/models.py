@@ -298,6 +298,12 @@ class PublishJob(models.Model):
     bytes_done = models.BigIntegerField(default=0)
     target_version = models.CharField(max_length=64, blank=True)
     target_key = models.CharField(max_length=512, blank=True)
+    profile = models.JSONField(
+        null=True,
+        blank=True,
+        help_text="The file's facts, read while it was uploaded (catalog.inspection."
+        "FileProfile); the worker decides from them without reading the file again.",
+    )
     version = models.ForeignKey(
         DatasetVersion, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )

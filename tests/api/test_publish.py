@@ -17,7 +17,7 @@ URL = "/api/v1/datasets/gold/txn_daily/versions/"
 CSV_2 = CSV + b"2024-08-12,ST0003,1.5,true\n"
 
 
-def test_an_upload_is_streamed_to_staging_and_answered_with_a_job(
+def test_an_upload_for_a_version_is_streamed_to_its_key_and_answered_with_a_job(
     published, steward, as_user, bucket_keys
 ):
     client = as_user(steward)
@@ -29,7 +29,11 @@ def test_an_upload_is_streamed_to_staging_and_answered_with_a_job(
     job = response.json()
     assert job["status"] == "queued" and job["requested_version"] == "2.0.0"
     assert response["Location"] == job["url"]
-    assert len(bucket_keys("acme/staging/")) == 1
+    # The version is known: the file went straight to its key, nothing to staging.
+    assert bucket_keys("acme/staging/") == []
+    stored = PublishJob.objects.get(pk=job["id"])
+    assert stored.target_key.endswith("_v2.0.0.csv") and stored.staging_key == stored.target_key
+    assert stored.target_key in bucket_keys("acme/v1/")
     assert AuditEntry.objects.filter(action="version.publish_requested", via="api").exists()
 
     publish_job_run(job_id=job["id"])
@@ -37,7 +41,8 @@ def test_an_upload_is_streamed_to_staging_and_answered_with_a_job(
     assert followed["status"] == "succeeded", followed["message"]
     assert followed["version"] == "2.0.0"
     version = DatasetVersion.objects.get(is_current=True)
-    assert version.note == "More rows"
+    assert version.note == "More rows" and version.key == stored.target_key
+    assert bucket_keys("acme/v1/gold/") == sorted(v.key for v in DatasetVersion.objects.all())
     listed = client.get(URL).json()
     assert [v["version"] for v in listed["results"]] == ["2.0.0", "1.0.0"]
     assert client.get(f"{URL}2.0.0/").json()["parent"] == "1.0.0"

@@ -1,35 +1,39 @@
-"""Publishing a large CSV end to end through a real worker, against two floors.
+"""Publishing a large CSV end to end through a real worker, against its floors.
 
 One run generates a CSV of --size-mib MiB (twelve columns of mixed types, some nulls)
-and measures, side by side on that file:
+and a small one of --small-mib MiB, and measures, side by side on those files:
 
 local (the embedded mode: SQLite, the folder task queue and objects on disk, all under
 a temporary VAR_DIR, with a real `celery -A config worker`):
-    hash floor    `openssl dgst -sha256` of the file
+    publish       what `manage.py publish --wait` does: stream the file into storage
+                  (inspecting it on the way), queue the job, the worker decides and
+                  commits, until the job is finished
     parse floor   one pass of pyarrow's streaming CSV reader (`pyarrow.csv.open_csv`,
                   default options) over the file
-    publish       what `manage.py publish --wait` does: stream the file to staging,
-                  queue the job, the worker inspects, copies and commits, until the
-                  job is finished
+    hash floor    `openssl dgst -sha256` of the file (printed, not a goal)
 s3 (the services mode: a PostgreSQL database created for the run and dropped after,
 Redis on a queue of its own, and moto's S3 server on a free loopback port):
-    upload floor  boto3's `upload_file` of the file into the same bucket
     publish       as above, with the objects in that bucket
+    upload floor  boto3's `upload_file` of the file into the same bucket
 
 Each publish runs in a freshly started worker (one pool process) whose peak resident
-set (VmHWM) is read when the job ends; a --small-mib file is published first in each
-mode, which also warms the mode up. The work a publish's events start after the job
+set (VmHWM) is read when the job ends, as is the uploading client's (which inspects
+the file as it sends it). The work a publish's events start after the job
 (the manifest upload, the columnar copy, lineage) runs next, in a worker of its own on
-a queue of its own, and is reported beside the publish, not in it.
+a queue of its own, and is reported beside the publish, not in it; its peak RSS too.
 
-The floors and the local publish are taken --rounds times, interleaved, the best of each
-kept, because the machines are shared and noisy; the S3 publish (slow against moto) is
-taken --s3-rounds times, with the upload floor before and after each. Timings print as
-they are taken, then a summary, then the ratios, last. --steps also times each step of
-the pipeline inside the worker (publish_worker.py).
+Every figure is the median of --rounds (at least three) ALTERNATING rounds taken with
+tests/benchmarks/measure.py: in each round the large publish runs, then its floor, then
+the small publish whose workers' peak RSS is the floor of the memory ratios; so a burst
+of load from the machine's other users hits a publish and its floor alike. Each ratio is
+the median of the per-round ratios, printed with their spread and flagged when the
+spread is too wide to trust. Timings print as they are taken, then a summary, then the
+ratios, last. --steps also times each step of the pipeline inside the worker
+(publish_worker.py).
 
 At most two generated files exist at a time (the large and the small one); between
-rounds the previous round's published object is removed from the throwaway storage.
+rounds the previous round's published objects (and columnar copies) are removed from
+the throwaway storage, and each file gets a new last row, so every publish is new bytes.
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ from urllib.parse import urlparse, urlunparse
 ROOT = Path(__file__).resolve().parent.parent.parent
 sys.path.insert(0, str(ROOT))
 
+from tests.benchmarks.measure import MIN_ROUNDS, Goal, Series, alternate, ratio_line  # noqa: E402
 from tests.benchmarks.publish_data import MiB, write_csv  # noqa: E402
 
 BIN = Path(sys.executable).parent
@@ -271,14 +276,20 @@ def drain_events(env: dict[str, str], log: Path) -> dict:
     if waited["failed"]:
         raise RuntimeError(f"Event handlers failed: {waited['failed']}\n{log.read_text()}")
     seconds = sum(float(found) for found in _EVENT_TASK_SECONDS.findall(log.read_text()))
-    return {"events_s": seconds, "events_peak_rss_mib": peak, "events_sweeps": waited["sweeps"]}
+    return {
+        "events_s": seconds,
+        "events_peak_rss_mib": peak,
+        "events_sweeps": waited["sweeps"],
+        "columnar_key": waited["columnar_key"],
+    }
 
 
 def describe(result: dict) -> str:
     text = (
         f"{result['total_s']:.2f} (upload to staging {result['staging_s']:.2f}, "
         f"queued {result['queued_s']:.2f}, worker {result['worker_s']:.2f}; "
-        f"worker peak RSS {result['peak_rss_mib']:.0f} MiB)"
+        f"worker peak RSS {result['peak_rss_mib']:.0f} MiB, uploading client's "
+        f"{result['client_peak_rss_mib']:.0f} MiB)"
     )
     text += (
         f"\n  after the job, its events in another worker: {result['events_s']:.2f} s, "
@@ -391,61 +402,66 @@ def change_last_row(path: Path) -> None:
 # --- the run --------------------------------------------------------------------------
 
 
-class Series:
-    """The values of one measure over the rounds; the best (lowest) one is reported."""
+class Publishes:
+    """Publishes a file once per call, in a fresh worker, and keeps what each publish
+    measured beside its time: the workers' peak RSS, the events' time. Only the last
+    publish's objects are kept in storage."""
 
-    def __init__(self) -> None:
-        self.values: list[float] = []
+    def __init__(self, env, path: Path, work: Path, label: str, remove) -> None:
+        self.env, self.path, self.work, self.label, self.remove = env, path, work, label, remove
+        self.rss, self.events_rss, self.events = Series(), Series(), Series()
+        self.client_rss = Series()
+        self.first: dict = {}
+        self._kept: list[str] = []
+        self._n = 0
 
-    def add(self, value: float) -> float:
-        self.values.append(value)
-        return value
+    def __call__(self) -> float:
+        self._n += 1
+        log = self.work / f"worker-{self.label}-{self._n}.log"
+        result = publish_in_fresh_worker(self.env, self.path, log)
+        say(f"  {self.label} publish {self._n}", describe(result))
+        self.first = self.first or result
+        self.rss.add(result["peak_rss_mib"])
+        self.client_rss.add(result["client_peak_rss_mib"])
+        self.events_rss.add(result["events_peak_rss_mib"])
+        self.events.add(result["events_s"])
+        for key in self._kept:
+            self.remove(key)
+        self._kept = [key for key in (result.get("key"), result.get("columnar_key")) if key]
+        change_last_row(self.path)
+        return result["total_s"]
 
-    @property
-    def best(self) -> float:
-        return min(self.values)
 
-    def __str__(self) -> str:
-        if len(self.values) == 1:
-            return f"{self.best:.2f}"
-        spread = (max(self.values) / self.best - 1) * 100
-        listed = ", ".join(f"{v:.2f}" for v in self.values)
-        return f"{self.best:.2f} (best of {len(self.values)}: {listed}; spread {spread:.0f}%)"
+def run_mode(mode: str, args, work: Path, big: Path, small: Path, env, floors, remove) -> dict:
+    """The alternating rounds of one mode: large publish, its floors, small publish."""
+    large = Publishes(env, big, work, f"{mode}-{args.size_mib}mib", remove)
+    little = Publishes(env, small, work, f"{mode}-{args.small_mib}mib", remove)
+    # A first small publish warms the mode up (imports, the database, the bucket).
+    little()
+    little.rss, little.events_rss, little.events = Series(), Series(), Series()
+    little.client_rss = Series()
+    measures = {f"publish_{mode}_s": large, **floors, f"publish_{mode}_small_s": little}
+    taken = alternate(measures, rounds=args.rounds, report=lambda line: print(line, flush=True))
+    return {"taken": taken, "large": large, "small": little}
 
 
-def run_local(args, work: Path, big: Path, small: Path, results: dict) -> None:
+def run_local(args, work: Path, big: Path, small: Path) -> dict:
     var_dir = work / "embedded"
     env = product_env(var_dir, steps=args.steps)
     manage(env, "migrate", "--noinput")
     client(env, "setup")
-    warm = publish_in_fresh_worker(env, small, work / "worker-local-small.log")
-    say(f"publish_local_{args.small_mib}mib_s", describe(warm))
-    results["local_small_rss"] = warm["peak_rss_mib"]
-    results["local_small_events_rss"] = warm["events_peak_rss_mib"]
-    results["columns"] = ", ".join(f"{c['name']} {c['type']}" for c in warm["schema"])
-    hashing, parsing, publishing, rss, events = Series(), Series(), Series(), Series(), Series()
-    events_rss: list[float] = []
-    previous_key = None
-    for n in range(1, args.rounds + 1):
-        say(f"round_{n}_hash_floor_s", f"{hashing.add(hash_floor(big)):.2f}")
-        say(f"round_{n}_parse_floor_s", f"{parsing.add(parse_floor(big)):.2f}")
-        result = publish_in_fresh_worker(env, big, work / f"worker-local-{n}.log")
-        publishing.add(result["total_s"])
-        rss.add(result["peak_rss_mib"])
-        events.add(result["events_s"])
-        events_rss.append(result["events_peak_rss_mib"])
-        say(f"round_{n}_publish_local_s", describe(result))
-        if previous_key:
-            (var_dir / "objects" / previous_key).unlink(missing_ok=True)
-        previous_key = result["key"]
-        change_last_row(big)
-    results.update(hash=hashing, parse=parsing, publish_local=publishing, events_local=events)
-    results["local_big_rss"] = max(rss.values)
-    results["local_big_events_rss"] = max(events_rss)
-    shutil.rmtree(var_dir, ignore_errors=True)
+
+    def remove(key: str) -> None:
+        (var_dir / "objects" / key).unlink(missing_ok=True)
+
+    floors = {"parse_floor_s": lambda: parse_floor(big), "hash_floor_s": lambda: hash_floor(big)}
+    try:
+        return run_mode("local", args, work, big, small, env, floors, remove)
+    finally:
+        shutil.rmtree(var_dir, ignore_errors=True)
 
 
-def run_s3(args, work: Path, big: Path, small: Path, results: dict) -> None:
+def run_s3(args, work: Path, big: Path, small: Path) -> dict:
     server_url = os.environ.get("DATABASE_URL") or "postgres://postgres@127.0.0.1:5432/postgres"
     # The Redis server named by REDIS_URL, but a database of its own: the test suite
     # flushes its database (cache.clear()), which would drop this run's queued tasks.
@@ -467,40 +483,22 @@ def run_s3(args, work: Path, big: Path, small: Path, results: dict) -> None:
         manage(env, "migrate", "--noinput")
         client(env, "setup")
         s3 = s3_client(endpoint)
-        warm = publish_in_fresh_worker(env, small, work / "worker-s3-small.log")
-        say(f"publish_s3_{args.small_mib}mib_s", describe(warm))
-        results["s3_small_rss"] = warm["peak_rss_mib"]
-        results["s3_small_events_rss"] = warm["events_peak_rss_mib"]
-        uploading, publishing, rss, events = Series(), Series(), Series(), Series()
-        events_rss: list[float] = []
 
-        def upload_floor(label: str) -> None:
-            key = f"baseline/{label}.csv"
-            seconds = timed(lambda: s3.upload_file(str(big), _BUCKET, key))
-            say(f"{label}_upload_floor_s", f"{uploading.add(seconds):.2f}")
+        def remove(key: str) -> None:
             s3.delete_object(Bucket=_BUCKET, Key=key)
 
-        # The upload is timed before and after each publish: it is the cheaper measure,
-        # and a publish into moto takes minutes (its UploadPartCopy reads the whole
-        # source object for every part of the copy to the final key).
-        upload_floor("round_1_before")
-        previous_key = None
-        for n in range(1, args.s3_rounds + 1):
-            result = publish_in_fresh_worker(env, big, work / f"worker-s3-{n}.log")
-            publishing.add(result["total_s"])
-            rss.add(result["peak_rss_mib"])
-            events.add(result["events_s"])
-            events_rss.append(result["events_peak_rss_mib"])
-            say(f"round_{n}_publish_s3_s", describe(result))
-            if previous_key:
-                s3.delete_object(Bucket=_BUCKET, Key=previous_key)
-            previous_key = result["key"]
-            change_last_row(big)
-            upload_floor(f"round_{n}_after")
-        results.update(upload=uploading, publish_s3=publishing, events_s3=events)
-        results["s3_big_rss"] = max(rss.values)
-        results["s3_big_events_rss"] = max(events_rss)
-        forget_redis_keys(redis_url, env["BENCH_QUEUE"])
+        def upload_floor() -> float:
+            key = f"baseline/{uuid.uuid4().hex}.csv"
+            seconds = timed(lambda: s3.upload_file(str(big), _BUCKET, key))
+            remove(key)
+            return seconds
+
+        try:
+            return run_mode(
+                "s3", args, work, big, small, env, {"upload_floor_s": upload_floor}, remove
+            )
+        finally:
+            forget_redis_keys(redis_url, env["BENCH_QUEUE"])
 
 
 def forget_redis_keys(url: str, queue: str) -> None:
@@ -513,13 +511,73 @@ def forget_redis_keys(url: str, queue: str) -> None:
         client.delete(*keys)
 
 
+def report(mode: str, run: dict, args) -> dict[str, str]:
+    """Prints the mode's summary; returns its ratio lines by name, for the end."""
+    taken, large, small = run["taken"], run["large"], run["small"]
+    for name, series in taken.items():
+        say(name, series)
+    say(f"events_after_publish_{mode}_s", large.events)
+    for label, publishes in ((f"{args.size_mib}mib", large), (f"{args.small_mib}mib", small)):
+        say(f"worker_peak_rss_mib_{mode}_{label}", publishes.rss)
+        say(f"upload_peak_rss_mib_{mode}_{label}", publishes.client_rss)
+        say(f"events_worker_peak_rss_mib_{mode}_{label}", publishes.events_rss)
+    below = Goal.at_most(1.2)
+    lines = {
+        f"ratio_worker_peak_rss_{mode}": ratio_line(
+            f"ratio_worker_peak_rss_{mode}", large.rss, small.rss, goal=below
+        ),
+        # Since the file is inspected while it uploads, the process that uploads holds
+        # the memory the worker used to: it must stay flat too.
+        f"ratio_upload_peak_rss_{mode}": ratio_line(
+            f"ratio_upload_peak_rss_{mode}", large.client_rss, small.client_rss, goal=below
+        ),
+        f"ratio_events_worker_peak_rss_{mode}": ratio_line(
+            f"ratio_events_worker_peak_rss_{mode}", large.events_rss, small.events_rss, goal=below
+        ),
+    }
+    if mode == "local":
+        lines["ratio_publish_to_hash_floor"] = ratio_line(
+            "ratio_publish_to_hash_floor", taken["publish_local_s"], taken["hash_floor_s"]
+        )
+        lines["ratio_publish_to_parse_floor"] = ratio_line(
+            "ratio_publish_to_parse_floor",
+            taken["publish_local_s"],
+            taken["parse_floor_s"],
+            goal=Goal.at_most(1.5),
+        )
+    else:
+        lines["ratio_publish_s3_to_upload"] = ratio_line(
+            "ratio_publish_s3_to_upload",
+            taken["publish_s3_s"],
+            taken["upload_floor_s"],
+            goal=Goal.at_most(1.1),
+        )
+    return lines
+
+
+# The ratios, last, in this order; the headline of the issue (S3 publish) at the end.
+_RATIO_ORDER = (
+    "ratio_publish_to_hash_floor",
+    "ratio_worker_peak_rss_local",
+    "ratio_worker_peak_rss_s3",
+    "ratio_upload_peak_rss_local",
+    "ratio_upload_peak_rss_s3",
+    "ratio_events_worker_peak_rss_local",
+    "ratio_events_worker_peak_rss_s3",
+    "ratio_publish_to_parse_floor",
+    "ratio_publish_s3_to_upload",
+)
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size-mib", type=int, default=1024, help="the large file (1024)")
     parser.add_argument("--small-mib", type=int, default=64, help="the small file (64)")
-    parser.add_argument("--rounds", type=int, default=2, help="local publishes and floors (2)")
-    parser.add_argument("--s3-rounds", type=int, default=1, help="publishes into S3 (1)")
+    parser.add_argument(
+        "--rounds", type=int, default=MIN_ROUNDS, help=f"alternating rounds per mode ({MIN_ROUNDS})"
+    )
     parser.add_argument("--no-s3", action="store_true", help="skip the services mode")
+    parser.add_argument("--no-local", action="store_true", help="skip the embedded mode")
     parser.add_argument(
         "--redis-db", type=int, default=15, help="the Redis database for the run's queues (15)"
     )
@@ -528,7 +586,7 @@ def main(argv: list[str]) -> int:
     )
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="bench-publish-"))
-    results: dict = {}
+    runs: dict[str, dict] = {}
     try:
         big, small = work / "sales.csv", work / "sales-small.csv"
         started = time.perf_counter()
@@ -537,54 +595,30 @@ def main(argv: list[str]) -> int:
         say(
             "file",
             f"{big.stat().st_size:,} bytes, {rows:,} rows, 12 columns, generated in "
-            f"{time.perf_counter() - started:.1f} s",
+            f"{time.perf_counter() - started:.1f} s; small file {small.stat().st_size:,} bytes",
         )
-        say("mode_local", "embedded: SQLite, folder task queue, objects on disk (temp VAR_DIR)")
-        say("parse_floor", "pyarrow.csv.open_csv(path), default options, every batch read")
-        run_local(args, work, big, small, results)
-        say("columns", results["columns"])
+        say("rounds", f"{args.rounds} alternating (publish, floor, small publish)")
+        if not args.no_local:
+            say("mode_local", "embedded: SQLite, folder task queue, objects on disk (temp VAR_DIR)")
+            say("parse_floor", "pyarrow.csv.open_csv(path), default options, every batch read")
+            runs["local"] = run_local(args, work, big, small)
+            schema = runs["local"]["small"].first["schema"]
+            say("columns", ", ".join(f"{c['name']} {c['type']}" for c in schema))
         if not args.no_s3:
             say(
                 "mode_s3",
                 "services: PostgreSQL (a database of its own), Redis (database "
                 f"{args.redis_db}, queues of its own), moto S3 on loopback",
             )
-            run_s3(args, work, big, small, results)
+            runs["s3"] = run_s3(args, work, big, small)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    size = f"{args.size_mib}mib"
-    say("hash_floor_s", results["hash"])
-    say("parse_floor_s", results["parse"])
-    say("publish_local_s", results["publish_local"])
-    say("events_after_publish_local_s", results["events_local"])
-    if not args.no_s3:
-        say("upload_floor_s", results["upload"])
-        say("publish_s3_s", results["publish_s3"])
-        say("events_after_publish_s3_s", results["events_s3"])
-    small = f"{args.small_mib}mib"
-    modes = ["local"] if args.no_s3 else ["local", "s3"]
-    for mode in modes:
-        for kind, label in (("", "worker"), ("_events", "events_worker")):
-            for which, named in (("small", small), ("big", size)):
-                value = results[f"{mode}_{which}{kind}_rss"]
-                say(f"{label}_peak_rss_mib_{mode}_{named}", f"{value:.0f}")
-    hashed = results["publish_local"].best / results["hash"].best
-    say("ratio_publish_to_hash_floor", f"{hashed:.2f}")
-    for mode in modes:
-        events = results[f"{mode}_big_events_rss"] / results[f"{mode}_small_events_rss"]
-        say(
-            f"ratio_events_worker_peak_rss_{mode}",
-            f"{events:.2f} (the worker running the publish's events; goal < 1.20)",
-        )
-    if not args.no_s3:
-        memory_s3 = results["s3_big_rss"] / results["s3_small_rss"]
-        say("ratio_worker_peak_rss_s3", f"{memory_s3:.2f} (goal < 1.20)")
-        upload = results["publish_s3"].best / results["upload"].best
-        say("ratio_publish_s3_to_upload", f"{upload:.2f} (goal <= 1.10)")
-    memory_local = results["local_big_rss"] / results["local_small_rss"]
-    say("ratio_worker_peak_rss_local", f"{memory_local:.2f} (goal < 1.20)")
-    parse = results["publish_local"].best / results["parse"].best
-    say("ratio_publish_to_parse_floor", f"{parse:.3f} (goal <= 1.50)")
+    lines: dict[str, str] = {}
+    for mode, run in runs.items():
+        lines.update(report(mode, run, args))
+    for name in _RATIO_ORDER:
+        if name in lines:
+            print(lines[name], flush=True)
     return 0
 
 

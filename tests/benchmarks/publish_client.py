@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import sys
 import time
 from pathlib import Path
@@ -59,6 +60,7 @@ def _publish(path: Path, *, in_process: bool = False) -> dict:
     from catalog.audit import Actor
     from catalog.models import Dataset
     from versioning.models import JobSource, JobStatus
+    from versioning.services import intake
     from versioning.services import publish as pipeline
 
     dataset = Dataset.objects.select_related("organization").get(
@@ -66,7 +68,7 @@ def _publish(path: Path, *, in_process: bool = False) -> dict:
     )
     started = time.perf_counter()
     with path.open("rb") as stream:
-        job = pipeline.publish_job_create(
+        job = intake.publish_job_create(
             dataset=dataset,
             stream=stream,
             filename=path.name,
@@ -94,6 +96,8 @@ def _publish(path: Path, *, in_process: bool = False) -> dict:
         "queued_s": (job.started_at - job.created_at).total_seconds(),
         "worker_s": (job.finished_at - job.started_at).total_seconds(),
         "attempts": job.attempts,
+        # The process that uploaded and inspected the file (Linux reports KiB).
+        "client_peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
     if job.status == JobStatus.SUCCEEDED and job.version is not None:
         result.update(

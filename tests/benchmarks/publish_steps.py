@@ -4,7 +4,8 @@
 process, or the client when it publishes in process) and calls `on_job(seconds)` after
 each `publish_job_run` with the seconds spent in each step. "reading staging" is the
 time spent inside the staged object's read() calls, which happen on pyarrow's reader
-thread during the inspection: it is part of "inspect", not added to it.
+thread during the inspection: it is part of "inspect", not added to it. A job whose
+profile was recorded while uploading has no "inspect" and no "reading staging".
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ def _add(seconds: dict[str, float], name: str, started: float) -> None:
 
 def instrument(on_job: Callable[[dict[str, float]], None]) -> None:
     from catalog import storage
+    from versioning.services import intake
     from versioning.services import publish as pipeline
 
     seconds: dict[str, float] = {}
@@ -70,6 +72,8 @@ def instrument(on_job: Callable[[dict[str, float]], None]) -> None:
         if target.startswith("store."):
             method = target.removeprefix("store.")
             setattr(store_class, method, timing(name, getattr(store_class, method)))
+        elif target == "publish_job_create":
+            setattr(intake, target, timing(name, getattr(intake, target)))
         elif target != "publish_job_run":
             setattr(pipeline, target, timing(name, getattr(pipeline, target)))
 

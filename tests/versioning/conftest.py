@@ -8,9 +8,14 @@ import io
 import pytest
 
 from catalog.audit import Actor
+from catalog.storage import get_object_store
 from tests.conftest import wait_for
 from versioning.models import JobSource, JobStatus, PublishJob
-from versioning.services import publish_job_create, publish_jobs_sweep
+from versioning.services import (
+    publish_job_create,
+    publish_job_create_from_object,
+    publish_jobs_sweep,
+)
 
 
 def csv_of(columns: dict[str, list], *, order: list[str] | None = None) -> bytes:
@@ -83,6 +88,18 @@ def queue(dataset, data, system, **kwargs):
         source=JobSource.COMMAND,
         **kwargs,
     )
+
+
+def queue_from_bucket(dataset, data, system, **kwargs):
+    """A job for an object already in the bucket: it has no recorded profile, so its
+    worker reads and inspects the stored file (as a resumable upload's job does)."""
+    key = f"{dataset.organization.slug}/incoming/data.csv"
+    get_object_store().write(key, io.BytesIO(data))
+    job = publish_job_create_from_object(
+        dataset=dataset, source_key=key, actor=system, source=JobSource.COMMAND, **kwargs
+    )
+    get_object_store().delete(key)
+    return job
 
 
 def finished(job):

@@ -19,6 +19,7 @@ from tests.versioning.conftest import (
     CSV,
     big_csv,
     queue,
+    queue_from_bucket,
     sweep_until_finished,
     wait_until_running,
 )
@@ -160,7 +161,8 @@ def test_a_dropped_database_connection_mid_inspection_keeps_the_upload_and_the_j
 ):
     data = big_csv(60)
     start_worker()
-    job = queue(dataset, data, system)
+    # Without a recorded profile, the worker reads the file for a while.
+    job = queue_from_bucket(dataset, data, system)
     wait_until_running(job)
     assert terminate_other_connections() >= 1
 

@@ -21,6 +21,7 @@ from tests.versioning.conftest import (
     big_csv,
     finished,
     queue,
+    queue_from_bucket,
     sweep_until_finished,
     wait_until_running,
 )
@@ -50,7 +51,8 @@ def test_a_worker_killed_mid_publish_is_replaced_and_the_job_completes_once(
     assert first.status == JobStatus.SUCCEEDED
 
     worker = start_worker()
-    job = queue(dataset, big_csv(120), system)
+    # A job without a recorded profile: its worker spends its time reading the file.
+    job = queue_from_bucket(dataset, big_csv(120), system)
     wait_until_running(job)
     worker.kill()
     job.refresh_from_db()
@@ -233,7 +235,7 @@ def test_a_published_key_is_never_overwritten_with_other_bytes(dataset, system):
 def test_storage_failing_while_reading_the_staged_file_retries_the_job(
     dataset, system, flaky_storage
 ):
-    job = queue(dataset, big_csv(24), system)
+    job = queue_from_bucket(dataset, big_csv(24), system)
     flaky_storage.cut_downstream_after = 6 * 1024 * 1024
     publish_job_run(job_id=job.pk)
     job.refresh_from_db()

@@ -11,6 +11,10 @@ from versioning.services.changelog import (  # noqa: F401
     versions_diff,
 )
 from versioning.services.current import version_make_current  # noqa: F401
+from versioning.services.intake import (  # noqa: F401
+    publish_job_create,
+    publish_job_create_from_object,
+)
 from versioning.services.lifecycle import (  # noqa: F401
     version_archive,
     version_deprecate,
@@ -21,8 +25,6 @@ from versioning.services.lifecycle import (  # noqa: F401
 )
 from versioning.services.lineage import lineage_graph  # noqa: F401
 from versioning.services.publish import (  # noqa: F401
-    publish_job_create,
-    publish_job_create_from_object,
     publish_job_run,
     publish_jobs_sweep,
 )

@@ -59,9 +59,17 @@ def _redis_errors() -> tuple[type[BaseException], ...]:
     return (ConnectionError, TimeoutError)
 
 
+class KeyReserved(Exception):  # noqa: N818 - a state, like the errors it sits with
+    """The final key a job needs is held by another publish that has not finished (it
+    uploaded its file straight to that key): the job waits and tries again."""
+
+    message = "Another publish of the same version is still running"
+
+
 # Errors of infrastructure that may pass: a job is retried for them, never failed.
 TEMPORARY_ERRORS: tuple[type[BaseException], ...] = (
     StorageUnavailable,
+    KeyReserved,
     OperationalError,
     InterfaceError,
     ConnectionError,
@@ -73,6 +81,8 @@ def temporary_reason(error: BaseException) -> str:
     """A person's words for a temporary failure."""
     if isinstance(error, StorageUnavailable):
         return f"Storage failed ({error.message})"
+    if isinstance(error, KeyReserved):
+        return KeyReserved.message
     if isinstance(error, DatabaseError):
         return f"The database connection failed ({type(error).__name__})"
     return f"A service did not answer ({type(error).__name__})"
@@ -136,6 +146,20 @@ def publish_job_claim(*, job_id) -> PublishJob | None:
     if not claimed:
         return None
     return PublishJob.objects.select_related("dataset__organization", "requested_by").get(pk=job_id)
+
+
+def version_key_held(key: str, *, job_id: object = None) -> bool:
+    """Whether a version's key is published, or held by a publish other than `job_id`
+    (uploaded to it, or copying to it, and not finished; or finished with the object
+    still to be removed)."""
+    if DatasetVersion.objects.filter(key=key).exists():
+        return True
+    holders = PublishJob.objects.filter(Q(staging_key=key) | Q(target_key=key)).filter(
+        Q(status__in=(JobStatus.QUEUED, JobStatus.RUNNING)) | Q(cleanup_pending=True)
+    )
+    if job_id is not None:
+        holders = holders.exclude(pk=job_id)
+    return holders.exists()
 
 
 def publish_job_dispatch(job_id) -> None:
@@ -256,15 +280,19 @@ def publish_job_fail(
 
 def job_objects_discard(*, job: PublishJob, store: ObjectStore, keep_staged: bool = False) -> bool:
     """Removes what a finished job stored that no version row refers to: its staged
-    object (unless `keep_staged`), and (if it failed) the final object it copied. When
-    storage cannot be reached, the job is marked so that the sweeper tries again
-    (`cleanup_pending`); returns whether it is done."""
+    object (unless `keep_staged`), and (if it failed) the final object it copied. A file
+    uploaded straight to its version's key is both, and stays once that version is
+    recorded. When storage cannot be reached, the job is marked so that the sweeper
+    tries again (`cleanup_pending`); returns whether it is done."""
     try:
-        if not keep_staged:
-            store.delete(job.staging_key)
-        target = PublishJob.objects.filter(pk=job.pk).values_list("target_key", flat=True).first()
-        if target and not DatasetVersion.objects.filter(key=target).exists():
-            store.delete(target)
+        staged, target = PublishJob.objects.filter(pk=job.pk).values_list(
+            "staging_key", "target_key"
+        ).first() or (job.staging_key, job.target_key)
+        keys = [key for key in (staged, target) if key and not (keep_staged and key == staged)]
+        published = set(DatasetVersion.objects.filter(key__in=keys).values_list("key", flat=True))
+        for key in dict.fromkeys(keys):
+            if key not in published:
+                store.delete(key)
     except DomainError:
         logger.warning("Could not remove the objects of failed publish job %s yet", job.pk)
         PublishJob.objects.filter(pk=job.pk).update(cleanup_pending=True)

@@ -1,15 +1,17 @@
-"""The publish pipeline (design: "The publish path").
+"""The publish pipeline (design: "The publish path"), its second half: the job that
+`versioning.services.intake` queued with the file in storage.
 
-    publish_job_create   stream the file to a staging key, write a queued job, send its
-                         task after commit; the request returns at once with the job
-    publish_job_run      in a worker: claim the job, inspect the staged file in one
-                         streaming pass, then under the dataset's lock: diff the schema
-                         against the current version's, decide the version the diff calls
-                         for (or check the publisher's against it and the dataset's
-                         compatibility mode), copy to the immutable key, and in one
-                         transaction write the version, its changelog and lineage, make it
-                         current (unless it is a draft: `version_make_current`), regenerate
-                         the manifest and record the events
+    publish_job_run      in a worker: claim the job, take the profile recorded while
+                         the file was uploaded (or, for a job without one, inspect the
+                         stored file in one streaming pass), then under the dataset's
+                         lock: diff the schema against the current version's, decide
+                         the version the diff calls for (or check the publisher's
+                         against it and the dataset's compatibility mode), put the file
+                         at its immutable key (nothing to do for an upload made straight
+                         to it, else one server-side copy), and in one transaction write
+                         the version, its changelog and lineage, make it current (unless
+                         it is a draft: `version_make_current`), regenerate the manifest
+                         and record the events
 
 What the publisher asked for travels as one `PublishOptions` value. Claiming, fencing,
 retries and the sweeper live in `versioning.services.jobs`: every change to the job is
@@ -20,30 +22,25 @@ fails it, removing what it staged. Either way the previous version stays current
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import IO, Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from catalog.audit import Actor, audit_record
-from catalog.digests import CheckedStream, sha256_hex
-from catalog.exceptions import Conflict, DomainError, FileRejected, InvalidInput, NotFound
-from catalog.inspection import FileProfile, detect_format, inspect_stream
+from catalog.audit import Actor
+from catalog.exceptions import Conflict, DomainError, FileRejected, InvalidInput
+from catalog.inspection import FileProfile, inspect_stream
 from catalog.keys import CONTENT_TYPES, staging_key, version_key
 from catalog.leases import LeaseLost
 from catalog.locks import dataset_lock
 from catalog.models import Dataset
-from catalog.services import ensure_steward
 from catalog.storage import ObjectStore, copy_immutable, get_object_store
 from versioning.models import (
     DatasetVersion,
     JobOutcome,
-    JobSource,
     JobStatus,
     PublishJob,
     VersionStatus,
@@ -59,189 +56,32 @@ from versioning.services.jobs import (
     TEMPORARY_ERRORS,
     Claim,
     ClaimLost,
+    KeyReserved,
     ProgressBeat,
     connection_reset,
     job_objects_discard,
     lease_kept,
     publish_job_claim,
-    publish_job_dispatch,
     publish_job_fail,
     publish_job_requeue,
     publish_jobs_sweep,
+    version_key_held,
 )
-from versioning.services.lineage import input_label, inputs_record, inputs_resolve
+from versioning.services.lineage import inputs_record
 
 logger = logging.getLogger(__name__)
 
 __all__ = (
     "TASK_NAME",
     "PublishOptions",
-    "publish_job_create",
-    "publish_job_create_from_object",
     "publish_job_attempt",
     "publish_job_run",
     "publish_jobs_sweep",
 )
 
-_HEAD_BYTES = 64
-
-
-class _Prefixed:
-    """A read-only stream that replays bytes already read from `stream` first."""
-
-    def __init__(self, head: bytes, stream: IO[bytes]) -> None:
-        self._head = head
-        self._stream = stream
-
-    def read(self, size: int = -1) -> bytes:
-        if self._head:
-            if size is None or size < 0:
-                data, self._head = self._head + self._stream.read(), b""
-                return data
-            data, self._head = self._head[:size], self._head[size:]
-            if len(data) < size:
-                data += self._stream.read(size - len(data))
-            return data
-        return self._stream.read(size)
-
 
 def current_version(dataset: Dataset) -> DatasetVersion | None:
     return DatasetVersion.objects.filter(dataset=dataset, is_current=True).first()
-
-
-def _check_requested_version(dataset: Dataset, requested: str) -> None:
-    """Early check at upload time, so an obviously wrong version is refused at once."""
-    if not requested:
-        return
-    version = parse_version(requested)
-    current = current_version(dataset)
-    if current is not None and version <= Version.parse(current.version):
-        raise InvalidInput(
-            f"Version {version} is not above the current version {current.version} of "
-            f"{dataset.path}."
-        )
-    if DatasetVersion.objects.filter(dataset=dataset, version=str(version)).exists():
-        raise InvalidInput(f"{dataset.path} already has a version {version}.")
-
-
-def publish_job_create(
-    *,
-    dataset: Dataset,
-    stream: IO[bytes],
-    filename: str,
-    actor: Actor,
-    source: str,
-    options: PublishOptions | None = None,
-    on_progress: Callable[[int], None] | None = None,
-    expected_sha256: str = "",
-    **fields: Any,
-) -> PublishJob:
-    """Streams `stream` to a staging key and queues a job that publishes it as
-    `options` ask (see `PublishOptions`; the field names `requested_version`, `note`,
-    `allow_breaking`, `inputs` and `draft` are also taken as keywords). Inputs are
-    pinned to exact versions now.
-
-    `expected_sha256` (hex), when given, is the SHA-256 the publisher computed: bytes
-    that do not match are refused (`DigestMismatch`) before any job exists.
-
-    Raises Forbidden unless the actor stewards the dataset's organisation, InvalidInput
-    for a malformed, taken or too-low version or a bad input, FileRejected for an empty
-    or unknown file.
-    """
-    options = options or PublishOptions.from_fields(**fields)
-    ensure_steward(actor=actor, organization=dataset.organization)
-    if source not in JobSource.values:
-        raise InvalidInput(f"Unknown publish source {source!r}.")
-    _check_requested_version(dataset, options.version)
-    options = options.with_inputs(
-        input_label(v) for v in inputs_resolve(dataset=dataset, inputs=options.inputs)
-    )
-    if expected_sha256:
-        stream = CheckedStream(stream, expected=sha256_hex(expected_sha256))
-    head = stream.read(_HEAD_BYTES)
-    if not head:
-        raise FileRejected("The file is empty.")
-    file_format = detect_format(filename, head)
-    job_id = uuid.uuid4()
-    key = staging_key(org=dataset.organization.slug, job_id=str(job_id), format=file_format)
-    store = get_object_store()
-    size = store.write(
-        key,
-        _Prefixed(head, stream),
-        content_type=CONTENT_TYPES[file_format],
-        on_progress=on_progress,
-    )
-    try:
-        with transaction.atomic():
-            job = PublishJob.objects.create(
-                id=job_id,
-                dataset=dataset,
-                requested_by=actor.user if getattr(actor.user, "pk", None) else None,
-                source=source,
-                source_name=filename[:300],
-                staging_key=key,
-                format=file_format,
-                bytes_total=size,
-                ip_address=actor.ip_address,
-                **options.job_fields(),
-            )
-            audit_record(
-                actor=actor,
-                action="version.publish_requested",
-                obj=job,
-                organization=dataset.organization,
-                details={
-                    "dataset": dataset.path,
-                    "file": filename,
-                    "size_bytes": size,
-                    **options.audit_details(),
-                },
-            )
-            transaction.on_commit(lambda: publish_job_dispatch(job.pk))
-    except BaseException:
-        store.delete(key)
-        raise
-    return job
-
-
-def publish_job_create_from_object(
-    *,
-    dataset: Dataset,
-    source_key: str,
-    actor: Actor,
-    source: str = JobSource.OBJECT,
-    options: PublishOptions | None = None,
-    expected_sha256: str = "",
-    **fields: Any,
-) -> PublishJob:
-    """Queues the publish of an object already in the bucket (a pipeline wrote it there).
-
-    The object is copied to a staging key first, so that what is published cannot change
-    under the job. Raises NotFound when there is no such object, or when it lies outside
-    the dataset's organisation's prefix (one organisation never publishes another's bytes).
-    """
-    options = options or PublishOptions.from_fields(**fields)
-    ensure_steward(actor=actor, organization=dataset.organization)
-    org_prefix = f"{dataset.organization.slug}/"
-    if not source_key.startswith(org_prefix) or ".." in source_key.split("/"):
-        raise NotFound(f"No object {source_key!r} in the organisation's storage.")
-    store = get_object_store()
-    if not store.exists(source_key):
-        raise NotFound(f"No object {source_key!r} in the organisation's storage.")
-    with store.open(source_key) as stream:
-        head = stream.read(_HEAD_BYTES)
-    if not head:
-        raise FileRejected("The file is empty.")
-    with store.open(source_key) as stream:
-        return publish_job_create(
-            dataset=dataset,
-            stream=stream,
-            filename=source_key.rsplit("/", 1)[-1],
-            actor=actor,
-            source=source,
-            options=options,
-            expected_sha256=expected_sha256,
-        )
 
 
 def publish_job_run(*, job_id) -> PublishJob | None:
@@ -300,13 +140,14 @@ def publish_job_attempt(*, job: PublishJob, store: ObjectStore | None = None) ->
     except DomainError as exc:
         # A version refused for claiming too little keeps its staged file for a while, so
         # a steward can publish it as the needed version in one step (services/retry.py).
+        keep = exc.code == "invalid" and "change_type" in exc.details
         publish_job_fail(
             job=job,
             message=exc.message,
             code=exc.code,
             store=store,
             details=exc.details,
-            keep_staged=exc.code == "invalid" and "change_type" in exc.details,
+            keep_staged=keep and _refused_file_park(job, store),
             # Only a verdict on the file itself (not a lost race) tells subscribers.
             verdict=isinstance(exc, InvalidInput),
         )
@@ -321,13 +162,29 @@ def publish_job_attempt(*, job: PublishJob, store: ObjectStore | None = None) ->
         )
 
 
+def _refused_file_park(job: PublishJob, store: ObjectStore) -> bool:
+    """Moves a refused file uploaded straight to its version's key to a staging key,
+    where it waits for a republish without holding that version's key; returns whether
+    the file is kept (if it cannot be moved, it is removed with the rest of the job)."""
+    if job.staging_key != job.target_key:
+        return True
+    parked = staging_key(org=job.dataset.organization.slug, job_id=str(job.pk), format=job.format)
+    try:
+        store.copy(job.staging_key, parked)
+        Claim.of(job).update(staging_key=parked)
+    except (DomainError, LeaseLost, *TEMPORARY_ERRORS):
+        logger.warning("Could not keep the refused file of publish job %s", job.pk)
+        with contextlib.suppress(DomainError, *TEMPORARY_ERRORS):
+            store.delete(parked)
+        return False
+    job.staging_key = parked
+    return True
+
+
 def _run(job: PublishJob, store: ObjectStore) -> None:
     dataset = job.dataset
     claim = Claim.of(job)
-    if not store.exists(job.staging_key):
-        raise FileRejected("The uploaded file is no longer in staging; upload it again.")
-    with store.open(job.staging_key) as stream:
-        profile = inspect_stream(stream, format=job.format, on_progress=ProgressBeat(claim))
+    profile = _profile(job, store, claim)
     finished = False
     try:
         with lease_kept(claim) as lease, dataset_lock(dataset.pk):
@@ -338,7 +195,7 @@ def _run(job: PublishJob, store: ObjectStore) -> None:
             else:
                 decision = _decide(job, dataset, current, profile)
                 key = _target_key(job, dataset, decision.version, store)
-                copy_immutable(store, job.staging_key, key, sha256=profile.sha256)
+                _move_to(job, store, key, profile)
                 lease.check()
                 _commit(job, dataset, current, decision, key, profile)
             finished = True
@@ -347,6 +204,30 @@ def _run(job: PublishJob, store: ObjectStore) -> None:
         # job is done, so its staged object goes now (or, storage away, by the sweeper).
         if finished:
             job_objects_discard(job=job, store=store)
+
+
+def _profile(job: PublishJob, store: ObjectStore, claim: Claim) -> FileProfile:
+    """The file's facts: those recorded while it was uploaded, else (a job without them)
+    read from the stored object in one streaming pass."""
+    if not store.exists(job.staging_key):
+        raise FileRejected("The uploaded file is no longer in staging; upload it again.")
+    if job.profile:
+        return FileProfile.from_json(job.profile)
+    with store.open(job.staging_key) as stream:
+        return inspect_stream(stream, format=job.format, on_progress=ProgressBeat(claim))
+
+
+def _move_to(job: PublishJob, store: ObjectStore, key: str, profile: FileProfile) -> None:
+    """Puts the job's file at its final key: nothing to do for a file uploaded there,
+    one server-side copy otherwise. Other bytes already at the key are another
+    upload's, finished just before its job was recorded (or left by a crash): the job
+    lets go of the key, so that its failure never removes them, and waits."""
+    try:
+        copy_immutable(store, job.staging_key, key, sha256=profile.sha256)
+    except Conflict:
+        Claim.of(job).update(target_version="", target_key="")
+        job.target_version, job.target_key = "", ""
+        raise KeyReserved(f"{key!r} already holds other bytes.") from None
 
 
 @dataclass(frozen=True)
@@ -426,9 +307,17 @@ def _target_key(job: PublishJob, dataset: Dataset, version: Version, store: Obje
         version=str(version),
         format=job.format,
     )
+    if version_key_held(key, job_id=job.pk):
+        # Another publish uploaded its file straight to this key, or is copying to it:
+        # wait for it to finish (it commits that version, or removes the object).
+        raise KeyReserved(f"Another publish of {dataset.path} holds {key!r}.")
     previous = job.target_key
     Claim.of(job).update(target_version=str(version), target_key=key)
-    if previous and previous != key and not DatasetVersion.objects.filter(key=previous).exists():
+    if (
+        previous
+        and previous not in (key, job.staging_key)
+        and not DatasetVersion.objects.filter(key=previous).exists()
+    ):
         store.delete(previous)
     job.target_version, job.target_key = str(version), key
     return key

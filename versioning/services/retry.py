@@ -21,7 +21,7 @@ from catalog.services import ensure_steward
 from catalog.storage import get_object_store
 from versioning.models import JobSource, JobStatus, PublishJob
 from versioning.semver import parse_version, version_next
-from versioning.services.publish import publish_job_create_from_object
+from versioning.services.intake import publish_job_create_from_object
 
 logger = logging.getLogger(__name__)
 
@@ -52,9 +52,13 @@ def needed_version(job: PublishJob) -> str:
         return ""
 
 
+def _is_staging(key: str) -> bool:
+    return key.split("/")[1:2] == ["staging"]
+
+
 def publish_job_file_kept(job: PublishJob) -> bool:
     """Whether the refused job's staged file is still there to publish again."""
-    return bool(job.staging_key) and get_object_store().exists(job.staging_key)
+    return _is_staging(job.staging_key) and get_object_store().exists(job.staging_key)
 
 
 def publish_job_republish(*, job: PublishJob, actor: Actor) -> PublishJob:
@@ -89,7 +93,10 @@ def publish_job_republish(*, job: PublishJob, actor: Actor) -> PublishJob:
 
 def _staging_release(job: PublishJob) -> None:
     try:
-        get_object_store().delete(job.staging_key)
+        # A file uploaded straight to a version's key was removed when its job failed,
+        # and that key may be another publish's since: only staging keys are removed here.
+        if _is_staging(job.staging_key):
+            get_object_store().delete(job.staging_key)
     except DomainError:
         # The sweeper tries again: the row keeps the key until the object is gone.
         logger.warning("Could not remove the staged file of job %s", job.pk)

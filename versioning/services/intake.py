@@ -1,0 +1,300 @@
+"""Taking a file in for publishing: the first half of the publish pipeline (design:
+"The publish path"); `versioning.services.publish` runs the job it queues.
+
+    publish_job_create              stream the file into storage while inspecting it
+                                    (`catalog.inspection.UploadInspector`: hash, rows,
+                                    column types, on a thread of its own, so parsing
+                                    overlaps the upload), then write a queued job that
+                                    carries that profile and send its task after commit
+    publish_job_create_from_object  copy an object already in the bucket to a staging
+                                    key server-side and queue it (its worker inspects it)
+
+The bytes travel once. An upload for an explicit version goes straight to the key that
+version will have (held meanwhile: `version_key_held`), any other to a staging key; on
+S3 a publish then costs its upload plus, at most, one CopyObject, and its worker reads
+nothing. Whatever is uploaded is removed when no job comes of it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from typing import IO, Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from catalog.audit import Actor, audit_record
+from catalog.digests import CheckedStream, sha256_hex
+from catalog.exceptions import Conflict, FileRejected, InvalidInput, NotFound
+from catalog.inspection import FileProfile, UploadInspector, detect_format
+from catalog.keys import CONTENT_TYPES, staging_key, version_key
+from catalog.models import Dataset
+from catalog.services import ensure_steward
+from catalog.storage import get_object_store
+from versioning.models import DatasetVersion, JobSource, PublishJob
+from versioning.options import PublishOptions
+from versioning.semver import Version, parse_version
+from versioning.services.jobs import publish_job_dispatch, version_key_held
+from versioning.services.lineage import input_label, inputs_resolve
+
+_HEAD_BYTES = 64
+
+
+class _Prefixed:
+    """A read-only stream that replays bytes already read from `stream` first."""
+
+    def __init__(self, head: bytes, stream: IO[bytes]) -> None:
+        self._head = head
+        self._stream = stream
+
+    def read(self, size: int = -1) -> bytes:
+        if self._head:
+            if size is None or size < 0:
+                data, self._head = self._head + self._stream.read(), b""
+                return data
+            data, self._head = self._head[:size], self._head[size:]
+            if len(data) < size:
+                data += self._stream.read(size - len(data))
+            return data
+        return self._stream.read(size)
+
+
+def _check_requested_version(dataset: Dataset, requested: str) -> None:
+    """Early check at upload time, so an obviously wrong version is refused at once."""
+    if not requested:
+        return
+    version = parse_version(requested)
+    current = DatasetVersion.objects.filter(dataset=dataset, is_current=True).first()
+    if current is not None and version <= Version.parse(current.version):
+        raise InvalidInput(
+            f"Version {version} is not above the current version {current.version} of "
+            f"{dataset.path}."
+        )
+    if DatasetVersion.objects.filter(dataset=dataset, version=str(version)).exists():
+        raise InvalidInput(f"{dataset.path} already has a version {version}.")
+
+
+def publish_job_create(
+    *,
+    dataset: Dataset,
+    stream: IO[bytes],
+    filename: str,
+    actor: Actor,
+    source: str,
+    options: PublishOptions | None = None,
+    on_progress: Callable[[int], None] | None = None,
+    expected_sha256: str = "",
+    **fields: Any,
+) -> PublishJob:
+    """Streams `stream` into storage, inspecting it on the way, and queues a job that
+    publishes it as `options` ask (see `PublishOptions`; the field names
+    `requested_version`, `note`, `allow_breaking`, `inputs` and `draft` are also taken as
+    keywords). Inputs are pinned to exact versions now.
+
+    The file goes straight to its version's key when the publisher named a version that
+    no other publish holds, else to a staging key. The profile read while uploading
+    (SHA-256 of the bytes sent, size, rows, column types) is recorded on the job.
+
+    `expected_sha256` (hex), when given, is the SHA-256 the publisher computed: bytes
+    that do not match are refused (`DigestMismatch`) before any job exists.
+
+    Raises Forbidden unless the actor stewards the dataset's organisation, InvalidInput
+    for a malformed, taken or too-low version or a bad input, FileRejected for an empty
+    or unknown file, Conflict when another upload of the same version finished first.
+    Whatever was uploaded is removed when no job comes of it.
+    """
+    options = _options_checked(
+        dataset=dataset, actor=actor, source=source, options=options, **fields
+    )
+    if expected_sha256:
+        stream = CheckedStream(stream, expected=sha256_hex(expected_sha256))
+    head = stream.read(_HEAD_BYTES)
+    if not head:
+        raise FileRejected("The file is empty.")
+    file_format = detect_format(filename, head)
+    job_id = uuid.uuid4()
+    key, target_version = _upload_key(dataset, job_id, file_format, options)
+    store = get_object_store()
+    inspector = UploadInspector(_Prefixed(head, stream), format=file_format)
+    try:
+        size = store.write(
+            key,
+            inspector,
+            content_type=CONTENT_TYPES[file_format],
+            on_progress=on_progress,
+            if_absent=bool(target_version),
+        )
+    except Conflict:
+        inspector.abandon()
+        raise Conflict(
+            f"Another upload of {dataset.path} {target_version} finished first; "
+            "publish this file as another version."
+        ) from None
+    except BaseException:
+        inspector.abandon()
+        raise
+    profile = inspector.finish()
+    try:
+        return _job_record(
+            job_id=job_id,
+            dataset=dataset,
+            actor=actor,
+            source=source,
+            options=options,
+            filename=filename,
+            key=key,
+            file_format=file_format,
+            size=size,
+            target_version=target_version,
+            profile=profile,
+        )
+    except BaseException:
+        store.delete(key)
+        raise
+
+
+def _options_checked(
+    *, dataset: Dataset, actor: Actor, source: str, options: PublishOptions | None, **fields: Any
+) -> PublishOptions:
+    options = options or PublishOptions.from_fields(**fields)
+    ensure_steward(actor=actor, organization=dataset.organization)
+    if source not in JobSource.values:
+        raise InvalidInput(f"Unknown publish source {source!r}.")
+    _check_requested_version(dataset, options.version)
+    return options.with_inputs(
+        input_label(v) for v in inputs_resolve(dataset=dataset, inputs=options.inputs)
+    )
+
+
+def _upload_key(
+    dataset: Dataset, job_id: uuid.UUID, file_format: str, options: PublishOptions
+) -> tuple[str, str]:
+    """Where the upload goes, and the version it is already the file of ("" when the
+    worker decides): the version's own key when the publisher named a version whose key
+    is free, so that publishing it moves nothing; a staging key otherwise."""
+    org = dataset.organization.slug
+    if options.version:
+        version = str(parse_version(options.version))
+        key = version_key(
+            org=org,
+            layer=dataset.layer,
+            name=dataset.name,
+            day=timezone.now().date(),
+            version=version,
+            format=file_format,
+        )
+        if not version_key_held(key) and not get_object_store().exists(key):
+            return key, version
+    return staging_key(org=org, job_id=str(job_id), format=file_format), ""
+
+
+def _job_record(
+    *,
+    job_id: uuid.UUID,
+    dataset: Dataset,
+    actor: Actor,
+    source: str,
+    options: PublishOptions,
+    filename: str,
+    key: str,
+    file_format: str,
+    size: int,
+    target_version: str = "",
+    profile: FileProfile | None = None,
+) -> PublishJob:
+    """The queued job for a stored file, its audit entry, and its task after commit."""
+    with transaction.atomic():
+        job = PublishJob.objects.create(
+            id=job_id,
+            dataset=dataset,
+            requested_by=actor.user if getattr(actor.user, "pk", None) else None,
+            source=source,
+            source_name=filename[:300],
+            staging_key=key,
+            format=file_format,
+            bytes_total=size,
+            ip_address=actor.ip_address,
+            target_version=target_version,
+            target_key=key if target_version else "",
+            profile=profile.as_json() if profile else None,
+            **options.job_fields(),
+        )
+        audit_record(
+            actor=actor,
+            action="version.publish_requested",
+            obj=job,
+            organization=dataset.organization,
+            details={
+                "dataset": dataset.path,
+                "file": filename,
+                "size_bytes": size,
+                **options.audit_details(),
+            },
+        )
+        transaction.on_commit(lambda: publish_job_dispatch(job.pk))
+    return job
+
+
+def publish_job_create_from_object(
+    *,
+    dataset: Dataset,
+    source_key: str,
+    actor: Actor,
+    source: str = JobSource.OBJECT,
+    options: PublishOptions | None = None,
+    expected_sha256: str = "",
+    **fields: Any,
+) -> PublishJob:
+    """Queues the publish of an object already in the bucket (a pipeline wrote it there).
+
+    The object is copied to a staging key first (server-side: no byte passes through
+    this process), so that what is published cannot change under the job; the worker
+    then inspects it once. With `expected_sha256` the object is streamed through instead,
+    so that its digest is checked before any job exists. Raises NotFound when there is
+    no such object, or when it lies outside the dataset's organisation's prefix (one
+    organisation never publishes another's bytes).
+    """
+    options = options or PublishOptions.from_fields(**fields)
+    ensure_steward(actor=actor, organization=dataset.organization)
+    org_prefix = f"{dataset.organization.slug}/"
+    if not source_key.startswith(org_prefix) or ".." in source_key.split("/"):
+        raise NotFound(f"No object {source_key!r} in the organisation's storage.")
+    store = get_object_store()
+    if not store.exists(source_key):
+        raise NotFound(f"No object {source_key!r} in the organisation's storage.")
+    filename = source_key.rsplit("/", 1)[-1]
+    if expected_sha256:
+        with store.open(source_key) as stream:
+            return publish_job_create(
+                dataset=dataset,
+                stream=stream,
+                filename=filename,
+                actor=actor,
+                source=source,
+                options=options,
+                expected_sha256=expected_sha256,
+            )
+    options = _options_checked(dataset=dataset, actor=actor, source=source, options=options)
+    head = store.read_range(source_key, 0, _HEAD_BYTES)
+    if not head:
+        raise FileRejected("The file is empty.")
+    file_format = detect_format(filename, head)
+    job_id = uuid.uuid4()
+    key = staging_key(org=dataset.organization.slug, job_id=str(job_id), format=file_format)
+    store.copy(source_key, key)
+    try:
+        return _job_record(
+            job_id=job_id,
+            dataset=dataset,
+            actor=actor,
+            source=source,
+            options=options,
+            filename=filename,
+            key=key,
+            file_format=file_format,
+            size=store.size(key),
+        )
+    except BaseException:
+        store.delete(key)
+        raise
