@@ -1,22 +1,28 @@
 """Benchmark of the REST API against baselines measured in the same run.
 
-    python tests/benchmarks/bench_api.py [--seconds 8] [--clients 4] [--rows-mib 1024]
+    python tests/benchmarks/bench_api.py [--seconds 5] [--rounds 3] [--clients 4]
+        [--rows-mib 1024] [--profile-requests 300] [--profile-only]
 
 Serves the app with gunicorn (2 workers, the services mode: PostgreSQL and Redis from
 DATABASE_URL and REDIS_URL, a database of its own for this run, and moto's S3 server on
-a free loopback port) and loads it from this machine, each target for the same time with
+a free loopback port) and loads it from this machine, each run for the same time with
 the same clients:
 
 - a bare Django view returning a small JSON document (the baseline),
-- GET /api/v1/datasets/?page_size=50, GET .../download/, GET /api/v1/manifest/ with
-  If-None-Match (a 304);
+- GET /api/v1/datasets/?page_size=50, GET .../download/ (a signed URL), GET
+  /api/v1/manifest/ with If-None-Match (a 304), all with a token;
 - GET .../rows/?limit=1000&columns=<3>&offset=<deep> on a dataset of --rows-mib MiB
   (1 GiB by default) published through the real pipeline, against a floor: pyarrow
   reading the same rows and columns from a local Parquet file and encoding them as
   JSON in-process, in as many processes as gunicorn has workers.
 
-Prints requests per second and p99 for each target, then the ratios, last. Exits 0 when
-the run completed (the ratios are reported against their goals, not enforced).
+First a per-stage profile of each target (`api_profile`: in this process, through
+Django's test client, microseconds per stage: token lookup, the rate limit's round trip,
+the cached answer, presigning, DRF's machinery, the usage middleware). Then, per target,
+--rounds alternating runs of the target and its floor (`measure.alternate`); each ratio
+is the median of the per-round ratios, with their spread, and says when it is too noisy
+to trust. The ratios are printed last. Exits 0 when the run completed (the ratios are
+reported against their goals, not enforced).
 """
 
 from __future__ import annotations
