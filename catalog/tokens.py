@@ -170,10 +170,6 @@ _users_of: dict[str, int] = {}
 _USERS_KEPT = 10_000
 
 
-def token_cache_key(raw: str) -> str:
-    return _cache_key(token_digest(raw))
-
-
 def token_user_id(raw: str) -> int | None:
     """The user of a token this process has already authenticated, else None. Says
     nothing of whether the token still works."""
