@@ -36,6 +36,7 @@ from django.core.files.storage import FileSystemStorage, storages
 from django.utils.crypto import constant_time_compare, salted_hmac
 
 from catalog.exceptions import Conflict, NotFound, StorageUnavailable
+from catalog.signing import signer_for
 
 ProgressCallback = Callable[[int], None]
 
@@ -495,12 +496,25 @@ class S3ObjectStore:
 
     def signed_url(self, key, *, ttl, filename=None, version=""):
         # The key names the version already: one presigned GET is for exactly one key.
+        disposition = f'attachment; filename="{filename}"' if filename else None
+        with self._errors(key):
+            signer = signer_for(
+                self.client,
+                self.bucket,
+                access_key=self.storage.access_key,
+                secret_key=self.storage.secret_key,
+                session_token=self.storage.security_token,
+            )
+        if signer is not None:
+            # SigV4 signs the second it was made (X-Amz-Date); the URL works `ttl` after it.
+            start = datetime.fromtimestamp(int(time.time()), UTC)
+            url = signer.presign_get(key, expires_in=ttl, signed_at=start, disposition=disposition)
+            return SignedUrl(url=url, expires_at=start + timedelta(seconds=ttl))
         params = {"Bucket": self.bucket, "Key": key}
-        if filename:
-            params["ResponseContentDisposition"] = f'attachment; filename="{filename}"'
+        if disposition:
+            params["ResponseContentDisposition"] = disposition
         with self._errors(key):
             url = self.client.generate_presigned_url("get_object", Params=params, ExpiresIn=ttl)
-        # SigV4 signs the second it was made (X-Amz-Date); the URL works `ttl` after it.
         signed_at = parse_qs(urlsplit(url).query).get("X-Amz-Date", [""])[0]
         try:
             start = datetime.strptime(signed_at, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)

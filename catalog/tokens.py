@@ -5,12 +5,20 @@ stored; a fast hash is enough because the secret is random, not a password, and 
 equality lookup on the digest finds the row in one indexed query. The last-used time is
 written at most once a minute, so a busy client does not turn every read into a write,
 and the token row is cached briefly in the shared cache (see `_CACHE_SECONDS`).
+
+The cached row is read on every request, never kept in a process: revoking deletes it,
+so the next request anywhere reads the row from the database and is refused. What a
+process does keep is which user a token belongs to (that never changes), so the API can
+count the user's rate limit in the same Redis round trip that reads the token
+(`token_authenticate(lookup=...)`). When the cache is down, tokens are checked against
+the database alone.
 """
 
 from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from django.core.cache import cache
@@ -18,6 +26,7 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from catalog.api.generations import cache_failed, cache_usable
 from catalog.audit import Actor, audit_record
 from catalog.exceptions import DomainError, InvalidInput
 from catalog.models import ApiToken, Dataset, TokenKind, TokenScope
@@ -131,8 +140,8 @@ def token_revoke(*, token: ApiToken, actor: Actor) -> ApiToken:
         token.revoked_at = timezone.now()
         ApiToken.objects.filter(pk=token.pk).update(revoked_at=token.revoked_at)
         # Now, and again after commit, in case a request cached the row in between.
-        cache.delete(_cache_key(token.digest))
-        transaction.on_commit(lambda: cache.delete(_cache_key(token.digest)))
+        _cache_forget(token.digest)
+        transaction.on_commit(lambda: _cache_forget(token.digest))
         audit_record(
             actor=actor,
             action="token.revoke",
@@ -142,17 +151,61 @@ def token_revoke(*, token: ApiToken, actor: Actor) -> ApiToken:
     return token
 
 
+def _cache_forget(digest: str) -> None:
+    """Deletes a token's cached row. A cache that cannot be reached keeps it at most
+    `_CACHE_SECONDS` (its entries then expire), and requests meanwhile read the
+    database, so this is logged, never raised: the revocation is committed either way."""
+    try:
+        cache.delete(_cache_key(digest))
+    except Exception:
+        cache_failed("A revoked token cannot be removed from the cache")
+
+
 def _cache_key(digest: str) -> str:
     return f"apitoken:{digest}"
 
 
-def token_authenticate(*, raw: str) -> ApiToken:
-    """The live token behind `raw`, with its user and dataset loaded; raises TokenRefused."""
+# Which user each token seen by this process belongs to (a token's user never changes).
+_users_of: dict[str, int] = {}
+_USERS_KEPT = 10_000
+
+
+def token_user_id(raw: str) -> int | None:
+    """The user of a token this process has already authenticated, else None. Says
+    nothing of whether the token still works."""
+    return _users_of.get(token_digest(raw))
+
+
+def _cache_get(key: str) -> ApiToken | None:
+    if not cache_usable():
+        return None
+    try:
+        return cache.get(key)
+    except Exception:
+        cache_failed("A token cannot be read from the cache")
+        return None
+
+
+def _cache_set(key: str, token: ApiToken) -> None:
+    if not cache_usable():
+        return
+    try:
+        cache.set(key, token, _CACHE_SECONDS)
+    except Exception:
+        cache_failed("A token cannot be kept in the cache")
+
+
+def token_authenticate(*, raw: str, lookup: Callable[[str], object] | None = None) -> ApiToken:
+    """The live token behind `raw`, with its user and dataset loaded; raises TokenRefused.
+
+    `lookup(key)` reads the cached row at `key` (default: one cache read), so a caller
+    can fold that read into a round trip it makes anyway; None means not cached."""
     if not raw.startswith(TOKEN_PREFIX) or len(raw) > 200:
         raise TokenRefused("The token is not valid.")
     digest = token_digest(raw)
-    token = cache.get(_cache_key(digest))
-    if token is None:
+    key = _cache_key(digest)
+    token = (lookup or _cache_get)(key)
+    if not isinstance(token, ApiToken):
         token = (
             ApiToken.objects.select_related("user", "dataset__organization")
             .filter(digest=digest)
@@ -160,7 +213,10 @@ def token_authenticate(*, raw: str) -> ApiToken:
         )
         if token is None:
             raise TokenRefused("The token is not valid.")
-        cache.set(_cache_key(digest), token, _CACHE_SECONDS)
+        _cache_set(key, token)
+    if len(_users_of) >= _USERS_KEPT:
+        _users_of.clear()
+    _users_of[digest] = token.user_id
     now = timezone.now()
     if token.revoked_at is not None:
         raise TokenRefused("The token has been revoked.")
@@ -171,7 +227,7 @@ def token_authenticate(*, raw: str) -> ApiToken:
     if token.last_used_at is None or now - token.last_used_at > _TOUCH_EVERY:
         ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
         token.last_used_at = now
-        cache.set(_cache_key(digest), token, _CACHE_SECONDS)
+        _cache_set(key, token)
     return token
 
 

@@ -23,7 +23,8 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
 from catalog.api.exceptions import AccountLocked
-from catalog.tokens import TokenRefused, token_authenticate
+from catalog.api.throttling import limits_precount
+from catalog.tokens import TOKEN_PREFIX, TokenRefused, token_authenticate, token_user_id
 
 _TOKEN_KEYWORDS = {"bearer", "token"}
 
@@ -50,8 +51,16 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
             raise exceptions.AuthenticationFailed(
                 "Malformed Authorization header: send 'Authorization: Bearer <token>'."
             )
+        user_id = token_user_id(raw) if raw.startswith(TOKEN_PREFIX) else None
+        lookup = None
+        if user_id is not None:
+            # A token seen before: its row, the user's rate limits and the catalog's
+            # generation in one round trip (`limits_precount`).
+            def lookup(key: str):
+                return limits_precount(request, user_id=user_id, also_get=key)
+
         try:
-            token = token_authenticate(raw=raw)
+            token = token_authenticate(raw=raw, lookup=lookup)
         except TokenRefused as exc:
             raise exceptions.AuthenticationFailed(exc.message) from None
         return token.user, token

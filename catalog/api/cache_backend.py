@@ -7,9 +7,11 @@ that authenticates, counts its rate limit and reads a cached answer was more tha
 Redis round trips themselves. A `redis.Redis` is safe to share (the pool hands out the
 connections, and notices a fork), so one per pool is kept and reused.
 
-Also `incr_with_expiry`: one round trip for a counter that expires, where the cache API
-needs an existence check, an increment, and a separate add for the first one; it can
-read one more key in the same round trip.
+Also `round_trip`: counters that expire, counted together with reads of other keys in
+one round trip, where the cache API needs an existence check, an increment and a
+separate add for each first count, and a round trip per call. An authenticated API
+request reads its token, counts its rate limit and reads the catalog's generation in
+one (`catalog.api.throttling.limits_precount`).
 """
 
 from __future__ import annotations
@@ -36,19 +38,31 @@ class ReusingRedisCache(RedisCache):
         super().__init__(server, params)
         self._class = _ReusingClient
 
+    def round_trip(
+        self, *, incr: list[tuple[str, int]], get: list[str]
+    ) -> tuple[list[int], list[object | None]]:
+        """Adds 1 to each counter in `incr` ((key, seconds): a new counter expires after
+        `seconds`) and reads the keys in `get` (None when absent): the counts and the
+        values, in one round trip."""
+        keys = [self.make_and_validate_key(key) for key, _ in incr]
+        client = self._cache.get_client(keys[0] if keys else None, write=True)
+        with client.pipeline(transaction=False) as pipe:
+            for key, (_, seconds) in zip(keys, incr, strict=True):
+                pipe.incr(key)
+                pipe.expire(key, seconds, nx=True)
+            for key in get:
+                pipe.get(self.make_and_validate_key(key))
+            results = pipe.execute()
+        counts = results[: 2 * len(incr) : 2]
+        loads = self._cache._serializer.loads
+        values = [None if v is None else loads(v) for v in results[2 * len(incr) :]]
+        return counts, values
+
     def incr_with_expiry(self, key: str, *, seconds: int, also_get: str | None = None):
         """Adds 1 to the counter at `key` (0 when absent) and returns it; a new counter
         expires after `seconds`. With `also_get`, returns (count, the value at that
         key or None). One round trip."""
-        key = self.make_and_validate_key(key)
-        client = self._cache.get_client(key, write=True)
-        with client.pipeline(transaction=False) as pipe:
-            pipe.incr(key)
-            pipe.expire(key, seconds, nx=True)
-            if also_get is not None:
-                pipe.get(self.make_and_validate_key(also_get))
-            results = pipe.execute()
-        if also_get is None:
-            return results[0]
-        value = results[2]
-        return results[0], None if value is None else self._cache._serializer.loads(value)
+        (count,), values = self.round_trip(
+            incr=[(key, seconds)], get=[] if also_get is None else [also_get]
+        )
+        return count if also_get is None else (count, values[0])

@@ -162,7 +162,7 @@ _ERROR_TEXT = {
     413: "The upload is larger than MAX_UPLOAD_BYTES.",
     415: "Unsupported Content-Type.",
     429: "Rate limit or account lock-out; see Retry-After.",
-    503: "Storage is temporarily unavailable; try again.",
+    503: "Storage or the rate limit is temporarily unavailable; try again after Retry-After.",
 }
 
 COMMON_ERRORS = (400, 401, 403, 404, 429)

@@ -20,3 +20,16 @@ class AccountLocked(exceptions.APIException):
     def __init__(self, wait: int | None = None) -> None:
         super().__init__()
         self.wait = wait
+
+
+class LimitUnavailable(exceptions.APIException):
+    """A rate limit could not be checked (the shared cache is unreachable): the request
+    is neither let through unlimited nor failed with a 500."""
+
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_code = "limit_unavailable"
+    default_detail = "The rate limit cannot be checked right now; try again shortly."
+
+    def __init__(self, wait: int = 5) -> None:
+        super().__init__()
+        self.wait = wait

@@ -75,6 +75,18 @@ class _Breaker:
 _breaker = _Breaker()
 
 
+def cache_usable() -> bool:
+    """False for a few seconds after the shared cache failed in this process."""
+    return _breaker.closed()
+
+
+def cache_failed(what: str) -> None:
+    """Notes that the shared cache failed (`what` is logged): this process leaves it
+    alone for a few seconds."""
+    _breaker.trip()
+    logger.warning("%s: the shared cache cannot be reached.", what)
+
+
 def _bump_quietly() -> None:
     if not _breaker.closed():
         return

@@ -2,16 +2,22 @@
 process counts against one budget per caller.
 
 A fixed window per caller and scope: one counter per window, counted and given its
-expiry in one Redis round trip (`incr_with_expiry`), cheaper than DRF's
-list-of-timestamps history (a read and a write of a growing list). The same round trip
-reads the catalog's generation for the API's cached answers (`catalog.api.generations`).
-Rates come from settings (`API_RATES`) at call time, so they can be changed per
-deployment and per test. Signed-URL requests have their own, lower budget (seed 001:
-10 a minute per user); everything else shares the general one.
+expiry in one Redis round trip, cheaper than DRF's list-of-timestamps history (a read
+and a write of a growing list). The same round trip reads the catalog's generation for
+the API's cached answers (`catalog.api.generations`), and for a token this process has
+seen before it also reads the token (`limits_precount`, called by the token
+authentication): an authenticated read makes one round trip in all. Rates come from
+settings (`API_RATES`) at call time, so they can be changed per deployment and per test.
+Signed-URL requests have their own, lower budget (seed 001: 10 a minute per user);
+everything else shares the general one.
+
+When the counter cannot be reached the limit cannot be checked: the answer is 503 with
+Retry-After (`LimitUnavailable`), never a 500 and never a request let through unlimited.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 
 from django.conf import settings
@@ -20,8 +26,12 @@ from rest_framework.throttling import BaseThrottle
 
 from catalog.addresses import client_ip
 from catalog.api.cache_backend import ReusingRedisCache
-from catalog.api.generations import GENERATION_KEY, generation_given
+from catalog.api.exceptions import LimitUnavailable
+from catalog.api.generations import GENERATION_KEY, cache_failed, cache_usable, generation_given
 from catalog.api.rates import parse_rate
+
+logger = logging.getLogger(__name__)
+_PRECOUNTED = "_api_limits_precounted"
 
 
 class ApiRateThrottle(BaseThrottle):
@@ -33,25 +43,40 @@ class ApiRateThrottle(BaseThrottle):
             return f"u{user.pk}"
         return f"ip{client_ip(request)}"
 
-    def allow_request(self, request, view) -> bool:
-        cache = caches["default"]
+    def counter(self, ident: str, now: float) -> tuple[str, int, float]:
+        """The counter's key for `ident` at `now`, its lifetime, and the seconds left
+        in its window."""
         limit, period = parse_rate(settings.API_RATES[self.scope])
-        now = time.time()
         window = int(now // period)
-        key = f"throttle:{self.scope}:{self._ident(request, view)}:{window}"
-        if isinstance(cache, ReusingRedisCache):
-            # The catalog's generation rides along: cached answers need no round trip.
-            count, generation = cache.incr_with_expiry(
-                key, seconds=period + 1, also_get=GENERATION_KEY
-            )
-            generation_given(request, generation)
-        else:
-            try:
-                count = cache.incr(key)
-            except ValueError:
-                # First request in this window; `add` loses to a concurrent first request.
-                count = 1 if cache.add(key, 1, period + 1) else cache.incr(key)
-        self._wait = (window + 1) * period - now
+        return (
+            f"throttle:{self.scope}:{ident}:{window}",
+            period + 1,
+            (window + 1) * period - now,
+        )
+
+    def allow_request(self, request, view) -> bool:
+        limit, _ = parse_rate(settings.API_RATES[self.scope])
+        ident = self._ident(request, view)
+        precounted = getattr(request._request, _PRECOUNTED, {}).pop(self.scope, None)
+        if precounted is not None and precounted[0] == ident:
+            _, count, self._wait = precounted
+            return count <= limit
+        key, seconds, self._wait = self.counter(ident, time.time())
+        cache = caches["default"]
+        if not cache_usable():
+            raise LimitUnavailable()
+        try:
+            if isinstance(cache, ReusingRedisCache):
+                # The catalog's generation rides along: cached answers need no round trip.
+                (count,), (generation,) = cache.round_trip(
+                    incr=[(key, seconds)], get=[GENERATION_KEY]
+                )
+                generation_given(request, generation)
+            else:
+                count = _file_cache_count(cache, key, seconds)
+        except Exception:
+            cache_failed("The rate limit cannot be counted")
+            raise LimitUnavailable() from None
         return count <= limit
 
     def wait(self) -> float:
@@ -60,3 +85,51 @@ class ApiRateThrottle(BaseThrottle):
 
 class SignedUrlRateThrottle(ApiRateThrottle):
     scope = "signed_url"
+
+
+def _file_cache_count(cache, key: str, seconds: int) -> int:
+    try:
+        return cache.incr(key)
+    except ValueError:
+        # First request in this window; `add` loses to a concurrent first request.
+        return 1 if cache.add(key, 1, seconds) else cache.incr(key)
+
+
+def limits_precount(request, *, user_id: int, also_get: str) -> object | None:
+    """Counts the rate limits of the view `request` is for, as user `user_id`, reads
+    the catalog's generation and the value at `also_get`, in one round trip; returns
+    that value (None when absent or when the cache cannot be reached: the caller then
+    asks the database, and the throttle itself answers 503 when it cannot count).
+
+    Only in the services mode (Redis); elsewhere, the value at `also_get` alone."""
+    cache = caches["default"]
+    if not cache_usable():
+        return None
+    view = (getattr(request, "parser_context", None) or {}).get("view")
+    throttles = [
+        throttle
+        for throttle in (view.get_throttles() if view is not None else [])
+        if isinstance(throttle, ApiRateThrottle)
+    ]
+    try:
+        if not isinstance(cache, ReusingRedisCache):
+            return cache.get(also_get)
+        ident, now = f"u{user_id}", time.time()
+        counters = [(throttle.scope, *throttle.counter(ident, now)) for throttle in throttles]
+        counts, (value, generation) = cache.round_trip(
+            incr=[(key, seconds) for _, key, seconds, _ in counters],
+            get=[also_get, GENERATION_KEY],
+        )
+    except Exception:
+        cache_failed("The token and rate limits cannot be read")
+        return None
+    generation_given(request, generation)
+    setattr(
+        request._request,
+        _PRECOUNTED,
+        {
+            scope: (ident, count, wait)
+            for (scope, _, _, wait), count in zip(counters, counts, strict=True)
+        },
+    )
+    return value
