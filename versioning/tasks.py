@@ -35,3 +35,11 @@ def check_freshness() -> int:
     from versioning.services.freshness import datasets_freshness_check
 
     return datasets_freshness_check()
+
+
+@shared_task(name="versioning.sweep_resumable_uploads")
+def sweep_resumable_uploads() -> int:
+    """Aborts resumable uploads unfinished past RESUMABLE_UPLOAD_EXPIRE_HOURS."""
+    from versioning.services.resumable import resumable_uploads_sweep
+
+    return resumable_uploads_sweep()

@@ -78,6 +78,7 @@ __all__ = (
     "PublishOptions",
     "publish_job_create",
     "publish_job_create_from_object",
+    "publish_job_create_staged",
     "publish_job_attempt",
     "publish_job_run",
     "publish_jobs_sweep",
@@ -242,6 +243,51 @@ def publish_job_create_from_object(
             options=options,
             expected_sha256=expected_sha256,
         )
+
+
+def publish_job_create_staged(
+    *,
+    dataset: Dataset,
+    job_id: uuid.UUID,
+    key: str,
+    file_format: str,
+    size: int,
+    filename: str,
+    actor: Actor,
+    source: str,
+    options: PublishOptions,
+) -> PublishJob:
+    """Queues the publish of bytes already at their staging key `key` (a completed
+    resumable upload, `versioning.services.resumable`), without copying them. The
+    caller checked the steward role, the version and the inputs (pinned) when the upload
+    began; the worker inspects the object once, as for any job."""
+    with transaction.atomic():
+        job = PublishJob.objects.create(
+            id=job_id,
+            dataset=dataset,
+            requested_by=actor.user if getattr(actor.user, "pk", None) else None,
+            source=source,
+            source_name=filename[:300],
+            staging_key=key,
+            format=file_format,
+            bytes_total=size,
+            ip_address=actor.ip_address,
+            **options.job_fields(),
+        )
+        audit_record(
+            actor=actor,
+            action="version.publish_requested",
+            obj=job,
+            organization=dataset.organization,
+            details={
+                "dataset": dataset.path,
+                "file": filename,
+                "size_bytes": size,
+                **options.audit_details(),
+            },
+        )
+        transaction.on_commit(lambda: publish_job_dispatch(job.pk))
+    return job
 
 
 def publish_job_run(*, job_id) -> PublishJob | None:
