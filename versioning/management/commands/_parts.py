@@ -106,6 +106,7 @@ def resumable_send(
     held = resumable_upload_parts(upload=upload)
     bar.update(sum(part.size for part in held))
     urls = resumable_upload_part_urls(upload=upload) if len(held) < upload.part_count else []
+    say(f"Sending {len(urls)} of {upload.part_count} parts.")
     lock = threading.Lock()
 
     def progress(n: int) -> None:
