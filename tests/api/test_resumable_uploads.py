@@ -423,3 +423,13 @@ def test_a_device_token_uploads_to_its_own_dataset_with_plain_options_only(
     assert "device token" in error_of(refused)["message"]
     elsewhere = as_user(steward, scopes=["publish"], dataset=other)
     assert begin(elsewhere, CSV).status_code == 404
+
+
+def test_parts_grow_past_the_setting_only_when_a_file_would_need_over_10000(settings):
+    from versioning.services.resumable import part_size_for
+
+    settings.RESUMABLE_PART_BYTES = 64 * MIB
+    assert part_size_for(1) == 64 * MIB
+    assert part_size_for(10_000 * 64 * MIB) == 64 * MIB
+    assert part_size_for(10_000 * 64 * MIB + 1) == 65 * MIB
+    assert -(-(50 * 1024**3) // part_size_for(50 * 1024**3)) <= 10_000

@@ -32,7 +32,12 @@ from catalog.exceptions import Forbidden, InvalidInput, NotFound
 from catalog.models import TokenScope
 from catalog.selectors import user_can_steward
 from catalog.storage import get_object_store, verify_part_signature
-from versioning.api.serializers import API_ROOT, PublishJobSerializer, PublishOptionsInput
+from versioning.api.serializers import (
+    API_ROOT,
+    PublishJobSerializer,
+    PublishOptionsInput,
+    _iso,
+)
 from versioning.api.views import DATASET_PARAMETERS, DatasetScoped, _device_limits
 from versioning.models import JobSource, PublishJob, ResumableUpload, UploadStatus
 from versioning.options import PublishOptions
@@ -107,8 +112,8 @@ class UploadSerializer(serializers.Serializer):
             "job_url": f"{API_ROOT}/publish-jobs/{upload.job_id}/"
             if upload.status == UploadStatus.COMPLETED
             else None,
-            "created_at": upload.created_at.isoformat(),
-            "expires_at": upload.expires_at.isoformat(),
+            "created_at": _iso(upload.created_at),
+            "expires_at": _iso(upload.expires_at),
         }
 
 
@@ -257,7 +262,7 @@ class UploadPartUrlsView(APIView):
                         "size": part.size,
                         "method": "PUT",
                         "url": part.url.url,
-                        "expires_at": part.url.expires_at.isoformat(),
+                        "expires_at": _iso(part.url.expires_at),
                     }
                     for part in urls
                 ]

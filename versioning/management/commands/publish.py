@@ -72,7 +72,7 @@ class Command(VersionOptionCommand):
             metavar="UPLOAD_ID",
             default="",
             help="carry on with this resumable upload (printed when it began): only the "
-            "parts storage does not hold yet are sent",
+            "parts storage does not hold yet are sent, with the options it began with",
         )
         mode = parser.add_mutually_exclusive_group()
         mode.add_argument("--wait", action="store_true", help="wait for the worker to finish")
