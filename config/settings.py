@@ -270,6 +270,7 @@ CELERY_TASK_DEFAULT_QUEUE = CELERY_QUEUES["default"]
 CELERY_TASK_QUEUES = [Queue(queue, routing_key=queue) for queue in CELERY_QUEUES.values()]
 CELERY_TASK_ROUTES = {
     "versioning.run_publish_job": {"queue": CELERY_QUEUES["publish"]},
+    "versioning.join_resumable_upload": {"queue": CELERY_QUEUES["publish"]},
     "versioning.sweep_publish_jobs": {"queue": CELERY_QUEUES["publish"]},
     "catalog.deliver_events": {"queue": CELERY_QUEUES["events"]},
     "catalog.sweep_events": {"queue": CELERY_QUEUES["events"]},

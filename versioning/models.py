@@ -373,7 +373,8 @@ class Manifest(models.Model):
 
 class UploadStatus(models.TextChoices):
     OPEN = "open", "Receiving parts"
-    COMPLETING = "completing", "Being completed"
+    COMPLETING = "completing", "Parts checked, waiting for a worker to join them"
+    JOINING = "joining", "A worker is joining the parts"
     COMPLETED = "completed", "Completed (a publish job took it)"
     REFUSED = "refused", "Refused at completion (its SHA-256 or format)"
     ABORTED = "aborted", "Aborted by the client"
@@ -411,6 +412,9 @@ class ResumableUpload(models.Model):
     status = models.CharField(
         max_length=16, choices=UploadStatus.choices, default=UploadStatus.OPEN
     )
+    message = models.TextField(blank=True, help_text="Why it was refused, for the publisher.")
+    error_code = models.CharField(max_length=64, blank=True)
+    error_details = models.JSONField(default=dict, blank=True)
     ip_address = models.GenericIPAddressField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     expires_at = models.DateTimeField()
@@ -422,7 +426,7 @@ class ResumableUpload(models.Model):
             models.Index(
                 fields=["expires_at"],
                 name="resumableupload_unfinished",
-                condition=Q(status__in=["open", "completing"]),
+                condition=Q(status__in=["open", "completing", "joining"]),
             )
         ]
         constraints = [

@@ -22,7 +22,7 @@ from catalog.storage import LocalObjectStore, get_object_store, part_signature
 from tests.api.conftest import CSV, error_of
 from versioning.models import DatasetVersion, JobStatus, PublishJob, ResumableUpload
 from versioning.services import publish_job_run
-from versioning.services.resumable import resumable_uploads_sweep
+from versioning.services.resumable import resumable_upload_join, resumable_uploads_sweep
 
 pytestmark = [pytest.mark.django_db, pytest.mark.both_modes]
 
@@ -139,6 +139,21 @@ def send(parts: list[dict], data: bytes, part_size: int, *, parallel: bool) -> d
     return dict(one(part) for part in parts)
 
 
+def complete_and_join(client, upload: dict) -> dict:
+    """Completes the upload, runs the join task's service as the worker would, and
+    returns the publish job the upload then names."""
+    response = client.post(upload["complete_url"], format="json")
+    assert response.status_code == 202, response.content
+    assert response["Location"] == upload["url"]
+    assert response.json()["status"] == "completing"
+    resumable_upload_join(upload_id=upload["id"])
+    state = client.get(upload["url"]).json()
+    assert state["status"] == "completed", state
+    job = client.get(state["job_url"]).json()
+    assert job["url"] == state["job_url"]
+    return job
+
+
 def parallel_for(store_mode: str) -> bool:
     # The app-served part URL is reached through the test client, inside this test's
     # transaction: one thread. S3's presigned URLs take real concurrent requests.
@@ -166,11 +181,8 @@ def test_a_file_sent_in_parallel_parts_is_published_and_its_bytes_hash_to_the_sh
     assert {p["part_number"]: p["etag"] for p in listed["parts"]} == etags
     assert listed["missing_parts"] == []
 
-    response = client.post(upload["complete_url"], format="json")
-    assert response.status_code == 202, response.content
-    job = response.json()
+    job = complete_and_join(client, upload)
     assert job["status"] == "queued" and job["bytes_total"] == len(BIG)
-    assert job["url"] == f"/api/v1/publish-jobs/{job['id']}/"
     assert stored_keys("acme/staging/") == [PublishJob.objects.get().staging_key]
     assert unfinished_uploads() == []
 
@@ -206,9 +218,7 @@ def test_after_a_break_a_new_client_asks_which_parts_arrived_and_sends_only_the_
     assert [p["part_number"] for p in missing] == [1, 3]
     send(missing, BIG, state["part_size"], parallel=parallel_for(store_mode))
 
-    response = second.post(state["complete_url"], format="json")
-    assert response.status_code == 202, response.content
-    job = publish_job_run(job_id=response.json()["id"])
+    job = publish_job_run(job_id=complete_and_join(second, state)["id"])
     assert job.status == JobStatus.SUCCEEDED, job.message
     assert DatasetVersion.objects.get(is_current=True).sha256 == BIG_SHA
 
@@ -368,13 +378,15 @@ def test_a_sha256_mismatch_at_complete_is_refused_and_nothing_is_kept(
     upload = begin(client, sha256=other).json()
     send(part_urls(client, upload), BIG, upload["part_size"], parallel=False)
     response = client.post(upload["complete_url"], format="json")
-    assert response.status_code == 400
-    error = error_of(response)
-    assert error["code"] == "digest_mismatch"
-    assert error["details"] == {"expected_sha256": other, "actual_sha256": BIG_SHA}
+    assert response.status_code == 202
+    assert resumable_upload_join(upload_id=upload["id"]) is None
+    state = client.get(upload["url"]).json()
+    assert state["status"] == "refused" and state["job_url"] is None
+    assert state["error"]["code"] == "digest_mismatch"
+    assert state["error"]["details"] == {"expected_sha256": other, "actual_sha256": BIG_SHA}
     assert stored_keys("acme/") == [] and unfinished_uploads() == []
     assert PublishJob.objects.count() == 0
-    assert client.get(upload["url"]).json()["status"] == "refused"
+    assert client.post(upload["complete_url"], format="json").status_code == 409
 
 
 def test_completing_twice_is_refused_and_queues_one_job(store_mode, dataset, steward, as_user):
@@ -384,10 +396,15 @@ def test_completing_twice_is_refused_and_queues_one_job(store_mode, dataset, ste
     assert part["size"] == len(CSV)
     send([part], CSV, upload["part_size"], parallel=False)
     assert client.post(upload["complete_url"], format="json").status_code == 202
+    # Again while it waits for its worker: the task is sent again, nothing more.
+    waiting = client.post(upload["complete_url"], format="json")
+    assert waiting.status_code == 202 and waiting.json()["status"] == "completing"
+    assert client.delete(upload["url"]).status_code == 409
+    assert resumable_upload_join(upload_id=upload["id"]) is not None
+    assert resumable_upload_join(upload_id=upload["id"]) is None  # a task sent twice
     again = client.post(upload["complete_url"], format="json")
     assert again.status_code == 409
     assert error_of(again)["details"]["status"] == "completed"
-    assert client.delete(upload["url"]).status_code == 409
     assert PublishJob.objects.count() == 1
 
 

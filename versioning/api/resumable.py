@@ -4,7 +4,8 @@
     POST   /uploads/<id>/part-urls/              URLs for parts (default: those missing)
     PUT    <part url>                            one part (S3, or the app when embedded)
     GET    /uploads/<id>/                        the upload and the parts that arrived
-    POST   /uploads/<id>/complete/               join, check, queue the publish job (202)
+    POST   /uploads/<id>/complete/               check the parts; a worker joins them and
+                                                 queues the publish job (202)
     DELETE /uploads/<id>/                        abort: the parts go
 
 A web worker never holds the file: in the services mode the parts go to S3 through
@@ -34,12 +35,11 @@ from catalog.selectors import user_can_steward
 from catalog.storage import get_object_store, verify_part_signature
 from versioning.api.serializers import (
     API_ROOT,
-    PublishJobSerializer,
     PublishOptionsInput,
     _iso,
 )
 from versioning.api.views import DATASET_PARAMETERS, DatasetScoped, _device_limits
-from versioning.models import JobSource, PublishJob, ResumableUpload, UploadStatus
+from versioning.models import JobSource, ResumableUpload, UploadStatus
 from versioning.options import PublishOptions
 from versioning.services.resumable import (
     resumable_upload_abort,
@@ -74,7 +74,8 @@ class UploadSerializer(serializers.Serializer):
     url = serializers.CharField()
     dataset = serializers.CharField()
     status = serializers.CharField(
-        help_text="open, completing, completed, refused, aborted, expired"
+        help_text="open, completing (parts checked, waiting for a worker), joining, "
+        "completed (follow `job_url`), refused (see `error`), aborted, expired"
     )
     filename = serializers.CharField()
     size = serializers.IntegerField()
@@ -86,6 +87,11 @@ class UploadSerializer(serializers.Serializer):
     part_urls_url = serializers.CharField()
     complete_url = serializers.CharField()
     job_url = serializers.CharField(allow_null=True, help_text="Once completed.")
+    error = serializers.DictField(
+        allow_null=True,
+        help_text="Why it was refused or sent back to open: `code`, `message`, `details` "
+        "(e.g. `digest_mismatch` with both SHA-256s).",
+    )
     created_at = serializers.DateTimeField()
     expires_at = serializers.DateTimeField()
 
@@ -111,6 +117,13 @@ class UploadSerializer(serializers.Serializer):
             "complete_url": f"{url}complete/",
             "job_url": f"{API_ROOT}/publish-jobs/{upload.job_id}/"
             if upload.status == UploadStatus.COMPLETED
+            else None,
+            "error": {
+                "code": upload.error_code,
+                "message": upload.message,
+                "details": upload.error_details,
+            }
+            if upload.error_code
             else None,
             "created_at": _iso(upload.created_at),
             "expires_at": _iso(upload.expires_at),
@@ -277,23 +290,26 @@ class UploadCompleteView(APIView):
     @extend_schema(
         summary="Complete a resumable upload and publish it",
         description=(
-            "Checks that every part arrived with its size, joins them, checks the "
-            "`sha256` given at the start (400 `digest_mismatch`, nothing kept), and "
-            "queues the publish job: 202 with the job, as a normal publish. Missing or "
-            "wrong-sized parts answer 400 naming them; the upload stays open."
+            "Checks that every part arrived with its size (400 naming `missing_parts` or "
+            "`wrong_size_parts`; the upload stays open) and answers 202 with the upload, "
+            "now `completing`. A worker joins the parts, checks the `sha256` given at the "
+            "start and queues the publish job: follow the upload's `url` until `status` "
+            "is `completed` (then its `job_url`, as for a normal publish) or `refused` "
+            "(`error.code` `digest_mismatch`: nothing was kept)."
         ),
         parameters=[UPLOAD_PARAMETER],
         request=None,
         responses={
-            202: PublishJobSerializer,
+            202: UploadSerializer,
             **error_responses(400, 401, 403, 404, 409, 429, 503),
         },
     )
     def post(self, request, upload_id):
         upload = upload_for_request(request, upload_id)
-        job = resumable_upload_complete(upload=upload, actor=Actor.from_request(request, via="api"))
-        job = PublishJob.objects.select_related("dataset__organization", "version").get(pk=job.pk)
-        body = PublishJobSerializer(job).data
+        upload = resumable_upload_complete(
+            upload=upload, actor=Actor.from_request(request, via="api")
+        )
+        body = UploadSerializer(upload, context={"parts": []}).data
         return Response(body, status=status.HTTP_202_ACCEPTED, headers={"Location": body["url"]})
 
 

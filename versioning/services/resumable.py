@@ -8,19 +8,24 @@ worker, and resumed after a break by sending only the parts that did not arrive.
                                 or, embedded, app-served URLs signed like its downloads
     resumable_upload_parts      which parts storage holds, with their sizes and ETags (the
                                 resume question); storage is the truth, not the database
-    resumable_upload_complete   every part there and of its size, join them (S3 does it
-                                itself), check the SHA-256 if one was given, then queue the
-                                publish job for the object where it lies: no copy, and the
+    resumable_upload_complete   every part there and of its size: hand the upload to a
+                                worker (the request never waits for the join)
+    resumable_upload_join       in the worker: join the parts (S3 does it itself), check
+                                the SHA-256 if one was given, then queue the publish job
+                                for the object where it lies: no copy, and the publish
                                 worker reads it once, as any job
     resumable_upload_abort      the client gives up: the parts go
     resumable_uploads_sweep     hourly: uploads unfinished past RESUMABLE_UPLOAD_EXPIRE_HOURS
                                 are aborted and their parts removed
 
 The shape follows S3 multipart uploads (and tus's "which offset do you have?" for
-resume): parts are fixed-size, numbered from 1, and any may be sent again. Completing is
-claimed by a conditional update (open -> completing), so two completes never both queue
-a job. Parts of an upload that the database lost track of are still caught by the
-bucket-wide sweep (`catalog.storage.uploads_abandoned_abort`).
+resume): parts are fixed-size, numbered from 1, and any may be sent again. Each step is
+claimed by a conditional update (open -> completing -> joining -> completed or refused),
+so two completes never both queue a job. Joining is a worker's job because it is not
+quick: moto's S3 took over 30 s (gunicorn's request timeout) to join 1 GiB, and AWS warns
+that a CompleteMultipartUpload of a large object can take minutes. Parts of an upload
+that the database lost track of are still caught by the bucket-wide sweep
+(`catalog.storage.uploads_abandoned_abort`).
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from catalog.audit import Actor, audit_record
 from catalog.digests import DigestMismatch, sha256_hex
 from catalog.exceptions import (
     Conflict,
+    DomainError,
     FileRejected,
     InvalidInput,
     NotFound,
@@ -47,6 +53,7 @@ from catalog.exceptions import (
 from catalog.inspection import detect_format
 from catalog.keys import CONTENT_TYPES, staging_key
 from catalog.models import Dataset
+from catalog.queue import send_task
 from catalog.services import ensure_steward
 from catalog.storage import SignedUrl, UploadedPart, get_object_store, sha256_of
 from versioning.models import JobSource, PublishJob, ResumableUpload, UploadStatus
@@ -56,6 +63,7 @@ from versioning.services.publish import _check_requested_version, publish_job_cr
 
 logger = logging.getLogger(__name__)
 
+JOIN_TASK = "versioning.join_resumable_upload"
 MAX_PARTS = 10_000  # S3's limit
 _MIB = 1024**2
 _HEAD_BYTES = 64
@@ -162,9 +170,9 @@ def _ensure_open(upload: ResumableUpload) -> None:
             "This upload is already complete; follow its publish job.",
             details={"status": upload.status, "job_id": str(upload.job_id)},
         )
-    if upload.status == UploadStatus.COMPLETING:
+    if upload.status in (UploadStatus.COMPLETING, UploadStatus.JOINING):
         raise Conflict(
-            "This upload is being completed; ask again in a moment.",
+            "This upload is being completed; follow it until its publish job exists.",
             details={"status": upload.status},
         )
     raise Conflict(
@@ -256,19 +264,64 @@ def _claim(upload: ResumableUpload, *, status: str) -> None:
     upload.status = status
 
 
-def _finish(upload: ResumableUpload, status: str) -> None:
+def _finish(upload: ResumableUpload, status: str, error: DomainError | None = None) -> None:
     now = timezone.now()
-    ResumableUpload.objects.filter(pk=upload.pk).update(status=status, finished_at=now)
-    upload.status, upload.finished_at = status, now
+    fields = {"status": status, "finished_at": now}
+    if error is not None:
+        fields.update(message=error.message, error_code=error.code, error_details=error.details)
+    ResumableUpload.objects.filter(pk=upload.pk).update(**fields)
+    for name, value in fields.items():
+        setattr(upload, name, value)
 
 
-def resumable_upload_complete(*, upload: ResumableUpload, actor: Actor) -> PublishJob:
-    """Checks that every part is there with its exact size, joins them at the staging key,
-    checks the SHA-256 the upload began with (a mismatch is refused and nothing is
-    kept), then queues the publish job for the object where it lies. Missing or
-    wrong-sized parts leave the upload open for the client to send them."""
+def resumable_upload_complete(
+    *, upload: ResumableUpload, actor: Actor, dispatch: bool = True
+) -> ResumableUpload:
+    """Checks that every part is there with its exact size and hands the upload to a
+    worker (`resumable_upload_join`, sent after commit unless `dispatch` is False), which
+    joins the parts and queues the publish job. Joining takes time in proportion to the
+    size on some stores (and a SHA-256 check reads the whole object), so no request waits
+    for it. Missing or wrong-sized parts leave the upload open for the client to send
+    them. Completing again while the upload waits for its worker sends the task again
+    (in case it was lost)."""
+    if upload.status == UploadStatus.COMPLETING:
+        if dispatch:
+            send_task(JOIN_TASK, str(upload.pk))
+        return upload
     _ensure_open(upload)
     _claim(upload, status=UploadStatus.COMPLETING)
+    try:
+        parts = get_object_store().multipart_parts(upload.staging_key, upload.storage_upload_id)
+        _check_parts(upload, parts)
+    except (InvalidInput, StorageUnavailable, NotFound):
+        ResumableUpload.objects.filter(pk=upload.pk).update(status=UploadStatus.OPEN)
+        upload.status = UploadStatus.OPEN
+        raise
+    audit_record(
+        actor=actor,
+        action="version.upload_completed",
+        obj=upload,
+        organization=upload.dataset.organization,
+        details={"dataset": upload.dataset.path, "file": upload.filename, "size": upload.size},
+    )
+    if dispatch:
+        transaction.on_commit(lambda: send_task(JOIN_TASK, str(upload.pk)))
+    return upload
+
+
+def resumable_upload_join(*, upload_id) -> PublishJob | None:
+    """In a worker: joins the parts of a completed upload at its staging key, checks the
+    SHA-256 the upload began with (a mismatch is refused: nothing is kept, and the
+    upload says why), then queues the publish job for the object where it lies, with
+    the id chosen when the upload began. Claimed by a conditional update (completing ->
+    joining), so a task sent twice joins once. A storage failure sends the upload back
+    to `completing`, for the task's retry."""
+    claimed = ResumableUpload.objects.filter(pk=upload_id, status=UploadStatus.COMPLETING).update(
+        status=UploadStatus.JOINING
+    )
+    if not claimed:
+        return None
+    upload = ResumableUpload.objects.select_related("dataset__organization").get(pk=upload_id)
     store = get_object_store()
     key = upload.staging_key
     try:
@@ -277,10 +330,18 @@ def resumable_upload_complete(*, upload: ResumableUpload, actor: Actor) -> Publi
         actual = store.multipart_complete(
             key, upload.storage_upload_id, parts, sha256=bool(upload.sha256)
         )
-    except (InvalidInput, StorageUnavailable):
-        ResumableUpload.objects.filter(pk=upload.pk).update(status=UploadStatus.OPEN)
-        upload.status = UploadStatus.OPEN
+    except StorageUnavailable:
+        ResumableUpload.objects.filter(pk=upload.pk).update(status=UploadStatus.COMPLETING)
         raise
+    except (InvalidInput, NotFound) as exc:
+        # The parts changed after the request checked them (one sent again, shorter).
+        ResumableUpload.objects.filter(pk=upload.pk).update(
+            status=UploadStatus.OPEN,
+            message=exc.message,
+            error_code=exc.code,
+            error_details=exc.details,
+        )
+        return None
     try:
         if upload.sha256:
             actual = actual or sha256_of(store, key)
@@ -298,16 +359,16 @@ def resumable_upload_complete(*, upload: ResumableUpload, actor: Actor) -> Publi
             file_format=file_format,
             size=upload.size,
             filename=upload.filename,
-            actor=actor,
+            actor=Actor(user=upload.requested_by, ip_address=upload.ip_address, via=upload.source),
             source=upload.source,
             options=_options_of(upload),
         )
-    except (DigestMismatch, FileRejected):
+    except (DigestMismatch, FileRejected) as exc:
         store.delete(key)
-        _finish(upload, UploadStatus.REFUSED)
-        raise
+        _finish(upload, UploadStatus.REFUSED, exc)
+        return None
     # Any other failure after the join (storage or the database away) leaves the upload
-    # completing, its object at the staging key: the sweeper removes it at expiry.
+    # joining, its object at the staging key: the sweeper removes it at expiry.
     _finish(upload, UploadStatus.COMPLETED)
     return job
 
@@ -361,7 +422,8 @@ def resumable_uploads_sweep(*, now: datetime | None = None) -> int:
     store = get_object_store()
     swept = 0
     expired = ResumableUpload.objects.filter(
-        status__in=[UploadStatus.OPEN, UploadStatus.COMPLETING], expires_at__lt=now
+        status__in=[UploadStatus.OPEN, UploadStatus.COMPLETING, UploadStatus.JOINING],
+        expires_at__lt=now,
     )
     for upload in expired.iterator():
         try:

@@ -25,6 +25,7 @@ from versioning.services.resumable import (
     PartUrl,
     resumable_upload_complete,
     resumable_upload_create,
+    resumable_upload_join,
     resumable_upload_part_urls,
     resumable_upload_part_write,
     resumable_upload_parts,
@@ -137,7 +138,13 @@ def resumable_send(
     with ThreadPoolExecutor(max_workers=THREADS) as pool:
         for future in [pool.submit(send, part) for part in urls]:
             future.result()
-    return resumable_upload_complete(upload=upload, actor=actor)
+    # The join runs here, as the rest of the command does, not in a worker.
+    resumable_upload_complete(upload=upload, actor=actor, dispatch=False)
+    job = resumable_upload_join(upload_id=upload.pk)
+    if job is None:
+        upload.refresh_from_db()
+        raise InvalidInput(upload.message or f"The upload is {upload.status}.")
+    return job
 
 
 def _put(url: str, reader: _PartReader) -> None:
