@@ -32,6 +32,13 @@ from django.core.files.storage import FileSystemStorage, storages
 from django.utils.crypto import constant_time_compare, salted_hmac
 
 from catalog.exceptions import Conflict, InvalidInput, NotFound, StorageUnavailable
+from catalog.multipart import (
+    LOCAL_PART_PATH,
+    MULTIPART_DIR,
+    JoinedFiles,
+    UploadedPart,
+    part_signature,
+)
 
 ProgressCallback = Callable[[int], None]
 
@@ -66,40 +73,6 @@ class SignedUrl:
 
     url: str
     expires_at: datetime
-
-
-@dataclass(frozen=True)
-class UploadedPart:
-    """One part of a multipart upload as storage holds it."""
-
-    number: int
-    size: int
-    etag: str
-
-
-_PART_SIGNING_SALT = "catalog.storage.signed-part"
-# The embedded mode's part uploads are served by the API (versioning/api/resumable.py).
-_LOCAL_PART_PATH = "/api/v1/upload-parts/{upload_id}/{number}/"
-_MULTIPART_DIR = ".multipart"
-
-
-def part_signature(key: str, upload_id: str, number: int, length: int, expires: int) -> str:
-    """HMAC over what one app-served part URL allows: this many bytes as this part of
-    this upload to this key, until `expires`; keyed by SECRET_KEY."""
-    message = f"{key}\n{upload_id}\n{number}\n{length}\n{expires}"
-    return salted_hmac(_PART_SIGNING_SALT, message, algorithm="sha256").hexdigest()
-
-
-def verify_part_signature(
-    key: str, upload_id: str, number: int, length: int, expires: str, signature: str
-) -> bool:
-    """True when the signature is this part's and has not expired (constant time)."""
-    try:
-        expires_at = int(expires)
-    except (TypeError, ValueError):
-        return False
-    expected = part_signature(key, upload_id, number, length, expires_at)
-    return constant_time_compare(expected, signature or "") and expires_at >= time.time()
 
 
 def _chunks(stream: IO[bytes], chunk_size: int) -> Iterator[bytes]:
@@ -209,7 +182,7 @@ class LocalObjectStore:
     def _parts_dir(self, upload_id: str) -> Path:
         if not upload_id.isalnum():
             raise NotFound(f"No upload {upload_id!r}.")
-        return self.root / _MULTIPART_DIR / upload_id
+        return self.root / MULTIPART_DIR / upload_id
 
     def multipart_begin(self, key: str, *, content_type: str) -> str:
         self._path(key)  # refuses a key outside the root before anything exists
@@ -226,7 +199,7 @@ class LocalObjectStore:
             "expires": expires,
             "signature": part_signature(key, upload_id, number, length, expires),
         }
-        path = _LOCAL_PART_PATH.format(upload_id=upload_id, number=number)
+        path = LOCAL_PART_PATH.format(upload_id=upload_id, number=number)
         return SignedUrl(
             url=f"{settings.PUBLIC_BASE_URL.rstrip('/')}{path}?{urlencode(query)}",
             expires_at=datetime.fromtimestamp(expires, UTC),
@@ -288,26 +261,7 @@ class LocalObjectStore:
         files = {int(p.name.partition(".")[0]): p for p in folder.iterdir() if p.name[0].isdigit()}
         digest = hashlib.sha256() if sha256 else None
 
-        class _Joined:
-            def __init__(self) -> None:
-                self.pending = [files[part.number] for part in parts]
-                self.current: IO[bytes] | None = None
-
-            def read(self, size: int = -1) -> bytes:
-                while True:
-                    if self.current is None:
-                        if not self.pending:
-                            return b""
-                        self.current = open(self.pending.pop(0), "rb")  # noqa: SIM115
-                    data = self.current.read(size)
-                    if data:
-                        if digest is not None:
-                            digest.update(data)
-                        return data
-                    self.current.close()
-                    self.current = None
-
-        self.write(key, _Joined())
+        self.write(key, JoinedFiles([files[part.number] for part in parts], digest))
         shutil.rmtree(folder, ignore_errors=True)
         return digest.hexdigest() if digest is not None else None
 

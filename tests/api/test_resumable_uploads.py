@@ -18,7 +18,8 @@ from django.conf import settings
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from catalog.storage import LocalObjectStore, get_object_store, part_signature
+from catalog.multipart import part_signature
+from catalog.storage import LocalObjectStore, get_object_store
 from tests.api.conftest import CSV, error_of
 from versioning.models import DatasetVersion, JobStatus, PublishJob, ResumableUpload
 from versioning.services import publish_job_run

@@ -31,8 +31,9 @@ from catalog.api.permissions import device_dataset_id
 from catalog.audit import Actor
 from catalog.exceptions import Forbidden, InvalidInput, NotFound
 from catalog.models import TokenScope
+from catalog.multipart import verify_part_signature
 from catalog.selectors import user_can_steward
-from catalog.storage import get_object_store, verify_part_signature
+from catalog.storage import get_object_store
 from versioning.api.serializers import (
     API_ROOT,
     PublishOptionsInput,

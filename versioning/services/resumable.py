@@ -53,9 +53,10 @@ from catalog.exceptions import (
 from catalog.inspection import detect_format
 from catalog.keys import CONTENT_TYPES, staging_key
 from catalog.models import Dataset
+from catalog.multipart import UploadedPart
 from catalog.queue import send_task
 from catalog.services import ensure_steward
-from catalog.storage import SignedUrl, UploadedPart, get_object_store, sha256_of
+from catalog.storage import SignedUrl, get_object_store, sha256_of
 from versioning.models import JobSource, PublishJob, ResumableUpload, UploadStatus
 from versioning.options import PublishOptions
 from versioning.services.lineage import input_label, inputs_resolve
