@@ -35,7 +35,14 @@ from django.conf import settings
 from django.core.files.storage import FileSystemStorage, storages
 from django.utils.crypto import constant_time_compare, salted_hmac
 
-from catalog.exceptions import Conflict, NotFound, StorageUnavailable
+from catalog.exceptions import Conflict, InvalidInput, NotFound, StorageUnavailable
+from catalog.multipart import (
+    LOCAL_PART_PATH,
+    MULTIPART_DIR,
+    JoinedFiles,
+    UploadedPart,
+    part_signature,
+)
 from catalog.signing import signer_for
 
 ProgressCallback = Callable[[int], None]
@@ -225,6 +232,97 @@ class LocalObjectStore:
     def path(self, key: str) -> Path:
         """The file behind a key, for the embedded download view."""
         return self._path(key)
+
+    # --- Multipart uploads (resumable uploads): parts as files, assembled on completion.
+
+    def _parts_dir(self, upload_id: str) -> Path:
+        if not upload_id.isalnum():
+            raise NotFound(f"No upload {upload_id!r}.")
+        return self.root / MULTIPART_DIR / upload_id
+
+    def multipart_begin(self, key: str, *, content_type: str) -> str:
+        self._path(key)  # refuses a key outside the root before anything exists
+        upload_id = uuid.uuid4().hex
+        self._parts_dir(upload_id).mkdir(parents=True)
+        return upload_id
+
+    def multipart_part_url(
+        self, key: str, upload_id: str, number: int, *, length: int, ttl: int
+    ) -> SignedUrl:
+        expires = int(time.time()) + ttl
+        query = {
+            "length": length,
+            "expires": expires,
+            "signature": part_signature(key, upload_id, number, length, expires),
+        }
+        path = LOCAL_PART_PATH.format(upload_id=upload_id, number=number)
+        return SignedUrl(
+            url=f"{settings.PUBLIC_BASE_URL.rstrip('/')}{path}?{urlencode(query)}",
+            expires_at=datetime.fromtimestamp(expires, UTC),
+        )
+
+    def multipart_part_write(
+        self, upload_id: str, number: int, stream: IO[bytes], *, length: int
+    ) -> UploadedPart:
+        """Writes one part from `stream`, which must hold exactly `length` bytes (a
+        shorter or longer body raises InvalidInput and leaves the part as it was). A part
+        sent again replaces the one before, as in S3."""
+        folder = self._parts_dir(upload_id)
+        if not folder.is_dir():
+            raise NotFound("No such upload: it was completed or aborted.")
+        digest = hashlib.md5(usedforsecurity=False)
+        written = 0
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".incoming-")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                while written <= length and (chunk := stream.read(self.chunk_size)):
+                    out.write(chunk)
+                    digest.update(chunk)
+                    written += len(chunk)
+            if written != length:
+                raise InvalidInput(
+                    f"Part {number} must be exactly {length:,} bytes; "
+                    f"{'more' if written > length else f'{written:,}'} arrived.",
+                    details={"part_number": number, "expected_size": length},
+                )
+            etag = digest.hexdigest()
+            for old in folder.glob(f"{number:05d}.*"):
+                old.unlink(missing_ok=True)
+            os.replace(tmp, folder / f"{number:05d}.{etag}")
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return UploadedPart(number=number, size=written, etag=f'"{etag}"')
+
+    def multipart_parts(self, key: str, upload_id: str) -> list[UploadedPart]:
+        folder = self._parts_dir(upload_id)
+        if not folder.is_dir():
+            raise NotFound("No such upload: it was completed or aborted.")
+        parts = []
+        for path in folder.iterdir():
+            number, _, etag = path.name.partition(".")
+            if number.isdigit():
+                parts.append(
+                    UploadedPart(number=int(number), size=path.stat().st_size, etag=f'"{etag}"')
+                )
+        return sorted(parts, key=lambda part: part.number)
+
+    def multipart_complete(
+        self, key: str, upload_id: str, parts: list[UploadedPart], *, sha256: bool = False
+    ) -> str | None:
+        """Joins the parts, in order, into the object at `key` in one streaming pass (the
+        SHA-256 of the whole computed on the way when asked for, and returned), then
+        removes them."""
+        folder = self._parts_dir(upload_id)
+        files = {int(p.name.partition(".")[0]): p for p in folder.iterdir() if p.name[0].isdigit()}
+        digest = hashlib.sha256() if sha256 else None
+
+        self.write(key, JoinedFiles([files[part.number] for part in parts], digest))
+        shutil.rmtree(folder, ignore_errors=True)
+        return digest.hexdigest() if digest is not None else None
+
+    def multipart_abort(self, key: str, upload_id: str) -> None:
+        shutil.rmtree(self._parts_dir(upload_id), ignore_errors=True)
 
     def signed_url(self, key, *, ttl, filename=None, version=""):
         expires = int(time.time()) + ttl
@@ -547,6 +645,79 @@ class S3ObjectStore:
                         continue  # completed or aborted meanwhile
                     aborted += 1
         return aborted
+
+    # --- Multipart uploads (resumable uploads): presigned UploadPart URLs for clients.
+
+    def multipart_begin(self, key: str, *, content_type: str) -> str:
+        with self._errors(key):
+            response = self.client.create_multipart_upload(
+                Bucket=self.bucket, Key=key, ContentType=content_type
+            )
+        return response["UploadId"]
+
+    def multipart_part_url(
+        self, key: str, upload_id: str, number: int, *, length: int, ttl: int
+    ) -> SignedUrl:
+        # The length is not signed: some clients send parts chunked; sizes are checked
+        # against ListParts at completion instead.
+        params = {"Bucket": self.bucket, "Key": key, "UploadId": upload_id, "PartNumber": number}
+        start = datetime.now(UTC).replace(microsecond=0)
+        with self._errors(key):
+            url = self.client.generate_presigned_url("upload_part", Params=params, ExpiresIn=ttl)
+        return SignedUrl(url=url, expires_at=start + timedelta(seconds=ttl))
+
+    def multipart_parts(self, key: str, upload_id: str) -> list[UploadedPart]:
+        from botocore.exceptions import ClientError
+
+        parts = []
+        try:
+            with self._errors(key):
+                paginator = self.client.get_paginator("list_parts")
+                for page in paginator.paginate(Bucket=self.bucket, Key=key, UploadId=upload_id):
+                    for part in page.get("Parts", []):
+                        parts.append(
+                            UploadedPart(
+                                number=part["PartNumber"], size=part["Size"], etag=part["ETag"]
+                            )
+                        )
+        except NotFound:
+            raise NotFound("No such upload: it was completed or aborted.") from None
+        except StorageUnavailable as err:
+            cause = err.__cause__
+            if isinstance(cause, ClientError) and "NoSuchUpload" in str(cause):
+                raise NotFound("No such upload: it was completed or aborted.") from None
+            raise
+        return sorted(parts, key=lambda part: part.number)
+
+    def multipart_complete(
+        self, key: str, upload_id: str, parts: list[UploadedPart], *, sha256: bool = False
+    ) -> str | None:
+        """Completes the upload at `key` (S3 joins the parts itself, no bytes move).
+        Returns None: the SHA-256, when needed, is read back by the caller."""
+        with self._errors(key):
+            self.client.complete_multipart_upload(
+                Bucket=self.bucket,
+                Key=key,
+                UploadId=upload_id,
+                MultipartUpload={
+                    "Parts": [{"PartNumber": p.number, "ETag": p.etag} for p in parts]
+                },
+            )
+        return None
+
+    def multipart_abort(self, key: str, upload_id: str) -> None:
+        from botocore.exceptions import ClientError
+
+        try:
+            with self._errors(key):
+                self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+        except NotFound:
+            return
+        except StorageUnavailable as err:
+            cause = err.__cause__
+            if isinstance(cause, ClientError) and "NoSuchUpload" in str(cause):
+                return  # already gone
+            raise
 
 
 def get_object_store() -> ObjectStore:

@@ -205,6 +205,25 @@ MAX_COLUMNS = env_int("MAX_COLUMNS", 2000, minimum=1)
 MAX_UPLOAD_BYTES = env_int("MAX_UPLOAD_BYTES", 50 * 1024**3, minimum=1)
 # Uploads past this size are streamed to a temporary file, never held in memory.
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
+# Resumable uploads (versioning/services/resumable.py): `manage.py publish` sends files
+# above this size in parts straight to storage; parts are this size (S3 needs at least
+# 5 MiB for all but the last; a larger size is used when a file would need more than
+# 10,000 parts). An upload unfinished this many hours after it began is aborted by the
+# hourly sweep; it may not outlive MULTIPART_ABANDON_HOURS, whose bucket-wide sweep would
+# abort its S3 parts anyway. Part URLs work for RESUMABLE_PART_URL_SECONDS.
+RESUMABLE_UPLOAD_THRESHOLD_BYTES = env_int(
+    "RESUMABLE_UPLOAD_THRESHOLD_BYTES", 64 * 1024**2, minimum=1
+)
+RESUMABLE_PART_BYTES = env_int("RESUMABLE_PART_BYTES", 64 * 1024**2, minimum=5 * 1024**2)
+RESUMABLE_UPLOAD_EXPIRE_HOURS = env_int(
+    "RESUMABLE_UPLOAD_EXPIRE_HOURS", MULTIPART_ABANDON_HOURS, minimum=1
+)
+if RESUMABLE_UPLOAD_EXPIRE_HOURS > MULTIPART_ABANDON_HOURS:
+    raise ImproperlyConfigured(
+        "RESUMABLE_UPLOAD_EXPIRE_HOURS must not be above MULTIPART_ABANDON_HOURS "
+        f"({MULTIPART_ABANDON_HOURS}), whose sweep would abort the upload's parts first."
+    )
+RESUMABLE_PART_URL_SECONDS = env_int("RESUMABLE_PART_URL_SECONDS", 3600, minimum=60)
 
 # --- Background work (Celery) ---------------------------------------------------------
 if REDIS_URL:
@@ -251,6 +270,7 @@ CELERY_TASK_DEFAULT_QUEUE = CELERY_QUEUES["default"]
 CELERY_TASK_QUEUES = [Queue(queue, routing_key=queue) for queue in CELERY_QUEUES.values()]
 CELERY_TASK_ROUTES = {
     "versioning.run_publish_job": {"queue": CELERY_QUEUES["publish"]},
+    "versioning.join_resumable_upload": {"queue": CELERY_QUEUES["publish"]},
     "versioning.sweep_publish_jobs": {"queue": CELERY_QUEUES["publish"]},
     "catalog.deliver_events": {"queue": CELERY_QUEUES["events"]},
     "catalog.sweep_events": {"queue": CELERY_QUEUES["events"]},
@@ -265,6 +285,10 @@ CELERY_BEAT_SCHEDULE = {
     "prune-manifests": {"task": "versioning.prune_manifests", "schedule": 3600.0},
     "abort-abandoned-uploads": {"task": "catalog.abort_abandoned_uploads", "schedule": 3600.0},
     "sweep-refused-staging": {"task": "versioning.sweep_refused_staging", "schedule": 3600.0},
+    "sweep-resumable-uploads": {
+        "task": "versioning.sweep_resumable_uploads",
+        "schedule": 3600.0,
+    },
     "notifications-tick": {
         "task": "notifications.tick",
         "schedule": float(env_int("NOTIFY_TICK_SECONDS", 5, minimum=1)),

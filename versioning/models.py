@@ -375,3 +375,83 @@ class Manifest(models.Model):
 
     def __str__(self) -> str:
         return f"{self.organization.slug} manifest {self.generated_at:%Y-%m-%d %H:%M:%S}"
+
+
+class UploadStatus(models.TextChoices):
+    OPEN = "open", "Receiving parts"
+    COMPLETING = "completing", "Parts checked, waiting for a worker to join them"
+    JOINING = "joining", "A worker is joining the parts"
+    COMPLETED = "completed", "Completed (a publish job took it)"
+    REFUSED = "refused", "Refused at completion (its SHA-256 or format)"
+    ABORTED = "aborted", "Aborted by the client"
+    EXPIRED = "expired", "Expired unfinished"
+
+
+class ResumableUpload(models.Model):
+    """A file sent in parts straight to storage, resumable after a break.
+
+    The parts go to the staging key the publish job will read (an S3 multipart upload,
+    or part files in the embedded mode); on completion the job is created for that key
+    with the id chosen here, so the bytes are never copied again. What the publisher
+    asked for is kept as the job's options will be.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="uploads")
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    source = models.CharField(max_length=16)
+    filename = models.CharField(max_length=300)
+    format = models.CharField(max_length=16)
+    size = models.BigIntegerField()
+    part_size = models.BigIntegerField()
+    sha256 = models.CharField(max_length=64, blank=True)
+    options = models.JSONField(
+        default=dict, help_text="The publish options, as the job takes them."
+    )
+    job_id = models.UUIDField(help_text="The publish job's id, chosen up front for its key.")
+    staging_key = models.CharField(max_length=512)
+    storage_upload_id = models.CharField(
+        max_length=1024, help_text="The S3 multipart upload id (a local one when embedded)."
+    )
+    status = models.CharField(
+        max_length=16, choices=UploadStatus.choices, default=UploadStatus.OPEN
+    )
+    message = models.TextField(blank=True, help_text="Why it was refused, for the publisher.")
+    error_code = models.CharField(max_length=64, blank=True)
+    error_details = models.JSONField(default=dict, blank=True)
+    ip_address = models.GenericIPAddressField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(
+                fields=["expires_at"],
+                name="resumableupload_unfinished",
+                condition=Q(status__in=["open", "completing", "joining"]),
+            )
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(size__gt=0) & Q(part_size__gt=0),
+                name="resumableupload_sizes_positive",
+                violation_error_message="An upload and its parts have at least one byte.",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"Upload {self.filename} to {self.dataset.path} ({self.status})"
+
+    @property
+    def part_count(self) -> int:
+        return -(-self.size // self.part_size)
+
+    def part_length(self, number: int) -> int:
+        """The exact size part `number` (1-based) must have: the last holds the rest."""
+        if number < self.part_count:
+            return self.part_size
+        return self.size - self.part_size * (self.part_count - 1)

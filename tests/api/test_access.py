@@ -14,6 +14,7 @@ from catalog.models import ApiToken, TokenScope, Visibility
 from catalog.services import dataset_create
 from tests.api.conftest import CSV, error_of
 from versioning.models import PublishJob
+from versioning.services.resumable import resumable_upload_create
 
 pytestmark = pytest.mark.django_db
 
@@ -63,6 +64,9 @@ def hidden(acme, steward, system, publish, make_token):
     dataset = dataset_create(organization=acme, layer="gold", name=SECRET, actor=system)
     publish(dataset, CSV)
     make_token(steward, name="acme-token")
+    upload = resumable_upload_create(
+        dataset=dataset, actor=system, source="api", filename="day.csv", size=len(CSV)
+    )
     rule, replica, run = _replication_of(dataset, system)
     return {
         "layer": "gold",
@@ -75,6 +79,7 @@ def hidden(acme, steward, system, publish, make_token):
         "rule_id": str(rule.pk),
         "replica_id": str(replica.pk),
         "run_id": str(run.pk),
+        "upload_id": str(upload.pk),
     }
 
 

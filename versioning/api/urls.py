@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from django.urls import include, path, register_converter
 
-from versioning.api import history, views
+from versioning.api import history, resumable, views
 
 
 class _Regex:
@@ -75,6 +75,7 @@ dataset_urls = [
     path("download/", views.DownloadView.as_view(), name="dataset-download"),
     path("raw/", views.RawView.as_view(), name="dataset-raw"),
     path("rows/", views.RowsView.as_view(), name="dataset-rows"),
+    path("uploads/", resumable.UploadCreateView.as_view(), name="upload-create"),
 ]
 
 urlpatterns = [
@@ -85,6 +86,22 @@ urlpatterns = [
         include((dataset_urls, "org"), namespace="org"),
     ),
     path("publish-jobs/<uuid:job_id>/", views.PublishJobView.as_view(), name="publish-job"),
+    path("uploads/<uuid:upload_id>/", resumable.UploadDetailView.as_view(), name="upload"),
+    path(
+        "uploads/<uuid:upload_id>/part-urls/",
+        resumable.UploadPartUrlsView.as_view(),
+        name="upload-part-urls",
+    ),
+    path(
+        "uploads/<uuid:upload_id>/complete/",
+        resumable.UploadCompleteView.as_view(),
+        name="upload-complete",
+    ),
+    path(
+        "upload-parts/<slug:storage_upload_id>/<int:part_number>/",
+        resumable.UploadPartView.as_view(),
+        name="upload-part",
+    ),
     path("manifest/", views.ManifestView.as_view(), name="manifest"),
     path("manifests/latest.json", views.ManifestView.as_view(), name="manifest-latest"),
     path("dataset-proxy", views.DatasetProxyView.as_view(), name="dataset-proxy"),

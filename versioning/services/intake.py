@@ -60,7 +60,7 @@ class _Prefixed:
         return self._stream.read(size)
 
 
-def _check_requested_version(dataset: Dataset, requested: str) -> None:
+def requested_version_check(dataset: Dataset, requested: str) -> None:
     """Early check at upload time, so an obviously wrong version is refused at once."""
     if not requested:
         return
@@ -161,7 +161,7 @@ def _options_checked(
     ensure_steward(actor=actor, organization=dataset.organization)
     if source not in JobSource.values:
         raise InvalidInput(f"Unknown publish source {source!r}.")
-    _check_requested_version(dataset, options.version)
+    requested_version_check(dataset, options.version)
     return options.with_inputs(
         input_label(v) for v in inputs_resolve(dataset=dataset, inputs=options.inputs)
     )
@@ -234,6 +234,35 @@ def _job_record(
         )
         transaction.on_commit(lambda: publish_job_dispatch(job.pk))
     return job
+
+
+def publish_job_create_staged(
+    *,
+    dataset: Dataset,
+    job_id: uuid.UUID,
+    key: str,
+    file_format: str,
+    size: int,
+    filename: str,
+    actor: Actor,
+    source: str,
+    options: PublishOptions,
+) -> PublishJob:
+    """Queues the publish of bytes already at their staging key `key` (a completed
+    resumable upload, `versioning.services.resumable`), without copying them. The
+    caller checked the steward role, the version and the inputs (pinned) when the upload
+    began; the worker inspects the object once, as for any job without a profile."""
+    return _job_record(
+        job_id=job_id,
+        dataset=dataset,
+        actor=actor,
+        source=source,
+        options=options,
+        filename=filename,
+        key=key,
+        file_format=file_format,
+        size=size,
+    )
 
 
 def publish_job_create_from_object(

@@ -1,18 +1,24 @@
 """python manage.py publish <layer>/<name> <path> [--org ORG] [--version X.Y.Z]
 [--input <layer>/<name>@<version> ...] [--draft] [--allow-breaking] [--sha256 HEX]
-[--wait | --in-process]"""
+[--resume UPLOAD_ID] [--wait | --in-process]
+
+Files above RESUMABLE_UPLOAD_THRESHOLD_BYTES (and any run with --resume) go as a
+resumable upload (`versioning/management/commands/_parts.py`): in parts, four at a time,
+straight to storage; a run that stops can be resumed and sends only the missing parts."""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
 
+from django.conf import settings
 from django.core.management.base import CommandError
 from tqdm import tqdm
 
 from catalog.audit import Actor
 from catalog.exceptions import DomainError
 from versioning.management.commands._common import VersionOptionCommand, dataset_or_error
+from versioning.management.commands._parts import resumable_send
 from versioning.models import JobSource, JobStatus, PublishJob
 from versioning.options import PublishOptions
 from versioning.services import publish_job_create, publish_job_run
@@ -61,6 +67,13 @@ class Command(VersionOptionCommand):
             metavar="HEX",
             help="the SHA-256 the file must have (e.g. from sha256sum); other bytes are refused",
         )
+        parser.add_argument(
+            "--resume",
+            metavar="UPLOAD_ID",
+            default="",
+            help="carry on with this resumable upload (printed when it began): only the "
+            "parts storage does not hold yet are sent, with the options it began with",
+        )
         mode = parser.add_mutually_exclusive_group()
         mode.add_argument("--wait", action="store_true", help="wait for the worker to finish")
         mode.add_argument(
@@ -87,24 +100,36 @@ class Command(VersionOptionCommand):
             disable=quiet,
             file=self.stderr._out,
         )
+        publish_options = PublishOptions(
+            version=options["requested_version"],
+            note=options["note"],
+            inputs=options["inputs"],
+            draft=options["draft"],
+            allow_breaking=options["allow_breaking"],
+        )
         try:
-            with path.open("rb") as stream:
-                job = publish_job_create(
+            if options["resume"] or size > settings.RESUMABLE_UPLOAD_THRESHOLD_BYTES:
+                job = resumable_send(
                     dataset=dataset,
-                    stream=stream,
-                    filename=path.name,
-                    actor=Actor.system(via="command"),
-                    source=JobSource.COMMAND,
-                    options=PublishOptions(
-                        version=options["requested_version"],
-                        note=options["note"],
-                        inputs=options["inputs"],
-                        draft=options["draft"],
-                        allow_breaking=options["allow_breaking"],
-                    ),
-                    expected_sha256=options["sha256"],
-                    on_progress=lambda done: bar.update(done - bar.n),
+                    path=path,
+                    options=publish_options,
+                    sha256=options["sha256"],
+                    resume=options["resume"],
+                    bar=bar,
+                    say=self.stdout.write,
                 )
+            else:
+                with path.open("rb") as stream:
+                    job = publish_job_create(
+                        dataset=dataset,
+                        stream=stream,
+                        filename=path.name,
+                        actor=Actor.system(via="command"),
+                        source=JobSource.COMMAND,
+                        options=publish_options,
+                        expected_sha256=options["sha256"],
+                        on_progress=lambda done: bar.update(done - bar.n),
+                    )
         except DomainError as exc:
             raise CommandError(exc.message) from None
         finally:

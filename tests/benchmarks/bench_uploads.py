@@ -1,0 +1,275 @@
+"""A large file through the resumable upload API end to end, against boto3's upload_file.
+
+One run generates a CSV of --size-mib MiB and, in the services mode (a PostgreSQL
+database of its own, Redis database --redis-db, moto's S3 server on a free loopback
+port, gunicorn, one `celery -A config worker`), measures side by side on that file:
+
+    resumable     a client over real HTTP: begin the upload (POST .../uploads/), ask for
+                  the part URLs, PUT the parts to S3's presigned URLs four at a time,
+                  complete (202), follow the upload until the worker has joined the
+                  parts and queued the publish job, then follow the job until the
+                  worker has published it and the version is current
+    upload floor  boto3's `upload_file` of the same file into the same bucket (its
+                  defaults: 8 MiB parts, ten at a time)
+
+The two alternate, --rounds times (at least three), through tests/benchmarks/measure.py;
+the figure is the median of the per-round ratios, with their spread. Between rounds the
+file's last row is copied once more, so each round publishes new bytes (identical bytes
+would publish nothing). The time split of each resumable round prints as it is taken:
+upload (begin, part URLs, parts), complete (from the complete request until the joined
+object's publish job exists: the worker's CompleteMultipartUpload, which moto carries
+out by reading every part), worker (the publish job: one read to inspect, the copy to
+the version's key). The ratio prints last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from urllib.parse import urlparse, urlunparse
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.benchmarks.bench_api import gunicorn  # noqa: E402
+from tests.benchmarks.bench_publish import (  # noqa: E402
+    _BUCKET,
+    _S3_CREDENTIALS,
+    change_last_row,
+    forget_redis_keys,
+    manage,
+    postgres_database,
+    product_env,
+    s3_client,
+    s3_server,
+    say,
+    worker,
+)
+from tests.benchmarks.measure import Goal, Series, alternate, ratio_line  # noqa: E402
+from tests.benchmarks.publish_data import MiB, write_csv  # noqa: E402
+
+THREADS = 4
+POLL_SECONDS = 0.05
+GOAL = Goal.at_most(1.5)
+
+_SETUP = """
+import django
+django.setup()
+from catalog.audit import Actor
+from catalog.models import Role
+from catalog.services import dataset_create, organization_create, membership_set
+from catalog.tokens import token_create
+from django.contrib.auth import get_user_model
+
+actor = Actor.system(via="command")
+org = organization_create(slug="bench", name="Benchmark", actor=actor)
+dataset_create(organization=org, layer="gold", name="sales", actor=actor, title="Sales")
+user = get_user_model().objects.create_user("bench-steward")
+membership_set(organization=org, user=user, role=Role.STEWARD, actor=actor)
+_, raw = token_create(
+    user=user, name="bench", scopes=["read", "publish"], actor=Actor(user=user, via="api")
+)
+print(raw)
+"""
+
+
+def setup_token(env: dict[str, str]) -> str:
+    done = subprocess.run(
+        [sys.executable, "-c", _SETUP],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    return done.stdout.strip().splitlines()[-1]
+
+
+class _Part:
+    """One part of the file, read in chunks as the HTTP client sends it."""
+
+    def __init__(self, path: Path, offset: int, length: int) -> None:
+        self.handle = path.open("rb")
+        self.handle.seek(offset)
+        self.left = self.length = length
+
+    def __len__(self) -> int:
+        return self.length
+
+    def read(self, size: int = -1) -> bytes:
+        size = MiB if size is None or size < 0 else size
+        data = self.handle.read(min(size, self.left)) if self.left > 0 else b""
+        self.left -= len(data)
+        return data
+
+
+def resumable_once(base: str, token: str, path: Path, split: dict) -> float:
+    """Begin, part URLs, parts in parallel, complete, then the worker until current."""
+    import urllib3
+
+    http = urllib3.PoolManager(maxsize=THREADS + 1)
+    auth = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+
+    def call(method: str, url: str, body: dict | None = None, expect: int = 200) -> dict:
+        data = json.dumps(body).encode() if body is not None else None
+        response = http.request(method, base + url, body=data, headers=auth)
+        if response.status != expect:
+            raise RuntimeError(f"{method} {url}: {response.status} {response.data[:500]!r}")
+        return json.loads(response.data)
+
+    def put(part: dict) -> None:
+        body = _Part(path, (part["part_number"] - 1) * upload["part_size"], part["size"])
+        try:
+            response = http.request(
+                "PUT", part["url"], body=body, headers={"Content-Length": str(part["size"])}
+            )
+        finally:
+            body.handle.close()
+        if response.status != 200:
+            raise RuntimeError(f"part {part['part_number']}: {response.status}")
+
+    started = time.perf_counter()
+    upload = call(
+        "POST",
+        "/api/v1/datasets/gold/sales/uploads/",
+        {"filename": path.name, "size": path.stat().st_size},
+        expect=201,
+    )
+    parts = call("POST", upload["part_urls_url"], {})["parts"]
+    with ThreadPoolExecutor(THREADS) as pool:
+        list(pool.map(put, parts))
+    uploaded = time.perf_counter()
+    state = call("POST", upload["complete_url"], expect=202)
+    while state["status"] in ("completing", "joining"):
+        time.sleep(POLL_SECONDS)
+        state = call("GET", upload["url"])
+    if state["status"] != "completed":
+        raise RuntimeError(f"The upload was not completed: {state}")
+    completed = time.perf_counter()
+    job = call("GET", state["job_url"])
+    while job["status"] not in ("succeeded", "failed"):
+        time.sleep(POLL_SECONDS)
+        job = call("GET", job["url"])
+    finished = time.perf_counter()
+    if job["status"] != "succeeded" or job["outcome"] != "published":
+        raise RuntimeError(f"The publish did not publish: {job['message']}")
+    split.update(
+        upload=uploaded - started, complete=completed - uploaded, worker=finished - completed
+    )
+    return finished - started
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size-mib", type=int, default=1024, help="the file (1024)")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (3)")
+    parser.add_argument(
+        "--redis-db", type=int, default=8, help="the Redis database for the run's queues (8)"
+    )
+    args = parser.parse_args(argv)
+    work = Path(tempfile.mkdtemp(prefix="bench-uploads-"))
+    server_url = os.environ.get("DATABASE_URL") or "postgres://postgres@127.0.0.1:5432/postgres"
+    redis = urlparse(os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/13")
+    redis_url = urlunparse(redis._replace(path=f"/{args.redis_db}"))
+    try:
+        big = work / "sales.csv"
+        rows = write_csv(big, args.size_mib * MiB, seed=1)
+        say("file", f"{big.stat().st_size:,} bytes, {rows:,} rows")
+        # The product's part size (64 MiB), smaller for a small file so that all four
+        # threads have parts to send.
+        part_mib = max(5, min(64, args.size_mib // (2 * THREADS)))
+        say(
+            "mode",
+            f"services: PostgreSQL (a database of its own), Redis database {args.redis_db}, "
+            f"moto S3 on loopback, gunicorn, one worker; parts of {part_mib} MiB, "
+            f"{THREADS} at a time",
+        )
+        with (
+            s3_server(work / "moto.log") as endpoint,
+            postgres_database(server_url) as database_url,
+        ):
+            env = product_env(
+                work / "var",
+                DATABASE_URL=database_url,
+                REDIS_URL=redis_url,
+                S3_BUCKET=_BUCKET,
+                S3_ENDPOINT_URL=endpoint,
+                ALLOWED_HOSTS="127.0.0.1",
+                SECURE_SSL_REDIRECT="false",
+                SECURE_HSTS_SECONDS="0",
+                API_RATE="100000000/min",
+                RESUMABLE_PART_BYTES=str(part_mib * MiB),
+                **_S3_CREDENTIALS,
+            )
+            manage(env, "migrate", "--noinput")
+            token = setup_token(env)
+            s3 = s3_client(endpoint)
+            with gunicorn(env, work / "gunicorn.log") as base, worker(env, work / "worker.log"):
+                splits: list[dict] = []
+
+                def resumable() -> float:
+                    split: dict = {}
+                    seconds = resumable_once(base, token, big, split)
+                    splits.append(split)
+                    say(
+                        f"round_{len(splits)}_split_s",
+                        ", ".join(f"{k} {v:.2f}" for k, v in split.items()),
+                    )
+                    change_last_row(big)
+                    return seconds
+
+                def upload_file() -> float:
+                    started = time.perf_counter()
+                    s3.upload_file(str(big), _BUCKET, "baseline/sales.csv")
+                    seconds = time.perf_counter() - started
+                    s3.delete_object(Bucket=_BUCKET, Key="baseline/sales.csv")
+                    return seconds
+
+                # One small round of each first, not counted: the first requests pay for
+                # imports and connections in gunicorn, the worker and moto.
+                warm = work / "warm.csv"
+                write_csv(warm, 8 * MiB, seed=2)
+                resumable_once(base, token, warm, {})
+                s3.upload_file(str(warm), _BUCKET, "baseline/warm.csv")
+                s3.delete_object(Bucket=_BUCKET, Key="baseline/warm.csv")
+                rounds = alternate(
+                    {"resumable_s": resumable, "upload_file_s": upload_file},
+                    rounds=max(3, args.rounds),
+                )
+            forget_redis_keys(redis_url, env["BENCH_QUEUE"])
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    for part in ("upload", "complete", "worker"):
+        say(f"resumable_{part}_s", Series([s[part] for s in splits]))
+    say("resumable_s", rounds["resumable_s"])
+    say("upload_file_s", rounds["upload_file_s"])
+    # The parts alone (begin, part URLs, the PUTs), against the same floor: what the
+    # client waits for before its connection may drop without loss.
+    print(
+        ratio_line(
+            "ratio_resumable_parts_only_to_upload_file",
+            Series([s["upload"] for s in splits]),
+            rounds["upload_file_s"],
+        )
+    )
+    print(
+        ratio_line(
+            f"ratio_resumable_{args.size_mib}mib_to_upload_file",
+            rounds["resumable_s"],
+            rounds["upload_file_s"],
+            goal=GOAL,
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

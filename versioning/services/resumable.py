@@ -1,0 +1,440 @@
+"""Resumable uploads: a large file sent in parts straight to storage, not through a web
+worker, and resumed after a break by sending only the parts that did not arrive.
+
+    resumable_upload_create     check the publisher and the options as a publish would,
+                                choose the part size and the publish job's id (and so its
+                                staging key), begin a multipart upload at that key
+    resumable_upload_part_urls  URLs that each take one part: S3 presigned UploadPart URLs,
+                                or, embedded, app-served URLs signed like its downloads
+    resumable_upload_parts      which parts storage holds, with their sizes and ETags (the
+                                resume question); storage is the truth, not the database
+    resumable_upload_complete   every part there and of its size: hand the upload to a
+                                worker (the request never waits for the join)
+    resumable_upload_join       in the worker: join the parts (S3 does it itself), check
+                                the SHA-256 if one was given, then queue the publish job
+                                for the object where it lies: no copy, and the publish
+                                worker reads it once, as any job
+    resumable_upload_abort      the client gives up: the parts go
+    resumable_uploads_sweep     hourly: uploads unfinished past RESUMABLE_UPLOAD_EXPIRE_HOURS
+                                are aborted and their parts removed
+
+The shape follows S3 multipart uploads (and tus's "which offset do you have?" for
+resume): parts are fixed-size, numbered from 1, and any may be sent again. Each step is
+claimed by a conditional update (open -> completing -> joining -> completed or refused),
+so two completes never both queue a job. Joining is a worker's job because it is not
+quick: moto's S3 took over 30 s (gunicorn's request timeout) to join 1 GiB, and AWS warns
+that a CompleteMultipartUpload of a large object can take minutes. Parts of an upload
+that the database lost track of are still caught by the bucket-wide sweep
+(`catalog.storage.uploads_abandoned_abort`).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import IO
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from catalog.audit import Actor, audit_record
+from catalog.digests import DigestMismatch, sha256_hex
+from catalog.exceptions import (
+    Conflict,
+    DomainError,
+    FileRejected,
+    InvalidInput,
+    NotFound,
+    StorageUnavailable,
+)
+from catalog.inspection import detect_format
+from catalog.keys import CONTENT_TYPES, staging_key
+from catalog.models import Dataset
+from catalog.multipart import UploadedPart
+from catalog.queue import send_task
+from catalog.services import ensure_steward
+from catalog.storage import SignedUrl, get_object_store, sha256_of
+from versioning.models import JobSource, PublishJob, ResumableUpload, UploadStatus
+from versioning.options import PublishOptions
+from versioning.services.intake import publish_job_create_staged, requested_version_check
+from versioning.services.lineage import input_label, inputs_resolve
+
+logger = logging.getLogger(__name__)
+
+JOIN_TASK = "versioning.join_resumable_upload"
+MAX_PARTS = 10_000  # S3's limit
+_MIB = 1024**2
+_HEAD_BYTES = 64
+
+
+@dataclass(frozen=True)
+class PartUrl:
+    number: int
+    size: int
+    url: SignedUrl
+
+
+def part_size_for(size: int) -> int:
+    """RESUMABLE_PART_BYTES, or more (whole MiB) when the file would need more than
+    S3's 10,000 parts."""
+    needed = -(-size // MAX_PARTS)
+    return max(settings.RESUMABLE_PART_BYTES, -(-needed // _MIB) * _MIB)
+
+
+def resumable_upload_create(
+    *,
+    dataset: Dataset,
+    actor: Actor,
+    source: str,
+    filename: str,
+    size: int,
+    sha256: str = "",
+    options: PublishOptions | None = None,
+) -> ResumableUpload:
+    """Begins a resumable upload of `size` bytes named `filename`, to be published as
+    `options` ask. Raises Forbidden unless the actor stewards the dataset's organisation;
+    InvalidInput for a size of 0 or above MAX_UPLOAD_BYTES, a malformed SHA-256, a taken
+    or too-low version or a bad input; FileRejected for a name no publish takes."""
+    options = options or PublishOptions()
+    ensure_steward(actor=actor, organization=dataset.organization)
+    if source not in JobSource.values:
+        raise InvalidInput(f"Unknown publish source {source!r}.")
+    limit = settings.MAX_UPLOAD_BYTES
+    if size < 1 or size > limit:
+        raise InvalidInput(
+            f"size must be between 1 and {limit:,} bytes (MAX_UPLOAD_BYTES), not {size:,}.",
+            details={"field": "size", "max_upload_bytes": limit},
+        )
+    if sha256:
+        sha256 = sha256_hex(sha256)
+    requested_version_check(dataset, options.version)
+    options = options.with_inputs(
+        input_label(v) for v in inputs_resolve(dataset=dataset, inputs=options.inputs)
+    )
+    # The name decides the key's extension now; the bytes are checked at completion.
+    file_format = detect_format(filename, b"")
+    job_id = uuid.uuid4()
+    key = staging_key(org=dataset.organization.slug, job_id=str(job_id), format=file_format)
+    store = get_object_store()
+    storage_upload_id = store.multipart_begin(key, content_type=CONTENT_TYPES[file_format])
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            upload = ResumableUpload.objects.create(
+                dataset=dataset,
+                requested_by=actor.user if getattr(actor.user, "pk", None) else None,
+                source=source,
+                filename=filename[:300],
+                format=file_format,
+                size=size,
+                part_size=part_size_for(size),
+                sha256=sha256,
+                options=options.job_fields(),
+                job_id=job_id,
+                staging_key=key,
+                storage_upload_id=storage_upload_id,
+                ip_address=actor.ip_address,
+                expires_at=now + timedelta(hours=settings.RESUMABLE_UPLOAD_EXPIRE_HOURS),
+            )
+            audit_record(
+                actor=actor,
+                action="version.upload_started",
+                obj=upload,
+                organization=dataset.organization,
+                details={"dataset": dataset.path, "file": filename, "size_bytes": size},
+            )
+    except BaseException:
+        store.multipart_abort(key, storage_upload_id)
+        raise
+    return upload
+
+
+def _options_of(upload: ResumableUpload) -> PublishOptions:
+    fields = upload.options
+    return PublishOptions(
+        version=fields.get("requested_version", ""),
+        note=fields.get("note", ""),
+        allow_breaking=fields.get("allow_breaking", False),
+        draft=fields.get("draft", False),
+        inputs=tuple(fields.get("inputs", ())),
+    )
+
+
+def _ensure_open(upload: ResumableUpload) -> None:
+    if upload.status == UploadStatus.OPEN:
+        return
+    if upload.status == UploadStatus.COMPLETED:
+        raise Conflict(
+            "This upload is already complete; follow its publish job.",
+            details={"status": upload.status, "job_id": str(upload.job_id)},
+        )
+    if upload.status in (UploadStatus.COMPLETING, UploadStatus.JOINING):
+        raise Conflict(
+            "This upload is being completed; follow it until its publish job exists.",
+            details={"status": upload.status},
+        )
+    raise Conflict(
+        f"This upload is {upload.get_status_display().lower()}; its parts are gone. "
+        "Begin a new upload.",
+        details={"status": upload.status},
+    )
+
+
+def _check_part_number(upload: ResumableUpload, number: int) -> None:
+    if not 1 <= number <= upload.part_count:
+        raise InvalidInput(
+            f"Part numbers of this upload run from 1 to {upload.part_count}, not {number}.",
+            details={"part_number": number, "part_count": upload.part_count},
+        )
+
+
+def resumable_upload_parts(*, upload: ResumableUpload) -> list[UploadedPart]:
+    """The parts storage holds for an open upload (none once it is finished)."""
+    if upload.status != UploadStatus.OPEN:
+        return []
+    try:
+        return get_object_store().multipart_parts(upload.staging_key, upload.storage_upload_id)
+    except NotFound:
+        return []
+
+
+def resumable_upload_part_urls(
+    *, upload: ResumableUpload, numbers: list[int] | None = None
+) -> list[PartUrl]:
+    """A URL for each part in `numbers` (default: every part storage does not hold yet),
+    valid for RESUMABLE_PART_URL_SECONDS or until the upload expires, if sooner."""
+    _ensure_open(upload)
+    store = get_object_store()
+    if numbers is None:
+        held = {part.number for part in resumable_upload_parts(upload=upload)}
+        numbers = [n for n in range(1, upload.part_count + 1) if n not in held]
+    for number in numbers:
+        _check_part_number(upload, number)
+    ttl = min(
+        settings.RESUMABLE_PART_URL_SECONDS,
+        int((upload.expires_at - timezone.now()).total_seconds()),
+    )
+    if ttl < 1:
+        raise Conflict(
+            "This upload has expired; begin a new upload.", details={"status": "expired"}
+        )
+    return [
+        PartUrl(
+            number=number,
+            size=upload.part_length(number),
+            url=store.multipart_part_url(
+                upload.staging_key,
+                upload.storage_upload_id,
+                number,
+                length=upload.part_length(number),
+                ttl=ttl,
+            ),
+        )
+        for number in sorted(set(numbers))
+    ]
+
+
+def resumable_upload_part_write(
+    *, upload: ResumableUpload, number: int, stream: IO[bytes], length: int | None
+) -> UploadedPart:
+    """The embedded mode's part upload: `stream` must hold exactly this part's size."""
+    _ensure_open(upload)
+    _check_part_number(upload, number)
+    expected = upload.part_length(number)
+    if length is not None and length != expected:
+        raise InvalidInput(
+            f"Part {number} must be exactly {expected:,} bytes, not {length:,}.",
+            details={"part_number": number, "expected_size": expected, "size": length},
+        )
+    return get_object_store().multipart_part_write(
+        upload.storage_upload_id, number, stream, length=expected
+    )
+
+
+def _claim(upload: ResumableUpload, *, status: str) -> None:
+    """open -> `status`, or Conflict when another request got there first."""
+    claimed = ResumableUpload.objects.filter(pk=upload.pk, status=UploadStatus.OPEN).update(
+        status=status
+    )
+    if not claimed:
+        upload.refresh_from_db()
+        _ensure_open(upload)
+    upload.status = status
+
+
+def _finish(upload: ResumableUpload, status: str, error: DomainError | None = None) -> None:
+    now = timezone.now()
+    fields = {"status": status, "finished_at": now}
+    if error is not None:
+        fields.update(message=error.message, error_code=error.code, error_details=error.details)
+    ResumableUpload.objects.filter(pk=upload.pk).update(**fields)
+    for name, value in fields.items():
+        setattr(upload, name, value)
+
+
+def resumable_upload_complete(
+    *, upload: ResumableUpload, actor: Actor, dispatch: bool = True
+) -> ResumableUpload:
+    """Checks that every part is there with its exact size and hands the upload to a
+    worker (`resumable_upload_join`, sent after commit unless `dispatch` is False), which
+    joins the parts and queues the publish job. Joining takes time in proportion to the
+    size on some stores (and a SHA-256 check reads the whole object), so no request waits
+    for it. Missing or wrong-sized parts leave the upload open for the client to send
+    them. Completing again while the upload waits for its worker sends the task again
+    (in case it was lost)."""
+    if upload.status == UploadStatus.COMPLETING:
+        if dispatch:
+            send_task(JOIN_TASK, str(upload.pk))
+        return upload
+    _ensure_open(upload)
+    _claim(upload, status=UploadStatus.COMPLETING)
+    try:
+        parts = get_object_store().multipart_parts(upload.staging_key, upload.storage_upload_id)
+        _check_parts(upload, parts)
+    except (InvalidInput, StorageUnavailable, NotFound):
+        ResumableUpload.objects.filter(pk=upload.pk).update(status=UploadStatus.OPEN)
+        upload.status = UploadStatus.OPEN
+        raise
+    audit_record(
+        actor=actor,
+        action="version.upload_completed",
+        obj=upload,
+        organization=upload.dataset.organization,
+        details={"dataset": upload.dataset.path, "file": upload.filename, "size": upload.size},
+    )
+    if dispatch:
+        transaction.on_commit(lambda: send_task(JOIN_TASK, str(upload.pk)))
+    return upload
+
+
+def resumable_upload_join(*, upload_id) -> PublishJob | None:
+    """In a worker: joins the parts of a completed upload at its staging key, checks the
+    SHA-256 the upload began with (a mismatch is refused: nothing is kept, and the
+    upload says why), then queues the publish job for the object where it lies, with
+    the id chosen when the upload began. Claimed by a conditional update (completing ->
+    joining), so a task sent twice joins once. A storage failure sends the upload back
+    to `completing`, for the task's retry."""
+    claimed = ResumableUpload.objects.filter(pk=upload_id, status=UploadStatus.COMPLETING).update(
+        status=UploadStatus.JOINING
+    )
+    if not claimed:
+        return None
+    upload = ResumableUpload.objects.select_related("dataset__organization").get(pk=upload_id)
+    store = get_object_store()
+    key = upload.staging_key
+    try:
+        parts = store.multipart_parts(key, upload.storage_upload_id)
+        _check_parts(upload, parts)
+        actual = store.multipart_complete(
+            key, upload.storage_upload_id, parts, sha256=bool(upload.sha256)
+        )
+    except StorageUnavailable:
+        ResumableUpload.objects.filter(pk=upload.pk).update(status=UploadStatus.COMPLETING)
+        raise
+    except (InvalidInput, NotFound) as exc:
+        # The parts changed after the request checked them (one sent again, shorter).
+        ResumableUpload.objects.filter(pk=upload.pk).update(
+            status=UploadStatus.OPEN,
+            message=exc.message,
+            error_code=exc.code,
+            error_details=exc.details,
+        )
+        return None
+    try:
+        if upload.sha256:
+            actual = actual or sha256_of(store, key)
+            if actual != upload.sha256:
+                raise DigestMismatch(
+                    f"The file's SHA-256 is {actual}, not the {upload.sha256} the upload "
+                    "began with. Nothing was kept; upload the file again.",
+                    details={"expected_sha256": upload.sha256, "actual_sha256": actual},
+                )
+        file_format = detect_format(upload.filename, store.read_range(key, 0, _HEAD_BYTES))
+        job = publish_job_create_staged(
+            dataset=upload.dataset,
+            job_id=upload.job_id,
+            key=key,
+            file_format=file_format,
+            size=upload.size,
+            filename=upload.filename,
+            actor=Actor(user=upload.requested_by, ip_address=upload.ip_address, via=upload.source),
+            source=upload.source,
+            options=_options_of(upload),
+        )
+    except (DigestMismatch, FileRejected) as exc:
+        store.delete(key)
+        _finish(upload, UploadStatus.REFUSED, exc)
+        return None
+    # Any other failure after the join (storage or the database away) leaves the upload
+    # joining, its object at the staging key: the sweeper removes it at expiry.
+    _finish(upload, UploadStatus.COMPLETED)
+    return job
+
+
+def _check_parts(upload: ResumableUpload, parts: list[UploadedPart]) -> None:
+    held = {part.number: part for part in parts}
+    missing = [n for n in range(1, upload.part_count + 1) if n not in held]
+    if missing:
+        raise InvalidInput(
+            f"{len(missing)} of the {upload.part_count} parts have not arrived: send them, "
+            "then complete again.",
+            details={"missing_parts": missing[:1000]},
+        )
+    wrong = [
+        {"part_number": n, "size": held[n].size, "expected_size": upload.part_length(n)}
+        for n in range(1, upload.part_count + 1)
+        if held[n].size != upload.part_length(n)
+    ]
+    if wrong:
+        raise InvalidInput(
+            "Some parts are not the size they must be: send them again, then complete.",
+            details={"wrong_size_parts": wrong[:1000]},
+        )
+    extra = [n for n in held if n > upload.part_count]
+    if extra:
+        raise InvalidInput(
+            f"Parts beyond the last ({upload.part_count}) were sent: {extra[:10]}.",
+            details={"extra_parts": extra[:1000]},
+        )
+
+
+def resumable_upload_abort(*, upload: ResumableUpload, actor: Actor) -> None:
+    """Cancels an open upload and removes its parts."""
+    _claim(upload, status=UploadStatus.ABORTED)
+    get_object_store().multipart_abort(upload.staging_key, upload.storage_upload_id)
+    _finish(upload, UploadStatus.ABORTED)
+    audit_record(
+        actor=actor,
+        action="version.upload_aborted",
+        obj=upload,
+        organization=upload.dataset.organization,
+        details={"dataset": upload.dataset.path, "file": upload.filename},
+    )
+
+
+def resumable_uploads_sweep(*, now: datetime | None = None) -> int:
+    """Aborts uploads left unfinished past their expiry and removes their parts (and the
+    joined object of one whose completion stopped before its job existed); returns how
+    many. A storage failure leaves the upload for the next sweep."""
+    now = now or timezone.now()
+    store = get_object_store()
+    swept = 0
+    expired = ResumableUpload.objects.filter(
+        status__in=[UploadStatus.OPEN, UploadStatus.COMPLETING, UploadStatus.JOINING],
+        expires_at__lt=now,
+    )
+    for upload in expired.iterator():
+        try:
+            store.multipart_abort(upload.staging_key, upload.storage_upload_id)
+            if not PublishJob.objects.filter(pk=upload.job_id).exists():
+                store.delete(upload.staging_key)
+        except StorageUnavailable:
+            logger.warning("Upload %s left for the next sweep: storage unavailable", upload.pk)
+            continue
+        swept += ResumableUpload.objects.filter(pk=upload.pk, status=upload.status).update(
+            status=UploadStatus.EXPIRED, finished_at=now
+        )
+    return swept
