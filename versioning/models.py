@@ -304,6 +304,12 @@ class PublishJob(models.Model):
         help_text="The file's facts, read while it was uploaded (catalog.inspection."
         "FileProfile); the worker decides from them without reading the file again.",
     )
+    expected_sha256 = models.CharField(
+        max_length=64,
+        blank=True,
+        help_text="The SHA-256 the publisher sent, for a file no one has hashed yet (a "
+        "resumable upload's parts went straight to storage): the worker's read checks it.",
+    )
     version = models.ForeignKey(
         DatasetVersion, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )

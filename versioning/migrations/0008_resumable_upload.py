@@ -15,6 +15,11 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
+        migrations.AddField(
+            model_name='publishjob',
+            name='expected_sha256',
+            field=models.CharField(blank=True, help_text="The SHA-256 the publisher sent, for a file no one has hashed yet (a resumable upload's parts went straight to storage): the worker's read checks it.", max_length=64),
+        ),
         migrations.CreateModel(
             name='ResumableUpload',
             fields=[

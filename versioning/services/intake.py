@@ -202,6 +202,7 @@ def _job_record(
     size: int,
     target_version: str = "",
     profile: FileProfile | None = None,
+    expected_sha256: str = "",
 ) -> PublishJob:
     """The queued job for a stored file, its audit entry, and its task after commit."""
     with transaction.atomic():
@@ -218,6 +219,7 @@ def _job_record(
             target_version=target_version,
             target_key=key if target_version else "",
             profile=profile.as_json() if profile else None,
+            expected_sha256=expected_sha256,
             **options.job_fields(),
         )
         audit_record(
@@ -247,11 +249,13 @@ def publish_job_create_staged(
     actor: Actor,
     source: str,
     options: PublishOptions,
+    expected_sha256: str = "",
 ) -> PublishJob:
     """Queues the publish of bytes already at their staging key `key` (a completed
     resumable upload, `versioning.services.resumable`), without copying them. The
     caller checked the steward role, the version and the inputs (pinned) when the upload
-    began; the worker inspects the object once, as for any job without a profile."""
+    began; the worker inspects the object once, as for any job without a profile, and
+    that read checks `expected_sha256` (hex) when given: other bytes fail the job."""
     return _job_record(
         job_id=job_id,
         dataset=dataset,
@@ -262,6 +266,7 @@ def publish_job_create_staged(
         key=key,
         file_format=file_format,
         size=size,
+        expected_sha256=expected_sha256,
     )
 
 

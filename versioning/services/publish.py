@@ -31,6 +31,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from catalog.audit import Actor
+from catalog.digests import DigestMismatch
 from catalog.exceptions import Conflict, DomainError, FileRejected, InvalidInput
 from catalog.inspection import FileProfile, inspect_stream
 from catalog.keys import CONTENT_TYPES, staging_key, version_key
@@ -208,13 +209,21 @@ def _run(job: PublishJob, store: ObjectStore) -> None:
 
 def _profile(job: PublishJob, store: ObjectStore, claim: Claim) -> FileProfile:
     """The file's facts: those recorded while it was uploaded, else (a job without them)
-    read from the stored object in one streaming pass."""
+    read from the stored object in one streaming pass, which also checks the SHA-256 the
+    publisher sent, if any (DigestMismatch: the job fails and its file is removed)."""
     if not store.exists(job.staging_key):
         raise FileRejected("The uploaded file is no longer in staging; upload it again.")
     if job.profile:
         return FileProfile.from_json(job.profile)
     with store.open(job.staging_key) as stream:
-        return inspect_stream(stream, format=job.format, on_progress=ProgressBeat(claim))
+        profile = inspect_stream(stream, format=job.format, on_progress=ProgressBeat(claim))
+    if job.expected_sha256 and profile.sha256 != job.expected_sha256:
+        raise DigestMismatch(
+            f"The file's SHA-256 is {profile.sha256}, not the {job.expected_sha256} that was "
+            "sent. Nothing was published; upload the file again.",
+            details={"expected_sha256": job.expected_sha256, "actual_sha256": profile.sha256},
+        )
+    return profile
 
 
 def _move_to(job: PublishJob, store: ObjectStore, key: str, profile: FileProfile) -> None:

@@ -56,7 +56,7 @@ from catalog.models import Dataset
 from catalog.multipart import UploadedPart
 from catalog.queue import send_task
 from catalog.services import ensure_steward
-from catalog.storage import SignedUrl, get_object_store, sha256_of
+from catalog.storage import SignedUrl, get_object_store
 from versioning.models import JobSource, PublishJob, ResumableUpload, UploadStatus
 from versioning.options import PublishOptions
 from versioning.services.intake import publish_job_create_staged, requested_version_check
@@ -311,12 +311,14 @@ def resumable_upload_complete(
 
 
 def resumable_upload_join(*, upload_id) -> PublishJob | None:
-    """In a worker: joins the parts of a completed upload at its staging key, checks the
-    SHA-256 the upload began with (a mismatch is refused: nothing is kept, and the
-    upload says why), then queues the publish job for the object where it lies, with
-    the id chosen when the upload began. Claimed by a conditional update (completing ->
-    joining), so a task sent twice joins once. A storage failure sends the upload back
-    to `completing`, for the task's retry."""
+    """In a worker: joins the parts of a completed upload at its staging key, then
+    queues the publish job for the object where it lies, with the id chosen when the
+    upload began. The SHA-256 the upload began with is checked where the bytes are read
+    anyway: here when the store joins by reading the parts (the embedded mode; a
+    mismatch is refused, nothing is kept and the upload says why), else by the job's
+    one read of the object (a mismatch fails the job and removes the object). Claimed
+    by a conditional update (completing -> joining), so a task sent twice joins once. A
+    storage failure sends the upload back to `completing`, for the task's retry."""
     claimed = ResumableUpload.objects.filter(pk=upload_id, status=UploadStatus.COMPLETING).update(
         status=UploadStatus.JOINING
     )
@@ -344,14 +346,14 @@ def resumable_upload_join(*, upload_id) -> PublishJob | None:
         )
         return None
     try:
-        if upload.sha256:
-            actual = actual or sha256_of(store, key)
-            if actual != upload.sha256:
-                raise DigestMismatch(
-                    f"The file's SHA-256 is {actual}, not the {upload.sha256} the upload "
-                    "began with. Nothing was kept; upload the file again.",
-                    details={"expected_sha256": upload.sha256, "actual_sha256": actual},
-                )
+        # A store that joins the parts itself (the embedded mode) hashed them as it went;
+        # otherwise the publish job's one read of the object checks the digest.
+        if upload.sha256 and actual and actual != upload.sha256:
+            raise DigestMismatch(
+                f"The file's SHA-256 is {actual}, not the {upload.sha256} the upload "
+                "began with. Nothing was kept; upload the file again.",
+                details={"expected_sha256": upload.sha256, "actual_sha256": actual},
+            )
         file_format = detect_format(upload.filename, store.read_range(key, 0, _HEAD_BYTES))
         job = publish_job_create_staged(
             dataset=upload.dataset,
@@ -363,6 +365,7 @@ def resumable_upload_join(*, upload_id) -> PublishJob | None:
             actor=Actor(user=upload.requested_by, ip_address=upload.ip_address, via=upload.source),
             source=upload.source,
             options=_options_of(upload),
+            expected_sha256="" if actual else upload.sha256,
         )
     except (DigestMismatch, FileRejected) as exc:
         store.delete(key)
