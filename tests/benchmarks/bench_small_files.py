@@ -58,12 +58,12 @@ from tests.benchmarks.bench_api import (  # noqa: E402
     s3_server,
     service_env,
 )
-from tests.benchmarks.bench_publish import Worker, product_env  # noqa: E402
+from tests.benchmarks.bench_publish import Worker, _children, product_env  # noqa: E402
 from tests.benchmarks.measure import Goal, alternate, percentile, ratio_line  # noqa: E402
 
 ORG = "edge"
 GOAL = Goal.at_least(0.3)
-POLL_SECONDS = 0.05
+POLL_SECONDS = 0.05  # how often a client asks again (--poll-ms)
 FILE_TIMEOUT_SECONDS = 300
 FLOOR_TABLE = "bench_small_floor"
 
@@ -271,6 +271,72 @@ class Floor:
         return len(latencies) / elapsed
 
 
+# --- CPU by process -------------------------------------------------------------------
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_of_tree(pid: int) -> float:
+    """CPU seconds (user + system) of a process and its descendants, living ones."""
+    total = 0.0
+    with contextlib.suppress(OSError, IndexError, ValueError):
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / _TICKS
+    for child in _children(pid):
+        total += _cpu_of_tree(child)
+    return total
+
+
+def _label(pid: int) -> str:
+    with contextlib.suppress(OSError):
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        text = " ".join(a.decode(errors="replace") for a in argv)
+        if "gunicorn" in text:
+            return "web (gunicorn)"
+        if "moto_server" in text:
+            return "S3 (moto)"
+        if "celery" in text:
+            return "events worker" if "-events" in text else "publish worker"
+    return "other"
+
+
+def cpu_snapshot() -> dict[str, float]:
+    """CPU seconds so far of this process (the clients) and of each service it started.
+    PostgreSQL and Redis are shared servers, not counted."""
+    usage = os.times()
+    taken = {"clients (this process)": usage.user + usage.system}
+    for child in _children(os.getpid()):
+        label = _label(child)
+        taken[label] = taken.get(label, 0.0) + _cpu_of_tree(child)
+    return taken
+
+
+class CpuPerFile:
+    """Wraps a measure: the CPU each process spent per file over all its rounds."""
+
+    def __init__(self, measure: Callable[[], float], files: int) -> None:
+        self.measure, self.files = measure, files
+        self.spent: dict[str, float] = {}
+        self.done = 0
+
+    def __call__(self) -> float:
+        before = cpu_snapshot()
+        value = self.measure()
+        after = cpu_snapshot()
+        for label, seconds in after.items():
+            self.spent[label] = self.spent.get(label, 0.0) + seconds - before.get(label, 0.0)
+        self.done += self.files
+        return value
+
+    def __str__(self) -> str:
+        total = sum(self.spent.values()) / self.done * 1000
+        parts = ", ".join(
+            f"{label} {seconds / self.done * 1000:.0f}"
+            for label, seconds in sorted(self.spent.items(), key=lambda kv: -kv[1])
+        )
+        return f"{total:.0f} ms ({parts})"
+
+
 # --- setting up and reading back ------------------------------------------------------
 
 
@@ -366,7 +432,12 @@ def main(argv: list[str]) -> int:
         "--publish-concurrency", type=int, default=2, help="publish worker processes (2)"
     )
     parser.add_argument("--redis-db", type=int, default=9, help="the run's Redis database (9)")
+    parser.add_argument(
+        "--poll-ms", type=int, default=50, help="how often a client asks again (50 ms)"
+    )
     args = parser.parse_args(argv)
+    global POLL_SECONDS
+    POLL_SECONDS = args.poll_ms / 1000
     size = args.size_kib * 1024
     server = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/dataset_publisher")
     with (
@@ -415,7 +486,9 @@ def main(argv: list[str]) -> int:
                 warm()
                 if steps_file.exists():
                     steps_file.unlink()
-                rounds = alternate({"ours": ours, "floor": floor}, rounds=args.rounds)
+                per_round = args.datasets * args.files
+                ours_cpu, floor_cpu = CpuPerFile(ours, per_round), CpuPerFile(floor, per_round)
+                rounds = alternate({"ours": ours_cpu, "floor": floor_cpu}, rounds=args.rounds)
                 say("Where a publish spends its time:")
                 say(
                     f"  client: upload request {median_ms(ours.parts['upload'])} ms, "
@@ -424,6 +497,8 @@ def main(argv: list[str]) -> int:
                     "(medians)"
                 )
                 breakdown(ours.job_ids, steps_file)
+                say(f"  CPU per file, ours: {ours_cpu}")
+                say(f"  CPU per file, floor: {floor_cpu} (PostgreSQL and Redis not counted)")
         finally:
             for started in workers:
                 with contextlib.suppress(Exception):
