@@ -17,6 +17,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -229,6 +230,9 @@ class _S3Reader:
         self.close()
 
 
+_CLIENT_LOCK = threading.Lock()
+
+
 class S3ObjectStore:
     """Objects in an S3-compatible bucket; signed URLs are S3 presigned GETs."""
 
@@ -239,7 +243,18 @@ class S3ObjectStore:
 
     @property
     def client(self):
-        return self.storage.connection.meta.client
+        # One client for every thread of the process: botocore's clients are thread-safe,
+        # and building one costs 0.1-0.25 s of CPU (loading the service model), which
+        # django-storages (a resource per thread) made every new web thread pay on its
+        # first upload. Kept on the storage, so a changed STORAGES setting gets its own.
+        client = getattr(self.storage, "_shared_client", None)
+        if client is None:
+            with _CLIENT_LOCK:
+                client = getattr(self.storage, "_shared_client", None)
+                if client is None:
+                    client = self.storage.connection.meta.client
+                    self.storage._shared_client = client
+        return client
 
     @contextmanager
     def _errors(self, key: str):
