@@ -178,7 +178,9 @@ class ProgressBeat:
 
     def __init__(self, claim: Claim) -> None:
         self.claim = claim
-        self.last = 0.0
+        # The claim has just set the lease: the first beat is due a second from now, so a
+        # small file, read in well under a second, costs no progress query at all.
+        self.last = time.monotonic()
 
     def __call__(self, done: int) -> None:
         now = time.monotonic()
@@ -282,18 +284,25 @@ def job_objects_discard(*, job: PublishJob, store: ObjectStore, keep_staged: boo
     """Removes what a finished job stored that no version row refers to: its staged
     object (unless `keep_staged`), and (if it failed) the final object it copied. When
     storage cannot be reached, the job is marked so that the sweeper tries again
-    (`cleanup_pending`); returns whether it is done."""
+    (`cleanup_pending`); returns whether it is done.
+
+    `job` is the row as its worker holds it (claimed, or loaded by the sweeper): its
+    `target_key` and `cleanup_pending` are current, so after a publish this costs one
+    query (is the target a version's?) and none when nothing was copied."""
     try:
         if not keep_staged:
             store.delete(job.staging_key)
-        target = PublishJob.objects.filter(pk=job.pk).values_list("target_key", flat=True).first()
+        target = job.target_key
         if target and not DatasetVersion.objects.filter(key=target).exists():
             store.delete(target)
     except DomainError:
         logger.warning("Could not remove the objects of failed publish job %s yet", job.pk)
         PublishJob.objects.filter(pk=job.pk).update(cleanup_pending=True)
+        job.cleanup_pending = True
         return False
-    PublishJob.objects.filter(pk=job.pk, cleanup_pending=True).update(cleanup_pending=False)
+    if job.cleanup_pending:
+        PublishJob.objects.filter(pk=job.pk, cleanup_pending=True).update(cleanup_pending=False)
+        job.cleanup_pending = False
     return True
 
 

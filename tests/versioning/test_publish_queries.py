@@ -1,0 +1,98 @@
+"""What a publish costs in queries: a fixed number, whatever the organisation holds, and
+none spent on what the worker already knows (guards against queries creeping back)."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from catalog.services import dataset_create
+from catalog.storage import get_object_store
+from tests.versioning.conftest import CSV
+from versioning.models import DatasetVersion, JobSource, JobStatus, PublishJob
+from versioning.services import publish_job_create, publish_job_run
+from versioning.services.jobs import Claim, ProgressBeat, job_objects_discard, publish_job_claim
+
+pytestmark = pytest.mark.django_db
+
+# Claim (2), lock and unlock (2), current version and versions taken (2), target key
+# (1); the commit (its transaction's two statements, claim check, version, changelog (2),
+# make current with its savepoint (4), dataset touched, manifest (2), two events with
+# their deliveries (4), audit, job); is the target a version's (1); the job as the task
+# returns it (1). It was 31: a progress beat, re-reading the target key and clearing a
+# cleanup flag that was not set went.
+PUBLISH_QUERIES = 28
+
+
+def _queued(dataset, system, data: bytes) -> PublishJob:
+    return publish_job_create(
+        dataset=dataset,
+        stream=io.BytesIO(data),
+        filename="day.csv",
+        actor=system,
+        source=JobSource.COMMAND,
+    )
+
+
+def test_a_small_publish_runs_a_fixed_number_of_queries(
+    dataset, publish, system, django_assert_num_queries
+):
+    publish(dataset, CSV)
+    job = _queued(dataset, system, CSV + b"2024-08-12,ST3,1.5\n")
+    with django_assert_num_queries(PUBLISH_QUERIES):
+        publish_job_run(job_id=job.pk)
+    job.refresh_from_db()
+    assert job.status == JobStatus.SUCCEEDED, job.message
+
+
+def test_the_queries_of_a_publish_do_not_grow_with_the_organisations_datasets(
+    dataset, publish, system, acme, django_assert_num_queries
+):
+    for n in range(5):
+        other = dataset_create(organization=acme, layer="gold", name=f"other_{n}", actor=system)
+        publish(other, CSV + f"2024-09-0{n + 1},ST9,1\n".encode())
+    publish(dataset, CSV)
+    job = _queued(dataset, system, CSV + b"2024-08-12,ST3,1.5\n")
+    with django_assert_num_queries(PUBLISH_QUERIES):
+        publish_job_run(job_id=job.pk)
+
+
+def test_removing_a_published_jobs_staged_object_costs_one_query(
+    dataset, publish, django_assert_num_queries, bucket_keys
+):
+    job = publish(dataset, CSV)
+    get_object_store().write(job.staging_key, io.BytesIO(CSV))  # as if still there
+    with django_assert_num_queries(1):  # is its target a version's? yes: kept
+        assert job_objects_discard(job=job, store=get_object_store())
+    assert not bucket_keys("acme/staging/")
+    assert DatasetVersion.objects.filter(key=job.target_key).exists()
+    assert get_object_store().exists(job.target_key)
+
+
+def test_removing_a_failed_jobs_objects_removes_its_uncommitted_target(
+    dataset, system, bucket_keys
+):
+    job = publish_job_claim(job_id=_queued(dataset, system, CSV).pk)
+    store = get_object_store()
+    target = "acme/v1/gold/txn_daily/txn_daily_2024-08-10_v1.0.0.csv"
+    Claim.of(job).update(target_version="1.0.0", target_key=target)
+    job.target_key = target
+    store.write(target, io.BytesIO(CSV))
+    assert job_objects_discard(job=job, store=store)
+    assert not store.exists(target)
+    assert not bucket_keys("acme/staging/")
+
+
+def test_the_first_progress_beat_of_a_job_costs_no_query(
+    dataset, system, django_assert_num_queries
+):
+    job = publish_job_claim(job_id=_queued(dataset, system, CSV).pk)
+    beat = ProgressBeat(Claim.of(job))
+    with django_assert_num_queries(0):
+        beat(10)
+    beat.last -= 1.5  # a second and more later
+    with django_assert_num_queries(1):
+        beat(20)
+    job.refresh_from_db()
+    assert job.bytes_done == 20
