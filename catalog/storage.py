@@ -50,7 +50,7 @@ class ObjectStore(Protocol):
         on_progress: ProgressCallback | None = None,
     ) -> int: ...
     def open(self, key: str) -> BinaryIO: ...
-    def copy(self, source: str, destination: str) -> None: ...
+    def copy(self, source: str, destination: str, *, size: int | None = None) -> None: ...
     def delete(self, key: str) -> None: ...
     def exists(self, key: str) -> bool: ...
     def size(self, key: str) -> int: ...
@@ -115,7 +115,7 @@ class LocalObjectStore:
         except FileNotFoundError:
             raise NotFound(f"No object at {key!r}.") from None
 
-    def copy(self, source, destination):
+    def copy(self, source, destination, *, size=None):
         src = self._path(source)
         if not src.exists():
             raise NotFound(f"No object at {source!r}.")
@@ -305,13 +305,14 @@ class S3ObjectStore:
             body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
         return _S3Reader(body, key, self._errors)
 
-    def copy(self, source, destination):
+    def copy(self, source, destination, *, size=None):
         """Server-side copy: one CopyObject up to S3's 5 GiB limit for it (a multipart copy
         of small parts costs a request, and on some servers a full read, per part), large
-        parts beyond."""
+        parts beyond. `size`, when the caller knows it, saves asking for it."""
         from boto3.s3.transfer import TransferConfig
 
-        size = self.size(source)
+        if size is None:
+            size = self.size(source)
         with self._errors(source):
             if size <= _SINGLE_COPY_LIMIT:
                 self.client.copy_object(
@@ -417,11 +418,14 @@ def sha256_of(store: ObjectStore, key: str) -> str:
     return digest.hexdigest()
 
 
-def copy_immutable(store: ObjectStore, source: str, destination: str, *, sha256: str) -> None:
+def copy_immutable(
+    store: ObjectStore, source: str, destination: str, *, sha256: str, size: int | None = None
+) -> None:
     """Copies `source` to `destination`, a key that must never change once written.
 
     If `destination` already holds the same bytes (a re-run of the same publish), this
     is a no-op; if it holds other bytes, Conflict is raised and nothing is written.
+    `size`, the source's when the caller knows it, saves a request.
     """
     if store.exists(destination):
         if sha256_of(store, destination) == sha256:
@@ -430,4 +434,4 @@ def copy_immutable(store: ObjectStore, source: str, destination: str, *, sha256:
             f"The key {destination!r} already holds other bytes; published objects "
             "are never overwritten."
         )
-    store.copy(source, destination)
+    store.copy(source, destination, size=size)

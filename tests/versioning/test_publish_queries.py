@@ -96,3 +96,42 @@ def test_the_first_progress_beat_of_a_job_costs_no_query(
         beat(20)
     job.refresh_from_db()
     assert job.bytes_done == 20
+
+
+@pytest.fixture
+def storage_requests():
+    """The S3 operations this process sends while the block runs, in order (observed
+    through botocore's own event hooks on the shared client)."""
+    client = get_object_store().client
+    sent: list[str] = []
+
+    def note(model, **_):
+        sent.append(model.name)
+
+    client.meta.events.register("before-call.s3", note)
+    yield sent
+    client.meta.events.unregister("before-call.s3", note)
+
+
+def test_a_small_publish_sends_four_storage_requests(dataset, publish, system, storage_requests):
+    publish(dataset, CSV)
+    job = _queued(dataset, system, CSV + b"2024-08-12,ST3,1.5\n")
+    storage_requests.clear()
+    publish_job_run(job_id=job.pk)
+    job.refresh_from_db()
+    assert job.status == JobStatus.SUCCEEDED, job.message
+    # Read the staged file, check the final key is free, copy, remove the staged file:
+    # no HEAD to see whether the staged file is there, none to learn its size.
+    assert storage_requests == ["GetObject", "HeadObject", "CopyObject", "DeleteObject"]
+    assert get_object_store().exists(job.version.key)
+
+
+def test_a_job_whose_staged_file_is_gone_fails_and_says_so(dataset, publish, system):
+    publish(dataset, CSV)
+    job = _queued(dataset, system, CSV + b"2024-08-12,ST3,1.5\n")
+    get_object_store().delete(job.staging_key)
+    publish_job_run(job_id=job.pk)
+    job.refresh_from_db()
+    assert job.status == JobStatus.FAILED
+    assert "no longer in staging" in job.message
+    assert DatasetVersion.objects.filter(dataset=dataset, is_current=True).get().version == "1.0.0"

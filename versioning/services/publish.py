@@ -324,9 +324,11 @@ def publish_job_attempt(*, job: PublishJob, store: ObjectStore | None = None) ->
 def _run(job: PublishJob, store: ObjectStore) -> None:
     dataset = job.dataset
     claim = Claim.of(job)
-    if not store.exists(job.staging_key):
-        raise FileRejected("The uploaded file is no longer in staging; upload it again.")
-    with store.open(job.staging_key) as stream:
+    try:  # opening is the check that it is there (one request, not two)
+        staged = store.open(job.staging_key)
+    except NotFound:
+        raise FileRejected("The uploaded file is no longer in staging; upload it again.") from None
+    with staged as stream:
         profile = inspect_stream(stream, format=job.format, on_progress=ProgressBeat(claim))
     finished = False
     try:
@@ -338,7 +340,9 @@ def _run(job: PublishJob, store: ObjectStore) -> None:
             else:
                 decision = _decide(job, dataset, current, profile)
                 key = _target_key(job, dataset, decision.version, store)
-                copy_immutable(store, job.staging_key, key, sha256=profile.sha256)
+                copy_immutable(
+                    store, job.staging_key, key, sha256=profile.sha256, size=profile.size_bytes
+                )
                 lease.check()
                 _commit(job, dataset, current, decision, key, profile)
             finished = True
