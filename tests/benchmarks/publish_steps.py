@@ -20,7 +20,7 @@ STEPS = (
     ("upload to staging", "store.write"),
     ("worker total", "publish_job_run"),
     ("claim", "publish_job_claim"),
-    ("staging exists", "store.exists"),
+    ("exists checks", "store.exists"),
     ("inspect", "inspect_stream"),
     ("decide", "_decide"),
     ("target key", "_target_key"),
