@@ -101,9 +101,9 @@ def test_making_current_costs_two_updates_and_no_savepoint(
     draft = publish_with(dataset, base_csv(units=[4, 5, 6]), draft=True).version
     DatasetVersion.objects.filter(pk=draft.pk).update(status=VersionStatus.ACTIVE)
     draft = DatasetVersion.objects.select_related("dataset__organization").get(pk=draft.pk)
-    # The two updates, the dataset touched, the manifest (2), two events with their
-    # deliveries (4) and the audit entry.
-    with transaction.atomic(), django_assert_num_queries(10) as captured:
+    # The two updates, the dataset touched, the manifest with its organisation locked
+    # (3), two events with their deliveries (4) and the audit entry.
+    with transaction.atomic(), django_assert_num_queries(11) as captured:
         version_make_current(
             version=draft,
             previous=current,

@@ -287,12 +287,15 @@ def job_objects_discard(*, job: PublishJob, store: ObjectStore, keep_staged: boo
     (`cleanup_pending`); returns whether it is done.
 
     `job` is the row as its worker holds it (claimed, or loaded by the sweeper): its
-    `target_key` and `cleanup_pending` are current, so after a publish this costs one
-    query (is the target a version's?) and none when nothing was copied."""
+    `cleanup_pending` is current, and a `target_key` it knows is the row's, so after a
+    publish this costs one query (is the target a version's?); a job that knows no
+    target reads it from its row."""
     try:
         if not keep_staged:
             store.delete(job.staging_key)
-        target = job.target_key
+        target = job.target_key or (
+            PublishJob.objects.filter(pk=job.pk).values_list("target_key", flat=True).first()
+        )
         if target and not DatasetVersion.objects.filter(key=target).exists():
             store.delete(target)
     except DomainError:
