@@ -17,13 +17,12 @@ from versioning.services.jobs import Claim, ProgressBeat, job_objects_discard, p
 pytestmark = pytest.mark.django_db
 
 # Claim (2), lock and unlock (2), current version and versions taken (2), target key
-# (1); the commit (its transaction's two statements, claim check, version, changelog (2),
-# make current (2), dataset touched, manifest with its
-# organisation locked (3), two events with
-# their deliveries (4), audit, job); is the target a version's (1); the job as the task
-# returns it (1). It was 31: a progress beat, re-reading the target key, clearing a
-# cleanup flag that was not set, and the savepoint around making it current went; the
-# organisation's lock came (test_manifest_order.py).
+# (1); the commit: its two statements, claim check, version, changelog (2), make current
+# (2), dataset touched, manifest with its organisation locked (3), two events with their
+# deliveries (4), audit, job; is the target a version's (1); the job as the task returns
+# it (1). It was 31: a progress beat, re-reading the target key, clearing a cleanup flag
+# that was not set and the savepoint around making it current went; the organisation's
+# lock came (test_manifest_order.py).
 PUBLISH_QUERIES = 27
 
 
