@@ -178,9 +178,7 @@ class ProgressBeat:
 
     def __init__(self, claim: Claim) -> None:
         self.claim = claim
-        # The claim has just set the lease: the first beat is due a second from now, so a
-        # small file, read in well under a second, costs no progress query at all.
-        self.last = time.monotonic()
+        self.last = 0.0
 
     def __call__(self, done: int) -> None:
         now = time.monotonic()
