@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 from collections.abc import Callable, Iterable
 from datetime import timedelta
 
@@ -59,26 +60,60 @@ def _handlers_for(topic: str) -> list[str]:
     return sorted(names)
 
 
+class _Dispatch:
+    """What one transaction recorded, sent once it commits: every delivery of its events
+    in one task (a publish records several events; one task each cost a broker round
+    trip and a task run each), and one move of the catalog generation."""
+
+    def __init__(self) -> None:
+        self.ids: list[int] = []
+
+    def __call__(self) -> None:
+        if getattr(_batches, "current", None) is self:
+            _batches.current = None
+        generation_bump(after_commit=False)
+        if self.ids:
+            from catalog.queue import send_task
+
+            send_task("catalog.deliver_events", self.ids)
+
+
+_batches = threading.local()
+
+
+def _open_batch() -> _Dispatch | None:
+    """The current transaction's batch, while its after-commit send is still to come. A
+    batch whose send was dropped (its transaction, or the savepoint it began in, rolled
+    back) is not reused: events recorded after that start a batch of their own."""
+    batch = getattr(_batches, "current", None)
+    if batch is None:
+        return None
+    if any(func is batch for _, func, _ in transaction.get_connection().run_on_commit):
+        return batch
+    return None
+
+
 def event_record(
     *, topic: str, payload: dict, organization: Organization | None = None
 ) -> DomainEvent:
-    """Records an event in the current transaction; it is delivered after commit."""
+    """Records an event in the current transaction; it is delivered after commit, with
+    the transaction's other events, by one task."""
     event = DomainEvent.objects.create(topic=topic, payload=payload, organization=organization)
-    # What the API shows may have changed with it: cached answers miss after commit.
-    generation_bump()
+    # What the API shows may have changed with it: cached answers miss from now on (so
+    # the transaction's own reads see it), and again after commit (by the batch).
+    generation_bump(after_commit=False)
     deliveries = EventDelivery.objects.bulk_create(
         EventDelivery(event=event, handler=name) for name in _handlers_for(topic)
     )
-    if deliveries:
-        ids = [d.pk for d in deliveries]
-        transaction.on_commit(lambda: _dispatch(ids))
+    batch = _open_batch()
+    if batch is None:
+        batch = _batches.current = _Dispatch()
+        batch.ids.extend(d.pk for d in deliveries)
+        # Outside a transaction this runs at once; inside, after commit.
+        transaction.on_commit(batch)
+    else:
+        batch.ids.extend(d.pk for d in deliveries)
     return event
-
-
-def _dispatch(delivery_ids: list[int]) -> None:
-    from catalog.queue import send_task
-
-    send_task("catalog.deliver_events", delivery_ids)
 
 
 def _claim(delivery_id: int) -> EventDelivery | None:

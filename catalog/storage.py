@@ -19,6 +19,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+import threading
 import time
 import uuid
 from collections import deque
@@ -69,7 +70,7 @@ class ObjectStore(Protocol):
         parts_in_flight: int | None = None,
     ) -> int: ...
     def open(self, key: str) -> BinaryIO: ...
-    def copy(self, source: str, destination: str) -> None: ...
+    def copy(self, source: str, destination: str, *, size: int | None = None) -> None: ...
     def delete(self, key: str) -> None: ...
     def exists(self, key: str) -> bool: ...
     def size(self, key: str) -> int: ...
@@ -177,7 +178,7 @@ class LocalObjectStore:
         except FileNotFoundError:
             raise NotFound(f"No object at {key!r}.") from None
 
-    def copy(self, source, destination):
+    def copy(self, source, destination, *, size=None):
         src = self._path(source)
         if not src.exists():
             raise NotFound(f"No object at {source!r}.")
@@ -383,6 +384,9 @@ class _S3Reader:
         self.close()
 
 
+_CLIENT_LOCK = threading.Lock()
+
+
 class S3ObjectStore:
     """Objects in an S3-compatible bucket; signed URLs are S3 presigned GETs."""
 
@@ -393,7 +397,18 @@ class S3ObjectStore:
 
     @property
     def client(self):
-        return self.storage.connection.meta.client
+        # One client for every thread of the process: botocore's clients are thread-safe,
+        # and building one costs 0.1-0.25 s of CPU (loading the service model), which
+        # django-storages (a resource per thread) made every new web thread pay on its
+        # first upload. Kept on the storage, so a changed STORAGES setting gets its own.
+        client = getattr(self.storage, "_shared_client", None)
+        if client is None:
+            with _CLIENT_LOCK:
+                client = getattr(self.storage, "_shared_client", None)
+                if client is None:
+                    client = self.storage.connection.meta.client
+                    self.storage._shared_client = client
+        return client
 
     @contextmanager
     def _errors(self, key: str):
@@ -546,13 +561,14 @@ class S3ObjectStore:
             body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
         return _S3Reader(body, key, self._errors)
 
-    def copy(self, source, destination):
+    def copy(self, source, destination, *, size=None):
         """Server-side copy: one CopyObject up to S3's 5 GiB limit for it (a multipart copy
         of small parts costs a request, and on some servers a full read, per part), large
-        parts beyond."""
+        parts beyond. `size`, when the caller knows it, saves asking for it."""
         from boto3.s3.transfer import TransferConfig
 
-        size = self.size(source)
+        if size is None:
+            size = self.size(source)
         with self._errors(source):
             if size <= _SINGLE_COPY_LIMIT:
                 self.client.copy_object(
@@ -744,12 +760,15 @@ def sha256_of(store: ObjectStore, key: str) -> str:
     return digest.hexdigest()
 
 
-def copy_immutable(store: ObjectStore, source: str, destination: str, *, sha256: str) -> None:
+def copy_immutable(
+    store: ObjectStore, source: str, destination: str, *, sha256: str, size: int | None = None
+) -> None:
     """Copies `source` to `destination`, a key that must never change once written.
 
     If `destination` already holds the same bytes (a re-run of the same publish), this
     is a no-op; if it holds other bytes, Conflict is raised and nothing is written.
     `source == destination` (a file uploaded straight to its final key) copies nothing.
+    `size`, the source's when the caller knows it, saves a request.
     """
     if source == destination:
         return
@@ -760,4 +779,4 @@ def copy_immutable(store: ObjectStore, source: str, destination: str, *, sha256:
             f"The key {destination!r} already holds other bytes; published objects "
             "are never overwritten."
         )
-    store.copy(source, destination)
+    store.copy(source, destination, size=size)

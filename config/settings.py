@@ -174,6 +174,9 @@ if S3_BUCKET:
                 request_checksum_calculation="when_required",
                 response_checksum_validation="when_required",
                 retries={"mode": "standard", "max_attempts": 5},
+                # One client serves every thread of a process (catalog/storage.py), web
+                # threads and transfer threads together: enough pooled connections for all.
+                max_pool_connections=64,
             ),
         },
     }

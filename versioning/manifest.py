@@ -119,7 +119,14 @@ def manifest_generate(*, organization: Organization) -> Manifest:
     Call it inside the transaction that changed a current version: the row and the
     `manifest.generated` event commit with that change, and a handler writes the file to
     storage after commit.
+
+    The organisation's row is locked first, until the transaction ends: two publishes to
+    two of its datasets (each under its own dataset's lock) would otherwise each build a
+    manifest without the other's uncommitted version, and the newer of the two would
+    miss a version that is committed, until some later publish. Under the lock each
+    manifest is built, stamped and numbered after every earlier one committed.
     """
+    list(Organization.objects.select_for_update().filter(pk=organization.pk).values_list("pk"))
     generated_at = timezone.now()
     body = manifest_build(organization=organization, generated_at=generated_at)
     sha = body["integrity"]["manifest_sha256"]

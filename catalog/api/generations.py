@@ -97,14 +97,16 @@ def _bump_quietly() -> None:
         logger.warning("Could not move the catalog generation; the outbox sweeper will.")
 
 
-def generation_bump() -> None:
+def generation_bump(*, after_commit: bool = True) -> None:
     """Moves the catalog's generation, now and once the current transaction commits.
     The second move is the one that matters (readers read the generation before the
     database); the first lets code that never commits, such as a test's transaction,
-    see its own changes. Never raises: a cache that is down is logged and caught up by
-    the outbox sweeper."""
+    see its own changes. `after_commit=False` moves it now only, for a caller that
+    moves it after commit itself (the event outbox, once per transaction). Never
+    raises: a cache that is down is logged and caught up by the outbox sweeper."""
     _bump_quietly()
-    transaction.on_commit(_bump_quietly)
+    if after_commit:
+        transaction.on_commit(_bump_quietly)
 
 
 def generation_catch_up() -> bool:

@@ -138,7 +138,9 @@ def s3_server(log: Path) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def gunicorn(env: dict[str, str], log: Path) -> Iterator[str]:
+def gunicorn(env: dict[str, str], log: Path, options: tuple[str, ...] = ()) -> Iterator[str]:
+    """gunicorn on a free loopback port; `options` go on its command line after ours
+    (e.g. `("-c", "config/gunicorn.py")` for the product's threaded workers)."""
     import requests
 
     port = free_port()
@@ -154,6 +156,7 @@ def gunicorn(env: dict[str, str], log: Path) -> Iterator[str]:
                 f"127.0.0.1:{port}",
                 "--log-level",
                 "warning",
+                *options,
             ],
             cwd=ROOT,
             env=env,

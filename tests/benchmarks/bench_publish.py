@@ -175,14 +175,17 @@ def _status_kib(pid: int, field: str) -> int:
 
 
 class Worker:
-    """A `celery -A config worker` with one pool process, as `make worker` runs it, on
-    the run's publish queue or (events=True) on its event deliveries' queue.
+    """A `celery -A config worker` with `concurrency` pool processes (one by default), as
+    `make worker` runs it, on the run's publish queue or (events=True) on its event
+    deliveries' queue. `peak_rss_mib` reads the first pool process.
 
     With BENCH_STEPS_FILE in `env`, the app is the same one with the pipeline's steps
     timed (publish_worker.py).
     """
 
-    def __init__(self, env: dict[str, str], log: Path, *, events: bool = False) -> None:
+    def __init__(
+        self, env: dict[str, str], log: Path, *, events: bool = False, concurrency: int = 1
+    ) -> None:
         self.log = log
         queue = env["BENCH_QUEUE"] + ("-events" if events else "")
         self.proc = subprocess.Popen(
@@ -196,7 +199,7 @@ class Worker:
                 "--pool",
                 "prefork",
                 "--concurrency",
-                "1",
+                str(concurrency),
                 "--without-gossip",
                 "--without-mingle",
                 "--without-heartbeat",

@@ -6,6 +6,9 @@ each `publish_job_run` with the seconds spent in each step. "reading staging" is
 time spent inside the staged object's read() calls, which happen on pyarrow's reader
 thread during the inspection: it is part of "inspect", not added to it. A job whose
 profile was recorded while uploading has no "inspect" and no "reading staging".
+Steps nest ("make current" is part of "commit", "manifest" part of "make current");
+a target `module:function` is wrapped where that module looks it up. "db queries"
+counts the queries the job's own connection ran (the lease keeper's are not counted).
 """
 
 from __future__ import annotations
@@ -17,9 +20,18 @@ STEPS = (
     ("publish_job_create", "publish_job_create"),
     ("upload to staging", "store.write"),
     ("worker total", "publish_job_run"),
+    ("claim", "publish_job_claim"),
+    ("exists checks", "store.exists"),
     ("inspect", "inspect_stream"),
+    ("decide", "_decide"),
+    ("target key", "_target_key"),
     ("copy to final key", "copy_immutable"),
     ("commit", "_commit"),
+    ("changelog", "changelog_write"),
+    ("lineage", "inputs_record"),
+    ("make current", "version_make_current"),
+    ("manifest", "versioning.services.current:manifest_generate"),
+    ("event rows", "catalog.events:event_record"),
     ("delete staging", "store.delete"),
 )
 
@@ -51,6 +63,10 @@ def _add(seconds: dict[str, float], name: str, started: float) -> None:
 
 
 def instrument(on_job: Callable[[dict[str, float]], None]) -> None:
+    import importlib
+
+    from django.db import connection
+
     from catalog import storage
     from versioning.services import intake
     from versioning.services import publish as pipeline
@@ -72,6 +88,10 @@ def instrument(on_job: Callable[[dict[str, float]], None]) -> None:
         if target.startswith("store."):
             method = target.removeprefix("store.")
             setattr(store_class, method, timing(name, getattr(store_class, method)))
+        elif ":" in target:
+            module, function = target.split(":")
+            module = importlib.import_module(module)
+            setattr(module, function, timing(name, getattr(module, function)))
         elif target == "publish_job_create":
             setattr(intake, target, timing(name, getattr(intake, target)))
         elif target != "publish_job_run":
@@ -82,10 +102,15 @@ def instrument(on_job: Callable[[dict[str, float]], None]) -> None:
 
     run = pipeline.publish_job_run
 
+    def counted(execute, sql, params, many, context):
+        seconds["db queries"] = seconds.get("db queries", 0) + 1
+        return execute(sql, params, many, context)
+
     def run_and_report(*args, **kwargs):
         started = time.perf_counter()
         try:
-            return run(*args, **kwargs)
+            with connection.execute_wrapper(counted):
+                return run(*args, **kwargs)
         finally:
             _add(seconds, "worker total", started)
             on_job({name: round(value, 3) for name, value in seconds.items()})

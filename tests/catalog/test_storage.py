@@ -175,3 +175,41 @@ def test_a_multipart_object_copies_and_reads_back_whole(store):
     store.copy("acme/staging/big.bin", "acme/v1/big.bin")
     with store.open("acme/v1/big.bin") as stream:
         assert stream.read() == data
+
+
+def test_every_thread_of_a_process_shares_one_s3_client(s3_store):
+    import threading
+
+    seen = []
+
+    def work(n: int) -> None:
+        store = get_object_store()
+        store.write(f"acme/threads/{n}.csv", io.BytesIO(DATA + str(n).encode()))
+        seen.append(store.client)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert len(seen) == 4 and all(client is s3_store.client for client in seen)
+    for n in range(4):
+        with s3_store.open(f"acme/threads/{n}.csv") as stream:
+            assert stream.read() == DATA + str(n).encode()
+
+
+def test_changed_storage_settings_get_a_client_of_their_own(s3_store, settings):
+    proxy = FlakyProxy(urlparse(os.environ["S3_ENDPOINT_URL"]).port)
+    try:
+        options = {**settings.STORAGES["datasets"]["OPTIONS"], "endpoint_url": proxy.url}
+        settings.STORAGES = {
+            **settings.STORAGES,
+            "datasets": {**settings.STORAGES["datasets"], "OPTIONS": options},
+        }
+        moved = get_object_store()
+        assert moved.client is not s3_store.client
+        assert moved.client.meta.endpoint_url == proxy.url
+        moved.write("acme/proxied.csv", io.BytesIO(DATA))
+        assert s3_store.exists("acme/proxied.csv")
+    finally:
+        proxy.close()

@@ -72,3 +72,46 @@ def test_making_current_refuses_a_version_that_is_not_active_and_changes_nothing
     with pytest.raises(Conflict, match="not active"), transaction.atomic():
         version_make_current(**arguments)
     assert DatasetVersion.objects.get(dataset=dataset, is_current=True).pk == current.pk
+
+
+def test_a_refusal_changes_nothing_even_for_a_caller_that_goes_on_and_commits(
+    dataset, publish_with, system
+):
+    current = publish_with(dataset, base_csv()).version
+    draft = publish_with(dataset, base_csv(units=[4, 5, 6]), draft=True).version
+    with transaction.atomic():
+        with pytest.raises(Conflict, match="not active"):
+            version_make_current(
+                version=draft,
+                previous=current,
+                actor=system,
+                action="x",
+                topics=(),
+                payload={},
+                details={},
+            )
+        assert DatasetVersion.objects.get(dataset=dataset, is_current=True).pk == current.pk
+    assert DatasetVersion.objects.get(dataset=dataset, is_current=True).pk == current.pk
+
+
+def test_making_current_costs_two_updates_and_no_savepoint(
+    dataset, publish_with, system, django_assert_num_queries
+):
+    current = publish_with(dataset, base_csv()).version
+    draft = publish_with(dataset, base_csv(units=[4, 5, 6]), draft=True).version
+    DatasetVersion.objects.filter(pk=draft.pk).update(status=VersionStatus.ACTIVE)
+    draft = DatasetVersion.objects.select_related("dataset__organization").get(pk=draft.pk)
+    # The two updates, the dataset touched, the manifest with its organisation locked
+    # (3), two events with their deliveries (4) and the audit entry.
+    with transaction.atomic(), django_assert_num_queries(11) as captured:
+        version_make_current(
+            version=draft,
+            previous=current,
+            actor=system,
+            action="x",
+            topics=("version.promoted",),
+            payload={},
+            details={},
+        )
+    assert not any("SAVEPOINT" in q["sql"] for q in captured.captured_queries)
+    assert DatasetVersion.objects.get(dataset=dataset, is_current=True).pk == draft.pk

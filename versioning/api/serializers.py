@@ -15,6 +15,7 @@ from rest_framework import serializers
 from catalog.models import NAME_PATTERN, Compatibility, Layer, UpdateFrequency, Visibility
 from versioning.manifest import isoformat_z
 from versioning.models import DatasetVersion, PublishJob, VersionStatus
+from versioning.services.jobs import MAX_WAIT_SECONDS
 
 API_ROOT = "/api/v1"
 
@@ -293,6 +294,19 @@ class PublishOptionsInput(serializers.Serializer):
 
     def validate_sha256(self, value: str) -> str:
         return value.lower()
+
+
+class PublishJobQuery(serializers.Serializer):
+    """`?wait=N`: hold the answer until the job is finished, at most N seconds."""
+
+    wait = serializers.IntegerField(
+        min_value=0,
+        max_value=MAX_WAIT_SECONDS,
+        required=False,
+        default=0,
+        help_text=f"Seconds (0-{MAX_WAIT_SECONDS}) to wait for the job to finish before "
+        "answering; it answers as soon as the job is finished.",
+    )
 
 
 class PublishFromObjectInput(PublishOptionsInput):

@@ -56,6 +56,7 @@ from versioning.api.serializers import (
     DatasetUpdateInput,
     ManifestSerializer,
     PublishFromObjectInput,
+    PublishJobQuery,
     PublishJobSerializer,
     PublishOptionsInput,
     PublishUploadInput,
@@ -73,6 +74,7 @@ from versioning.services import (
     publish_job_create_from_object,
     version_download_check,
 )
+from versioning.services.jobs import publish_job_wait
 
 READ = {"GET": TokenScope.READ}
 ORG_PARAMETER = OpenApiParameter(
@@ -444,19 +446,29 @@ class PublishJobView(APIView):
 
     @extend_schema(
         summary="Follow a publish job",
-        responses={200: PublishJobSerializer, **error_responses(401, 403, 404, 429)},
+        description=(
+            "With `?wait=N` the answer is held until the job is finished (at most N "
+            "seconds), so a client learns the outcome as soon as there is one without "
+            "asking again and again."
+        ),
+        parameters=[PublishJobQuery],
+        responses={200: PublishJobSerializer, **error_responses(400, 401, 403, 404, 429)},
     )
     def get(self, request, job_id):
-        job = (
-            PublishJob.objects.select_related("dataset__organization", "version")
-            .filter(pk=job_id, dataset__in=visible_datasets(request))
-            .first()
+        query = PublishJobQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        jobs = PublishJob.objects.select_related("dataset__organization", "version").filter(
+            pk=job_id, dataset__in=visible_datasets(request)
         )
+        job = jobs.first()
         if job is None or not (
             job.requested_by_id == request.user.pk
             or user_can_steward(request.user, job.dataset.organization)
         ):
             raise NotFound(f"No publish job {job_id}.")
+        wait = query.validated_data["wait"]
+        if wait and not job.is_finished and publish_job_wait(job_id=job.pk, seconds=wait):
+            job = jobs.first() or job
         return Response(PublishJobSerializer(job).data)
 
 

@@ -11,6 +11,7 @@ disagree about what is current. `version_make_current` does all of that, once.
 from __future__ import annotations
 
 from django.db import IntegrityError, transaction
+from django.db.models import Exists
 from django.utils import timezone
 
 from catalog import events
@@ -81,15 +82,17 @@ def version_make_current(
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("version_make_current() runs inside the caller's transaction.")
     dataset = version.dataset
+    settable = DatasetVersion.objects.filter(pk=version.pk, status=VersionStatus.ACTIVE)
     try:
-        with transaction.atomic():  # a savepoint: a refusal leaves `previous` current
-            if previous is not None and previous.pk != version.pk:
-                DatasetVersion.objects.filter(pk=previous.pk).update(is_current=False)
-            made = DatasetVersion.objects.filter(pk=version.pk, status=VersionStatus.ACTIVE).update(
-                is_current=True
+        # `previous` is unset only together with a `version` that can be set, so a
+        # refusal changes nothing, without a savepoint (two round trips a publish). A
+        # refusal by the database aborts the caller's transaction, which rolls back.
+        if previous is not None and previous.pk != version.pk:
+            DatasetVersion.objects.filter(pk=previous.pk).filter(Exists(settable)).update(
+                is_current=False
             )
-            if not made:
-                raise Conflict(f"{version} is not active, so it cannot be made current.")
+        if not settable.update(is_current=True):
+            raise Conflict(f"{version} is not active, so it cannot be made current.")
     except IntegrityError as exc:
         raise Conflict(f"{version} could not be made current: {exc}") from exc
     version.is_current = True

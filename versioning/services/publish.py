@@ -32,7 +32,7 @@ from django.utils import timezone
 
 from catalog.audit import Actor
 from catalog.digests import DigestMismatch
-from catalog.exceptions import Conflict, DomainError, FileRejected, InvalidInput
+from catalog.exceptions import Conflict, DomainError, FileRejected, InvalidInput, NotFound
 from catalog.inspection import FileProfile, inspect_stream
 from catalog.keys import CONTENT_TYPES, staging_key, version_key
 from catalog.leases import LeaseLost
@@ -211,11 +211,16 @@ def _profile(job: PublishJob, store: ObjectStore, claim: Claim) -> FileProfile:
     """The file's facts: those recorded while it was uploaded, else (a job without them)
     read from the stored object in one streaming pass, which also checks the SHA-256 the
     publisher sent, if any (DigestMismatch: the job fails and its file is removed)."""
-    if not store.exists(job.staging_key):
-        raise FileRejected("The uploaded file is no longer in staging; upload it again.")
+    gone = FileRejected("The uploaded file is no longer in staging; upload it again.")
     if job.profile:
+        if not store.exists(job.staging_key):
+            raise gone
         return FileProfile.from_json(job.profile)
-    with store.open(job.staging_key) as stream:
+    try:  # opening is the check that it is there (one request, not two)
+        staged = store.open(job.staging_key)
+    except NotFound:
+        raise gone from None
+    with staged as stream:
         profile = inspect_stream(stream, format=job.format, on_progress=ProgressBeat(claim))
     if job.expected_sha256 and profile.sha256 != job.expected_sha256:
         raise DigestMismatch(
@@ -232,7 +237,7 @@ def _move_to(job: PublishJob, store: ObjectStore, key: str, profile: FileProfile
     upload's, finished just before its job was recorded (or left by a crash): the job
     lets go of the key, so that its failure never removes them, and waits."""
     try:
-        copy_immutable(store, job.staging_key, key, sha256=profile.sha256)
+        copy_immutable(store, job.staging_key, key, sha256=profile.sha256, size=profile.size_bytes)
     except Conflict:
         Claim.of(job).update(target_version="", target_key="")
         job.target_version, job.target_key = "", ""

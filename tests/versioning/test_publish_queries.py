@@ -1,0 +1,124 @@
+"""What a publish costs in queries: a fixed number, whatever the organisation holds, and
+none spent on what the worker already knows (guards against queries creeping back)."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from catalog.services import dataset_create
+from catalog.storage import get_object_store
+from tests.versioning.conftest import CSV
+from versioning.models import DatasetVersion, JobSource, JobStatus, PublishJob
+from versioning.services import publish_job_create, publish_job_run
+from versioning.services.jobs import Claim, job_objects_discard, publish_job_claim
+
+pytestmark = pytest.mark.django_db
+
+# Claim (2), lock and unlock (2), current version and versions taken (2), target key
+# (1); the commit: its two statements, claim check, version, changelog (2), make current
+# (2), dataset touched, manifest with its organisation locked (3), two events with their
+# deliveries (4), audit, job; is the target a version's (1); the job as the task returns
+# it (1); the first progress beat (1). It was 31: re-reading the target key, clearing a
+# cleanup flag that was not set and the savepoint around making it current went; the
+# organisation's lock came (test_manifest_order.py).
+PUBLISH_QUERIES = 28
+
+
+def _queued(dataset, system, data: bytes) -> PublishJob:
+    return publish_job_create(
+        dataset=dataset,
+        stream=io.BytesIO(data),
+        filename="day.csv",
+        actor=system,
+        source=JobSource.COMMAND,
+    )
+
+
+def test_a_small_publish_runs_a_fixed_number_of_queries(
+    dataset, publish, system, django_assert_num_queries
+):
+    publish(dataset, CSV)
+    job = _queued(dataset, system, CSV + b"2024-08-12,ST3,1.5\n")
+    with django_assert_num_queries(PUBLISH_QUERIES):
+        publish_job_run(job_id=job.pk)
+    job.refresh_from_db()
+    assert job.status == JobStatus.SUCCEEDED, job.message
+
+
+def test_the_queries_of_a_publish_do_not_grow_with_the_organisations_datasets(
+    dataset, publish, system, acme, django_assert_num_queries
+):
+    for n in range(5):
+        other = dataset_create(organization=acme, layer="gold", name=f"other_{n}", actor=system)
+        publish(other, CSV + f"2024-09-0{n + 1},ST9,1\n".encode())
+    publish(dataset, CSV)
+    job = _queued(dataset, system, CSV + b"2024-08-12,ST3,1.5\n")
+    with django_assert_num_queries(PUBLISH_QUERIES):
+        publish_job_run(job_id=job.pk)
+
+
+def test_removing_a_published_jobs_staged_object_costs_one_query(
+    dataset, publish, django_assert_num_queries, bucket_keys
+):
+    job = publish(dataset, CSV)
+    get_object_store().write(job.staging_key, io.BytesIO(CSV))  # as if still there
+    with django_assert_num_queries(1):  # is its target a version's? yes: kept
+        assert job_objects_discard(job=job, store=get_object_store())
+    assert not bucket_keys("acme/staging/")
+    assert DatasetVersion.objects.filter(key=job.target_key).exists()
+    assert get_object_store().exists(job.target_key)
+
+
+def test_removing_a_failed_jobs_objects_removes_its_uncommitted_target(
+    dataset, system, bucket_keys
+):
+    job = publish_job_claim(job_id=_queued(dataset, system, CSV).pk)
+    store = get_object_store()
+    target = "acme/v1/gold/txn_daily/txn_daily_2024-08-10_v1.0.0.csv"
+    Claim.of(job).update(target_version="1.0.0", target_key=target)
+    job.target_key = target
+    store.write(target, io.BytesIO(CSV))
+    assert job_objects_discard(job=job, store=store)
+    assert not store.exists(target)
+    assert not bucket_keys("acme/staging/")
+
+
+@pytest.fixture
+def storage_requests():
+    """The S3 operations this process sends while the block runs, in order (observed
+    through botocore's own event hooks on the shared client)."""
+    client = get_object_store().client
+    sent: list[str] = []
+
+    def note(model, **_):
+        sent.append(model.name)
+
+    client.meta.events.register("before-call.s3", note)
+    yield sent
+    client.meta.events.unregister("before-call.s3", note)
+
+
+def test_a_small_publish_sends_four_storage_requests(dataset, publish, system, storage_requests):
+    publish(dataset, CSV)
+    job = _queued(dataset, system, CSV + b"2024-08-12,ST3,1.5\n")
+    storage_requests.clear()
+    publish_job_run(job_id=job.pk)
+    job.refresh_from_db()
+    assert job.status == JobStatus.SUCCEEDED, job.message
+    # Read the staged file, check the final key is free, copy, remove the staged file:
+    # no HEAD to see whether the staged file is there, none to learn its size.
+    assert storage_requests == ["GetObject", "HeadObject", "CopyObject", "DeleteObject"]
+    assert get_object_store().exists(job.version.key)
+
+
+def test_a_job_whose_staged_file_is_gone_fails_and_says_so(dataset, publish, system):
+    publish(dataset, CSV)
+    job = _queued(dataset, system, CSV + b"2024-08-12,ST3,1.5\n")
+    get_object_store().delete(job.staging_key)
+    publish_job_run(job_id=job.pk)
+    job.refresh_from_db()
+    assert job.status == JobStatus.FAILED
+    assert "no longer in staging" in job.message
+    assert DatasetVersion.objects.filter(dataset=dataset, is_current=True).get().version == "1.0.0"
