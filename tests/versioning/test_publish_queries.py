@@ -16,14 +16,16 @@ from versioning.services.jobs import Claim, job_objects_discard, publish_job_cla
 
 pytestmark = pytest.mark.django_db
 
-# Claim (2), lock and unlock (2), current version and versions taken (2), target key
-# (1); the commit: its two statements, claim check, version, changelog (2), make current
-# (2), dataset touched, manifest with its organisation locked (3), two events with their
-# deliveries (4), audit, job; is the target a version's (1); the job as the task returns
-# it (1); the first progress beat (1). It was 31: re-reading the target key, clearing a
-# cleanup flag that was not set and the savepoint around making it current went; the
-# organisation's lock came (test_manifest_order.py).
-PUBLISH_QUERIES = 28
+# Claim (2), lock and unlock (2), current version and versions taken (2), whether a
+# version or another publish holds the target key (2), the target key (1); the commit:
+# its two statements, claim check, version, changelog (2), make current (2), dataset
+# touched, manifest with its organisation locked (3), two events with their deliveries
+# (4), audit, job; is the target a version's (1); the job as the task returns it (1).
+# The file's profile was recorded while it uploaded, so no progress beat: nothing is
+# read. It was 31: re-reading the target key, clearing a cleanup flag that was not set
+# and the savepoint around making it current went; the organisation's lock came
+# (test_manifest_order.py), and the check that no other publish holds the key.
+PUBLISH_QUERIES = 29
 
 
 def _queued(dataset, system, data: bytes) -> PublishJob:
@@ -107,9 +109,9 @@ def test_a_small_publish_sends_four_storage_requests(dataset, publish, system, s
     publish_job_run(job_id=job.pk)
     job.refresh_from_db()
     assert job.status == JobStatus.SUCCEEDED, job.message
-    # Read the staged file, check the final key is free, copy, remove the staged file:
-    # no HEAD to see whether the staged file is there, none to learn its size.
-    assert storage_requests == ["GetObject", "HeadObject", "CopyObject", "DeleteObject"]
+    # The profile was recorded at upload, so nothing is read: check the staged file is
+    # there and the final key free, copy, remove the staged file; none to learn its size.
+    assert storage_requests == ["HeadObject", "HeadObject", "CopyObject", "DeleteObject"]
     assert get_object_store().exists(job.version.key)
 
 
