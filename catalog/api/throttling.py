@@ -57,7 +57,9 @@ class ApiRateThrottle(BaseThrottle):
     def allow_request(self, request, view) -> bool:
         limit, _ = parse_rate(settings.API_RATES[self.scope])
         ident = self._ident(request, view)
-        precounted = getattr(request._request, _PRECOUNTED, {}).pop(self.scope, None)
+        # A DRF request wraps Django's; the portal's download page passes Django's own.
+        http_request = getattr(request, "_request", request)
+        precounted = getattr(http_request, _PRECOUNTED, {}).pop(self.scope, None)
         if precounted is not None and precounted[0] == ident:
             _, count, self._wait = precounted
             return count <= limit

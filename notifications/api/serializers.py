@@ -28,11 +28,15 @@ class PreferenceSerializer(serializers.ModelSerializer):
     quiet_end = serializers.TimeField(allow_null=True, required=False, format="%H:%M")
     time_zone = serializers.CharField(required=False, max_length=64)
     phone = serializers.CharField(required=False, allow_blank=True, max_length=40)
+    # Plain text: empty when no address waits (an email format would refuse "").
+    email_pending = serializers.CharField(
+        read_only=True, help_text="A new address waiting to be confirmed from its mailbox."
+    )
 
     class Meta:
         model = Preference
         fields = [*PREFERENCE_FIELDS, "email_pending", "updated_at"]
-        read_only_fields = ["email_pending", "updated_at"]
+        read_only_fields = ["updated_at"]
         extra_kwargs = {"slack_webhook_url": {"validators": []}}
 
 

@@ -8,6 +8,7 @@ import pytest
 from catalog.audit import Actor
 from catalog.exceptions import InvalidInput
 from catalog.models import Compatibility, DomainEvent
+from catalog.storage import get_object_store
 from tests.versioning.conftest import BASE, base_csv
 from versioning.models import ChangeKind, DatasetVersion, JobStatus, VersionStatus
 from versioning.services import publish_job_create_from_object, publish_job_run
@@ -174,7 +175,10 @@ def test_a_duplicate_version_is_refused(dataset, published, publish_with):
         publish_with(dataset, base_csv(units=[4, 8, 9]), requested_version="1.0.1-rc.1")
 
 
-def test_a_duplicate_that_appears_while_queued_fails_the_job(dataset, published, publish_with):
+@pytest.mark.django_db(transaction=True)
+def test_the_first_of_two_publishes_of_one_version_gets_it_and_the_second_fails(
+    dataset, published, publish_with
+):
     from io import BytesIO
 
     from versioning.models import JobSource
@@ -188,10 +192,19 @@ def test_a_duplicate_that_appears_while_queued_fails_the_job(dataset, published,
         source=JobSource.COMMAND,
         requested_version="1.0.1-rc.1",
     )
-    publish_with(dataset, base_csv(units=[7, 8, 9]), requested_version="1.0.1-rc.1")
-    job = publish_job_run(job_id=queued.pk)
-    assert job.status == JobStatus.FAILED
-    assert "already has a version 1.0.1-rc.1" in job.message
+    # The first upload went straight to the version's key: a second publish of the same
+    # version, although its worker runs first, waits for it (back in the queue).
+    second = publish_with(dataset, base_csv(units=[7, 8, 9]), requested_version="1.0.1-rc.1")
+    assert second.status == JobStatus.QUEUED, second.message
+    assert second.staging_key != queued.staging_key
+    first = publish_job_run(job_id=queued.pk)
+    assert first.status == JobStatus.SUCCEEDED, first.message
+    assert first.version.version == "1.0.1-rc.1"
+    second = publish_job_run(job_id=second.pk)
+    assert second.status == JobStatus.FAILED
+    assert "already has a version 1.0.1-rc.1" in second.message
+    assert not get_object_store().exists(second.staging_key)
+    assert get_object_store().exists(first.version.key)
 
 
 def test_after_a_rollback_the_next_version_skips_numbers_already_taken(
