@@ -374,12 +374,11 @@ class UploadInspector:
                 self._turn.notify_all()
 
 
-class _Feed:
-    """A read-only stream over a function that returns the next bytes."""
+class _ReadOnly:
+    """What pyarrow asks of a read-only, forward-only stream besides `read`. Closing
+    marks it closed and nothing more: the caller owns whatever it reads from."""
 
-    def __init__(self, take: Callable[[int], bytes]) -> None:
-        self.read = take
-        self.closed = False
+    closed = False
 
     def readable(self) -> bool:
         return True
@@ -391,6 +390,13 @@ class _Feed:
         self.closed = True
 
 
+class _Feed(_ReadOnly):
+    """A read-only stream over a function that returns the next bytes."""
+
+    def __init__(self, take: Callable[[int], bytes]) -> None:
+        self.read = take
+
+
 # --- reading -------------------------------------------------------------------------
 
 
@@ -398,7 +404,7 @@ class _ReadFailure(OSError):
     """Raised inside a read called by pyarrow; the real problem is kept on the reader."""
 
 
-class _HashingReader:
+class _HashingReader(_ReadOnly):
     """Reads the caller's stream once, hashing and counting every byte on the way."""
 
     def __init__(self, raw: BinaryIO) -> None:
@@ -406,7 +412,6 @@ class _HashingReader:
         self._sha256 = hashlib.sha256()
         self.bytes_read = 0
         self.failure: FileRejected | None = None
-        self.closed = False
 
     def read(self, size: int = -1) -> bytes:
         if size is None or size < 0:
@@ -437,16 +442,6 @@ class _HashingReader:
         self._sha256.update(data)
         self.bytes_read += len(data)
         return data
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return False
-
-    def close(self) -> None:
-        # The caller owns the stream; pyarrow closing its wrapper must not close it.
-        self.closed = True
 
     def hexdigest(self) -> str:
         return self._sha256.hexdigest()

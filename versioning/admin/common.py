@@ -31,3 +31,20 @@ class ViewerOnObject:
         if obj is not None:
             obj.viewer = request.user
         return obj
+
+
+class ReadOnlyInline:
+    """An inline stewards read and never edit: they hold no model permissions, and the
+    parent admin scopes what they see."""
+
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_view_permission(self, request, obj=None):
+        return True

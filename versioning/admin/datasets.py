@@ -22,7 +22,7 @@ from catalog.admin import OrganizationScopedAdmin
 from catalog.audit import Actor
 from catalog.exceptions import DomainError
 from catalog.models import Dataset
-from versioning.admin.common import schema_table
+from versioning.admin.common import ReadOnlyInline, schema_table
 from versioning.forms import PublishForm, RollbackForm
 from versioning.models import (
     DatasetRollback,
@@ -45,10 +45,8 @@ def _current(field: str) -> Subquery:
     )
 
 
-class VersionInline(admin.TabularInline):
+class VersionInline(ReadOnlyInline, admin.TabularInline):
     model = DatasetVersion
-    extra = 0
-    can_delete = False
     show_change_link = True
     fields = [
         "version",
@@ -87,16 +85,6 @@ class VersionInline(admin.TabularInline):
     @admin.display(description="published by")
     def publisher(self, obj):
         return display.person(obj.published_by)
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_view_permission(self, request, obj=None):
-        # Stewards hold no model permissions; the parent admin scopes what they see.
-        return True
 
 
 class TagsField(forms.CharField):

@@ -17,7 +17,7 @@ from catalog.admin import ReadOnlyAdmin
 from catalog.audit import Actor
 from catalog.exceptions import DomainError
 from catalog.selectors import user_can_steward
-from versioning.admin.common import ViewerOnObject, schema_table
+from versioning.admin.common import ReadOnlyInline, ViewerOnObject, schema_table
 from versioning.forms import DeprecateForm
 from versioning.models import (
     ChangelogEntry,
@@ -34,10 +34,8 @@ from versioning.services import (
 )
 
 
-class ChangelogInline(admin.TabularInline):
+class ChangelogInline(ReadOnlyInline, admin.TabularInline):
     model = ChangelogEntry
-    extra = 0
-    can_delete = False
     fields = ["position", "kind", "column", "old_type", "new_type", "breaking_display", "entry"]
     readonly_fields = fields
     ordering = ["position"]
@@ -50,16 +48,6 @@ class ChangelogInline(admin.TabularInline):
     @admin.display(description="text")
     def entry(self, obj):
         return display.markdown_inline(obj.text)
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_view_permission(self, request, obj=None):
-        # Stewards hold no model permissions; the parent admin scopes what they see.
-        return True
 
 
 class _VersionActions:
