@@ -447,14 +447,13 @@ class _HashingReader(_ReadOnly):
         return self._sha256.hexdigest()
 
 
-class _GunzipReader:
+class _GunzipReader(_ReadOnly):
     """Decompresses gzip (several concatenated members too) as it is read, with the
     standard library's `gzip.GzipFile`; its errors become the file's verdict."""
 
     def __init__(self, raw: _HashingReader) -> None:
         self._file = gzip.GzipFile(fileobj=raw, mode="rb")
         self.failure: FileRejected | None = None
-        self.closed = False
 
     def read(self, size: int = -1) -> bytes:
         if size is None or size < 0:
@@ -476,15 +475,6 @@ class _GunzipReader:
                 details={"reason": str(exc)},
             )
             raise _ReadFailure(str(exc)) from exc
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return False
-
-    def close(self) -> None:
-        self.closed = True
 
 
 class BoundedFeed:

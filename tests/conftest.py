@@ -361,3 +361,27 @@ def page(browser):
     page.set_default_timeout(30_000)
     yield page
     context.close()
+
+
+@pytest.fixture
+def cache_redis(settings):
+    """The shared cache on a redis-server of this test's own: its command counts are
+    this test's alone, and the test can stop it."""
+    if not shutil.which("redis-server"):
+        pytest.fail("redis-server is needed for this test (apt-get install redis-server)")
+    from catalog.api import generations
+    from tests.versioning.test_faults import PrivateRedis
+
+    redis = PrivateRedis()
+    redis.start()
+    settings.CACHES = {
+        "default": {
+            **settings.CACHES["default"],
+            "LOCATION": redis.url,
+            "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
+        }
+    }
+    generations._breaker.until = 0.0
+    yield redis
+    redis.stop()
+    generations._breaker.until = 0.0

@@ -6,7 +6,6 @@ limit that cannot be counted answers 503 with Retry-After, never 500."""
 
 from __future__ import annotations
 
-import shutil
 import time
 from datetime import timedelta
 
@@ -16,7 +15,6 @@ from django.test import override_settings
 from django.utils import timezone
 from rest_framework.exceptions import ValidationError
 
-from catalog.api import generations
 from catalog.audit import Actor
 from catalog.models import ApiToken
 from catalog.tokens import token_create, token_revoke
@@ -29,27 +27,6 @@ pytestmark = pytest.mark.django_db
 
 DOWNLOAD = "/api/v1/datasets/gold/txn_daily/download/"
 MANIFEST = "/api/v1/manifest/"
-
-
-@pytest.fixture
-def cache_redis(settings):
-    """The shared cache on a redis-server of this test's own: its command counts are
-    this test's alone, and the test can stop it."""
-    if not shutil.which("redis-server"):
-        pytest.fail("redis-server is needed for this test (apt-get install redis-server)")
-    redis = PrivateRedis()
-    redis.start()
-    settings.CACHES = {
-        "default": {
-            **settings.CACHES["default"],
-            "LOCATION": redis.url,
-            "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
-        }
-    }
-    generations._breaker.until = 0.0
-    yield redis
-    redis.stop()
-    generations._breaker.until = 0.0
 
 
 def command_counts(redis: PrivateRedis) -> dict[str, int]:

@@ -16,30 +16,11 @@ from catalog.api import generations
 from catalog.api.generations import GENERATION_KEY, cached_read, cached_write
 from catalog.services import dataset_update
 from catalog.tasks import sweep_events
-from tests.versioning.test_faults import PrivateRedis
 from versioning.models import DatasetVersion, JobStatus
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 CSV = b"day,store,revenue\n2024-08-10,ST1,10.5\n2024-08-10,ST2,7\n"
-
-
-@pytest.fixture
-def cache_redis(settings):
-    """The shared cache on a redis-server of this test's own, which it can stop."""
-    redis = PrivateRedis()
-    redis.start()
-    settings.CACHES = {
-        "default": {
-            **settings.CACHES["default"],
-            "LOCATION": redis.url,
-            "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
-        }
-    }
-    generations._breaker.until = 0.0
-    yield redis
-    redis.stop()
-    generations._breaker.until = 0.0
 
 
 def test_a_publish_commits_and_reads_answer_while_the_cache_is_down(dataset, publish, cache_redis):
