@@ -5,11 +5,11 @@ of its datasets run at once, each under its own dataset's lock)."""
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 from django.db import connection, transaction
 
+from tests.conftest import wait_for
 from tests.versioning.conftest import CSV
 from versioning.manifest import manifest_generate, manifest_latest
 from versioning.models import DatasetVersion
@@ -53,8 +53,9 @@ def test_a_manifest_built_while_another_commits_waits_for_it_and_lists_its_chang
     assert locked.wait(30)
     b = threading.Thread(target=second)
     b.start()
-    time.sleep(1.0)
-    assert "second" not in built  # it waits for the first to commit
+    # The second build waits on the organisation's row lock until the first commits.
+    wait_for(_blocked_on_a_lock, timeout=30, message="the second build to wait on the lock")
+    assert "second" not in built
     release.set()
     a.join(30)
     b.join(30)
@@ -64,3 +65,12 @@ def test_a_manifest_built_while_another_commits_waits_for_it_and_lists_its_chang
     # Built after the first committed, the second lists its change.
     assert second_manifest.body["datasets"]["gold/txn_daily"]["row_count"] == 999
     assert manifest_latest(organization=acme).pk == second_manifest.pk
+
+
+def _blocked_on_a_lock() -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+        return cursor.fetchone()[0] > 0
