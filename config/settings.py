@@ -199,6 +199,10 @@ STREAM_CHUNK_BYTES = env_int("STREAM_CHUNK_BYTES", 8 * 1024 * 1024, minimum=64 *
 # Each web host keeps local copies of the columnar (Parquet) objects that rows are read
 # from, up to this many bytes under VAR_DIR/columnar-cache; 0 reads them from storage.
 COLUMNAR_CACHE_BYTES = env_int("COLUMNAR_CACHE_BYTES", 8 * 1024**3, minimum=0)
+# Versions smaller than this get no columnar copy: their rows come from a streaming read
+# of the published file, which for a file this small costs about what reading a copy
+# does, and publishing many small files often stays cheap. 0 copies every version.
+COLUMNAR_COPY_MIN_BYTES = env_int("COLUMNAR_COPY_MIN_BYTES", 1024 * 1024, minimum=0)
 # Uploads (S3 multipart uploads, local temporary files) unfinished for this many hours
 # are aborted by a periodic sweep: their writer died, or its own abort could not get through.
 MULTIPART_ABANDON_HOURS = env_int("MULTIPART_ABANDON_HOURS", 24, minimum=1)

@@ -45,6 +45,9 @@ os.environ.setdefault("CELERY_QUEUE_PREFIX", f"tests-{RUN_ID}-")
 # Usage events of this run (and its workers) in a Redis list of their own.
 os.environ.setdefault("USAGE_BUFFER_KEY", f"usage-tests-{RUN_ID}:events")
 os.environ.setdefault("USAGE_INGEST_LEASE_SECONDS", "3")
+# The tests' files are a few hundred bytes: each gets its columnar copy, as a large file
+# does (tests/api/test_rows_and_manifest.py sets the threshold where it tests it).
+os.environ.setdefault("COLUMNAR_COPY_MIN_BYTES", "0")
 os.environ.setdefault("ALLOWED_HOSTS", "testserver,127.0.0.1,localhost")
 
 from config.settings import *  # noqa: E402,F403

@@ -1,7 +1,8 @@
 """Rows of a version, read without reading the whole file.
 
-After a version is published, `on_version_published` (an outbox handler) writes a
-Parquet copy of it with small row groups and records its key on the version. A request
+After a version of COLUMNAR_COPY_MIN_BYTES or more is published, `on_version_published`
+(an outbox handler) writes a Parquet copy of it with small row groups and records its
+key on the version; a smaller file is read as it is. A request
 for rows then costs the footer (cached per process: the copy never changes) and the
 requested columns of the one or two row groups that hold the requested rows.
 
@@ -184,15 +185,28 @@ def columnar_copy_make(*, version: DatasetVersion, store: ObjectStore | None = N
     return key
 
 
+def columnar_copy_wanted(version: DatasetVersion) -> bool:
+    """Whether `version` is large enough for a columnar copy to pay for itself."""
+    return version.size_bytes >= settings.COLUMNAR_COPY_MIN_BYTES
+
+
+def rows_ready(version: DatasetVersion) -> bool:
+    """Whether rows of `version` are read the fast way: from its columnar copy, or from
+    the file itself when it is too small to need one."""
+    return bool(version.columnar_key) or not columnar_copy_wanted(version)
+
+
 def on_version_published(event: DomainEvent) -> None:
     """Outbox handler for `version.published`: makes the columnar copy, then records it
     on the version (only if none is recorded, so a redelivery changes nothing)."""
+    if event.payload.get("size_bytes", math.inf) < settings.COLUMNAR_COPY_MIN_BYTES:
+        return  # too small to need one, known without a query
     version = (
         DatasetVersion.objects.select_related("dataset__organization")
         .filter(pk=event.payload.get("version_id"))
         .first()
     )
-    if version is None or version.columnar_key:
+    if version is None or version.columnar_key or not columnar_copy_wanted(version):
         return
     key = columnar_copy_make(version=version)
     DatasetVersion.objects.filter(pk=version.pk, columnar_key="").update(columnar_key=key)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 
 from django.utils import timezone
 
+from catalog.exceptions import Conflict
 from catalog.keys import manifest_latest_key
 from catalog.models import DomainEvent
 from catalog.storage import get_object_store
@@ -15,7 +17,12 @@ from versioning.models import Manifest
 
 def write_manifest_to_storage(event: DomainEvent) -> None:
     """Writes the manifest's immutable history copy and, if it is still the newest,
-    `latest.json`. Idempotent: a redelivery writes the same bytes again."""
+    `latest.json`. Idempotent: a redelivery finds its history copy written and writes
+    `latest.json` again only if it is still the newest.
+
+    A manifest already superseded leaves `latest.json` to the newest one's own event
+    (delivered at least once, like this one): when publishes come fast, only the last
+    of a burst is uploaded twice."""
     manifest = (
         Manifest.objects.select_related("organization")
         .filter(pk=event.payload["manifest_id"])
@@ -24,19 +31,25 @@ def write_manifest_to_storage(event: DomainEvent) -> None:
     if manifest is None:
         return
     store = get_object_store()
-    if not store.exists(manifest.key):
+    # One request, not an existence check and a write: storage refuses a second copy.
+    with contextlib.suppress(Conflict):
         store.write(
-            manifest.key, io.BytesIO(canonical_json(manifest.body)), content_type="application/json"
+            manifest.key,
+            io.BytesIO(canonical_json(manifest.body)),
+            content_type="application/json",
+            if_absent=True,
         )
+    latest = manifest_latest(organization=manifest.organization)
     # Two handlers may race; whoever writes last checks again that it wrote the newest.
-    written = None
-    while (latest := manifest_latest(organization=manifest.organization)) != written:
+    written = None if latest == manifest else latest
+    while latest != written:
         store.write(
             manifest_latest_key(org=manifest.organization.slug),
             io.BytesIO(canonical_json(latest.body)),
             content_type="application/json",
         )
         written = latest
+        latest = manifest_latest(organization=manifest.organization)
     Manifest.objects.filter(pk=manifest.pk, written_at__isnull=True).update(
         written_at=timezone.now()
     )

@@ -92,3 +92,58 @@ def test_a_bad_wait_is_refused_with_400(published, steward, as_user, wait):
     assert answer.status_code == 400
     error = error_of(answer)
     assert "wait" in error["details"], error
+
+
+def _finish_later(job_id, delay: float, finish) -> threading.Thread:
+    def run() -> None:
+        time.sleep(delay)
+        try:
+            finish(job_id)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_waiting_request_is_woken_by_the_worker_not_by_reading_the_job_again_and_again(
+    published, steward, as_user
+):
+    from django.test.utils import CaptureQueriesContext
+
+    client = as_user(steward)
+    job = _upload(client)
+    finisher = _finish_later(job["id"], 2.5, lambda pk: publish_job_run(job_id=pk))
+    try:
+        with CaptureQueriesContext(connection) as queries:
+            answer = client.get(f"{job['url']}?wait=20")
+    finally:
+        finisher.join(30)
+    assert answer.json()["status"] == "succeeded"
+    status_reads = [q for q in queries.captured_queries if "publish_job" in q["sql"]]
+    # On arrival, once a second while nothing is said, once when woken, then the answer:
+    # polling every 100 ms would have read it 25 times.
+    assert len(status_reads) <= 6, [q["sql"] for q in status_reads]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_job_finished_without_a_wake_up_is_still_seen_within_a_second_or_so(
+    published, steward, as_user
+):
+    client = as_user(steward)
+    job = _upload(client)
+
+    def finish_quietly(pk) -> None:
+        # A change the worker's wake-up never announces (as if Redis lost the message).
+        PublishJob.objects.filter(pk=pk).update(status=JobStatus.FAILED, message="Gone.")
+
+    finisher = _finish_later(job["id"], 0.5, finish_quietly)
+    started = time.monotonic()
+    try:
+        answer = client.get(f"{job['url']}?wait=20")
+    finally:
+        finisher.join(30)
+    assert answer.json()["status"] == "failed"
+    assert time.monotonic() - started < 3

@@ -462,3 +462,40 @@ def test_parts_grow_past_the_setting_only_when_a_file_would_need_over_10000(sett
     assert part_size_for(10_000 * 64 * MIB) == 64 * MIB
     assert part_size_for(10_000 * 64 * MIB + 1) == 65 * MIB
     assert -(-(50 * 1024**3) // part_size_for(50 * 1024**3)) <= 10_000
+
+
+def test_the_admin_lists_uploads_shows_the_parts_received_and_a_steward_aborts_one(
+    store_mode, dataset, steward, viewer, outsider, as_user, client
+):
+    from django.contrib.messages import get_messages
+    from django.urls import reverse
+
+    from catalog.models import AuditEntry
+
+    upload = begin(as_user(steward)).json()
+    send(part_urls(as_user(steward), upload, [2]), BIG, upload["part_size"], parallel=False)
+    changelist = reverse("admin:versioning_resumableupload_changelist")
+    page = reverse("admin:versioning_resumableupload_change", args=[upload["id"]])
+
+    client.force_login(outsider)
+    assert b"day.csv" not in client.get(changelist).content
+    assert client.get(page).status_code in (302, 404)
+
+    client.force_login(steward)
+    listing = client.get(changelist)
+    assert listing.status_code == 200 and b"day.csv" in listing.content
+    detail = client.get(page).content.decode().replace("\xa0", " ")
+    assert "1 of 3 parts, 5.0 MB of 11.0 MB" in detail, detail
+
+    # A viewer of the organisation sees the upload but may not abort it.
+    client.force_login(viewer)
+    refused = client.post(changelist, {"action": "abort", "_selected_action": [upload["id"]]})
+    assert "steward" in " ".join(str(m) for m in get_messages(refused.wsgi_request))
+    assert ResumableUpload.objects.get().status == "open"
+
+    client.force_login(steward)
+    client.post(changelist, {"action": "abort", "_selected_action": [upload["id"]]})
+    assert ResumableUpload.objects.get().status == "aborted"
+    assert unfinished_uploads() == []
+    assert AuditEntry.objects.filter(action="version.upload_aborted").count() == 1
+    assert "—" in client.get(page).content.decode()  # nothing received any more

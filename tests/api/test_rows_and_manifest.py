@@ -129,6 +129,32 @@ def test_the_columnar_copy_is_made_by_the_outbox_handler_with_types(dataset, pub
     assert table.num_rows == 3
 
 
+def test_a_version_below_the_threshold_gets_no_copy_and_its_rows_are_ready_and_typed(
+    dataset, publish, viewer, as_user, settings
+):
+    from catalog.models import DomainEvent
+
+    body = big_csv(1000)
+    settings.COLUMNAR_COPY_MIN_BYTES = len(body) + 1
+    publish(dataset, body)
+    columnar.on_version_published(DomainEvent.objects.get(topic="version.published"))
+    version = DatasetVersion.objects.get(is_current=True)
+    assert version.columnar_key == ""
+    assert not columnar.get_object_store().exists(columnar.columnar_key(version))
+    client = as_user(viewer)
+    detail = client.get("/api/v1/datasets/gold/txn_daily/versions/1.0.0/").json()
+    assert detail["rows_ready"] is True
+    rows = client.get(f"{ROWS}?columns=n,flag,day&limit=2&offset=998").json()
+    assert rows["results"] == [
+        {"n": 998, "flag": False, "day": "2024-08-10"},
+        {"n": 999, "flag": True, "day": "2024-08-10"},
+    ]
+
+    settings.COLUMNAR_COPY_MIN_BYTES = len(body)  # at the threshold: copied
+    columnar.on_version_published(DomainEvent.objects.get(topic="version.published"))
+    assert DatasetVersion.objects.get(is_current=True).columnar_key
+
+
 def test_gzip_and_parquet_versions_have_rows_too(
     acme, system, publish, with_columnar, steward, as_user
 ):
@@ -179,6 +205,35 @@ def test_the_manifest_is_the_same_document_as_in_storage(published, viewer, as_u
     write_manifest_to_storage(DomainEvent.objects.filter(topic="manifest.generated").latest("id"))
     stored = columnar.get_object_store().open(manifest_latest_key(org="acme")).read()
     assert as_user(viewer).get("/api/v1/manifest/").content == stored
+
+
+def test_a_superseded_manifest_writes_its_history_copy_and_leaves_latest_to_the_newest(
+    published, dataset, publish
+):
+    from catalog.keys import manifest_latest_key
+    from catalog.models import DomainEvent
+    from versioning.handlers import write_manifest_to_storage
+    from versioning.manifest import canonical_json
+    from versioning.models import Manifest
+
+    publish(dataset, CSV + b"2024-08-12,ST0003,1.5,true\n")
+    older, newer = DomainEvent.objects.filter(topic="manifest.generated").order_by("id")
+    store = columnar.get_object_store()
+    latest_key = manifest_latest_key(org="acme")
+    if store.exists(latest_key):
+        store.delete(latest_key)
+
+    write_manifest_to_storage(older)
+    first = Manifest.objects.get(pk=older.payload["manifest_id"])
+    assert store.open(first.key).read() == canonical_json(first.body)
+    assert first.written_at is not None
+    assert not store.exists(latest_key)  # the newest manifest's own event writes it
+
+    write_manifest_to_storage(newer)
+    write_manifest_to_storage(newer)  # a redelivery: its history copy is kept as it is
+    second = Manifest.objects.get(pk=newer.payload["manifest_id"])
+    assert store.open(latest_key).read() == canonical_json(second.body)
+    assert store.open(second.key).read() == canonical_json(second.body)
 
 
 def test_a_member_of_several_organisations_gets_one_merged_manifest(

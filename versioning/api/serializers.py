@@ -13,6 +13,7 @@ from django.utils import timezone
 from rest_framework import serializers
 
 from catalog.models import NAME_PATTERN, Compatibility, Layer, UpdateFrequency, Visibility
+from versioning import columnar
 from versioning.manifest import isoformat_z
 from versioning.models import DatasetVersion, PublishJob, VersionStatus
 from versioning.services.jobs import MAX_WAIT_SECONDS
@@ -216,7 +217,8 @@ class VersionSerializer(serializers.Serializer):
     published_by = serializers.CharField(allow_null=True)
     published_at = serializers.DateTimeField()
     rows_ready = serializers.BooleanField(
-        help_text="The columnar copy for fast row reads exists (rows work either way)."
+        help_text="Rows are read the fast way: from the columnar copy, or from the file "
+        "itself when it is too small to need one (rows work either way)."
     )
 
     def to_representation(self, version: DatasetVersion) -> dict:
@@ -242,7 +244,7 @@ class VersionSerializer(serializers.Serializer):
             "deprecation": deprecation_facts(version),
             "published_by": version.published_by.get_username() if version.published_by else None,
             "published_at": _iso(version.published_at),
-            "rows_ready": bool(version.columnar_key),
+            "rows_ready": columnar.rows_ready(version),
         }
 
 

@@ -581,7 +581,7 @@ def _dataset_and_version(
         found = None if dataset is None or current is None else (dataset, current)
     if found is not None:
         current.dataset = dataset
-        if current.columnar_key or not rows:
+        if columnar.rows_ready(current) or not rows:
             usage_note(request, dataset=dataset, version=current)
             return found
         current.columnar_key = (

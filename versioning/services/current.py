@@ -31,6 +31,7 @@ def version_event_payload(version: DatasetVersion, **extra) -> dict:
         "version_id": version.pk,
         "version": version.version,
         "status": version.status,
+        "size_bytes": version.size_bytes,
         **extra,
     }
 
