@@ -306,16 +306,27 @@ class LocalObjectStore:
         return sorted(parts, key=lambda part: part.number)
 
     def multipart_complete(
-        self, key: str, upload_id: str, parts: list[UploadedPart], *, sha256: bool = False
+        self,
+        key: str,
+        upload_id: str,
+        parts: list[UploadedPart],
+        *,
+        sha256: bool = False,
+        if_absent: bool = False,
     ) -> str | None:
         """Joins the parts, in order, into the object at `key` in one streaming pass (the
         SHA-256 of the whole computed on the way when asked for, and returned), then
-        removes them."""
+        removes them. With `if_absent`, an object already at `key` raises Conflict and
+        the parts stay (abort them)."""
         folder = self._parts_dir(upload_id)
         files = {int(p.name.partition(".")[0]): p for p in folder.iterdir() if p.name[0].isdigit()}
         digest = hashlib.sha256() if sha256 else None
 
-        self.write(key, JoinedFiles([files[part.number] for part in parts], digest))
+        self.write(
+            key,
+            JoinedFiles([files[part.number] for part in parts], digest),
+            if_absent=if_absent,
+        )
         shutil.rmtree(folder, ignore_errors=True)
         return digest.hexdigest() if digest is not None else None
 
@@ -711,11 +722,19 @@ class S3ObjectStore:
         return sorted(parts, key=lambda part: part.number)
 
     def multipart_complete(
-        self, key: str, upload_id: str, parts: list[UploadedPart], *, sha256: bool = False
+        self,
+        key: str,
+        upload_id: str,
+        parts: list[UploadedPart],
+        *,
+        sha256: bool = False,
+        if_absent: bool = False,
     ) -> str | None:
         """Completes the upload at `key` (S3 joins the parts itself, no bytes move).
-        Returns None: the SHA-256, when needed, is read back by the caller."""
-        with self._errors(key):
+        With `if_absent`, storage refuses to complete over an object already at `key`
+        (If-None-Match): Conflict, and the upload stays open (abort it). Returns None:
+        the SHA-256, when needed, is read back by the caller."""
+        with self._write_errors(key):
             self.client.complete_multipart_upload(
                 Bucket=self.bucket,
                 Key=key,
@@ -723,6 +742,7 @@ class S3ObjectStore:
                 MultipartUpload={
                     "Parts": [{"PartNumber": p.number, "ETag": p.etag} for p in parts]
                 },
+                **({"IfNoneMatch": "*"} if if_absent else {}),
             )
         return None
 

@@ -37,7 +37,14 @@ from catalog.keys import CONTENT_TYPES, staging_key, version_key
 from catalog.models import Dataset
 from catalog.services import ensure_steward
 from catalog.storage import get_object_store
-from versioning.models import DatasetVersion, JobSource, JobStatus, PublishJob
+from versioning.models import (
+    DatasetVersion,
+    JobSource,
+    JobStatus,
+    PublishJob,
+    ResumableUpload,
+    UploadStatus,
+)
 from versioning.options import PublishOptions
 from versioning.semver import Version, parse_version
 from versioning.services.compatibility import version_for_change
@@ -46,6 +53,8 @@ from versioning.services.jobs import publish_job_dispatch, version_key_held
 from versioning.services.lineage import input_label, inputs_resolve
 
 _HEAD_BYTES = 64
+# A resumable upload in these states may still complete at its key.
+UNFINISHED_UPLOADS = (UploadStatus.OPEN, UploadStatus.COMPLETING, UploadStatus.JOINING)
 
 
 class _Prefixed:
@@ -121,7 +130,9 @@ def publish_job_create(
         raise FileRejected("The file is empty.")
     file_format = detect_format(filename, head)
     job_id = uuid.uuid4()
-    key, target_version = _upload_key(dataset, job_id, file_format, options)
+    key, target_version = upload_key(
+        dataset=dataset, job_id=job_id, file_format=file_format, options=options
+    )
     store = get_object_store()
     inspector = UploadInspector(_Prefixed(head, stream), format=file_format)
     try:
@@ -179,14 +190,22 @@ def _options_checked(
     )
 
 
-def _upload_key(
-    dataset: Dataset, job_id: uuid.UUID, file_format: str, options: PublishOptions
+def upload_key(
+    *,
+    dataset: Dataset,
+    job_id: uuid.UUID,
+    file_format: str,
+    options: PublishOptions,
+    predict: bool = True,
 ) -> tuple[str, str]:
-    """Where the upload goes, and the version it is already the file of ("" when it goes
-    to staging): the key of the version the publisher named or, failing that, of the
-    version the worker will most likely decide (`version_predicted`), when that key is
-    free, so that publishing it moves nothing; a staging key otherwise."""
-    version = str(parse_version(options.version)) if options.version else version_predicted(dataset)
+    """Where an upload goes, and the version it is already the file of ("" when it goes
+    to staging): the key of the version the publisher named or, with `predict`, of the
+    version the worker will most likely decide (`version_predicted`), when no version,
+    publish or resumable upload holds that key and no object is there, so that
+    publishing it moves nothing; a staging key otherwise."""
+    version = str(parse_version(options.version)) if options.version else ""
+    if not version and predict:
+        version = version_predicted(dataset)
     if version:
         key = version_key(
             org=dataset.organization.slug,
@@ -196,7 +215,13 @@ def _upload_key(
             version=version,
             format=file_format,
         )
-        if not version_key_held(key) and not get_object_store().exists(key):
+        if (
+            not version_key_held(key)
+            and not ResumableUpload.objects.filter(
+                staging_key=key, status__in=UNFINISHED_UPLOADS
+            ).exists()
+            and not get_object_store().exists(key)
+        ):
             return key, version
     return staging_key(org=dataset.organization.slug, job_id=str(job_id), format=file_format), ""
 
@@ -288,12 +313,14 @@ def publish_job_create_staged(
     source: str,
     options: PublishOptions,
     expected_sha256: str = "",
+    target_version: str = "",
 ) -> PublishJob:
-    """Queues the publish of bytes already at their staging key `key` (a completed
-    resumable upload, `versioning.services.resumable`), without copying them. The
-    caller checked the steward role, the version and the inputs (pinned) when the upload
-    began; the worker inspects the object once, as for any job without a profile, and
-    that read checks `expected_sha256` (hex) when given: other bytes fail the job."""
+    """Queues the publish of bytes already at `key` (a completed resumable upload,
+    `versioning.services.resumable`), without copying them: a staging key, or the key
+    of `target_version`, the version the upload was begun for. The caller checked the
+    steward role, the version and the inputs (pinned) when the upload began; the worker
+    inspects the object once, as for any job without a profile, and that read checks
+    `expected_sha256` (hex) when given: other bytes fail the job."""
     return _job_record(
         job_id=job_id,
         dataset=dataset,
@@ -305,6 +332,7 @@ def publish_job_create_staged(
         file_format=file_format,
         size=size,
         expected_sha256=expected_sha256,
+        target_version=target_version,
     )
 
 
