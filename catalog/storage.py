@@ -14,7 +14,6 @@ Rules both keep:
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import os
 import shutil
@@ -56,6 +55,8 @@ _MAX_PARTS = 10_000
 # a single stream of PUTs leaves the connection idle while each part's answer comes back.
 _UPLOAD_CONCURRENCY = 8
 _SIGNING_SALT = "catalog.storage.signed-download"
+# The checksum every write sends with each request (botocore computes it in C).
+_CHECKSUM = "CRC32"
 
 
 class ObjectStore(Protocol):
@@ -106,10 +107,6 @@ def _read_full(stream: IO[bytes], size: int) -> bytes:
         parts.append(part)
         wanted -= len(part)
     return parts[0] if len(parts) == 1 else b"".join(parts)
-
-
-def _md5_base64(data: bytes) -> str:
-    return base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode()
 
 
 def _key_taken(key: str) -> Conflict:
@@ -309,16 +306,27 @@ class LocalObjectStore:
         return sorted(parts, key=lambda part: part.number)
 
     def multipart_complete(
-        self, key: str, upload_id: str, parts: list[UploadedPart], *, sha256: bool = False
+        self,
+        key: str,
+        upload_id: str,
+        parts: list[UploadedPart],
+        *,
+        sha256: bool = False,
+        if_absent: bool = False,
     ) -> str | None:
         """Joins the parts, in order, into the object at `key` in one streaming pass (the
         SHA-256 of the whole computed on the way when asked for, and returned), then
-        removes them."""
+        removes them. With `if_absent`, an object already at `key` raises Conflict and
+        the parts stay (abort them)."""
         folder = self._parts_dir(upload_id)
         files = {int(p.name.partition(".")[0]): p for p in folder.iterdir() if p.name[0].isdigit()}
         digest = hashlib.sha256() if sha256 else None
 
-        self.write(key, JoinedFiles([files[part.number] for part in parts], digest))
+        self.write(
+            key,
+            JoinedFiles([files[part.number] for part in parts], digest),
+            if_absent=if_absent,
+        )
         shutil.rmtree(folder, ignore_errors=True)
         return digest.hexdigest() if digest is not None else None
 
@@ -440,8 +448,12 @@ class S3ObjectStore:
     ):
         """Streams `stream` to `key`: one PUT for an object smaller than a part, else a
         multipart upload with `_UPLOAD_CONCURRENCY` parts in flight (parts are read here,
-        in order, and sent from a thread pool). Every request carries the MD5 of its
-        body, so storage refuses a part that arrived other than it was read. A multipart
+        in order, and sent from a thread pool). Every request carries the CRC32 of its
+        body, so storage refuses a part that arrived other than it was read; the upload
+        declares CRC32 as its checksum, as boto3's `upload_file` does, so that storage
+        keeps one per part instead of computing one over the whole object when it joins
+        them (moto's default, CRC64NVME of the full object, holds two more copies of it
+        and made completing 1 GiB take several seconds longer). A multipart
         upload becomes visible only when it completes; when anything fails it is aborted
         (the hourly sweep aborts those whose abort could not get through). With
         `if_absent`, storage itself refuses to complete over an existing object
@@ -458,7 +470,7 @@ class S3ObjectStore:
                     Key=key,
                     Body=first,
                     ContentType=content_type,
-                    ContentMD5=_md5_base64(first),
+                    ChecksumAlgorithm=_CHECKSUM,
                     **extra,
                 )
             if on_progress:
@@ -466,7 +478,7 @@ class S3ObjectStore:
             return len(first)
         with self._write_errors(key):
             upload_id = client.create_multipart_upload(
-                Bucket=self.bucket, Key=key, ContentType=content_type
+                Bucket=self.bucket, Key=key, ContentType=content_type, ChecksumAlgorithm=_CHECKSUM
             )["UploadId"]
         try:
             with self._write_errors(key):
@@ -503,9 +515,13 @@ class S3ObjectStore:
                 UploadId=upload_id,
                 PartNumber=number,
                 Body=body,
-                ContentMD5=_md5_base64(body),
+                ChecksumAlgorithm=_CHECKSUM,
             )
-            return {"PartNumber": number, "ETag": answer["ETag"]}
+            return {
+                "PartNumber": number,
+                "ETag": answer["ETag"],
+                "ChecksumCRC32": answer["ChecksumCRC32"],
+            }
 
         parts: list[dict] = []
         written = 0
@@ -706,11 +722,19 @@ class S3ObjectStore:
         return sorted(parts, key=lambda part: part.number)
 
     def multipart_complete(
-        self, key: str, upload_id: str, parts: list[UploadedPart], *, sha256: bool = False
+        self,
+        key: str,
+        upload_id: str,
+        parts: list[UploadedPart],
+        *,
+        sha256: bool = False,
+        if_absent: bool = False,
     ) -> str | None:
         """Completes the upload at `key` (S3 joins the parts itself, no bytes move).
-        Returns None: the SHA-256, when needed, is read back by the caller."""
-        with self._errors(key):
+        With `if_absent`, storage refuses to complete over an object already at `key`
+        (If-None-Match): Conflict, and the upload stays open (abort it). Returns None:
+        the SHA-256, when needed, is read back by the caller."""
+        with self._write_errors(key):
             self.client.complete_multipart_upload(
                 Bucket=self.bucket,
                 Key=key,
@@ -718,6 +742,7 @@ class S3ObjectStore:
                 MultipartUpload={
                     "Parts": [{"PartNumber": p.number, "ETag": p.etag} for p in parts]
                 },
+                **({"IfNoneMatch": "*"} if if_absent else {}),
             )
         return None
 

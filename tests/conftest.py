@@ -148,6 +148,22 @@ def bucket_keys(s3_server):
 
 
 @pytest.fixture
+def stray_uploads(bucket_keys):
+    """The objects uploads left that no version refers to (in staging, or at the key of
+    a version not published), for checking that a refused upload left nothing."""
+
+    def stray(org: str = "acme") -> list[str]:
+        from versioning.models import DatasetVersion
+
+        published = set(DatasetVersion.objects.values_list("key", flat=True))
+        stored = bucket_keys(f"{org}/staging/") + bucket_keys(f"{org}/v1/")
+        manifests = f"{org}/v1/manifests/"
+        return [k for k in stored if k not in published and not k.startswith(manifests)]
+
+    return stray
+
+
+@pytest.fixture
 def flaky_storage(settings):
     """Routes this process's storage calls through a FlakyProxy to the S3 server."""
     from tests.faults import FlakyProxy

@@ -85,15 +85,15 @@ def test_an_upload_with_the_wrong_content_type_gets_415(
     assert error_of(response)["code"] == "unsupported_media_type"
 
 
-def test_an_empty_file_is_refused(published, steward, as_user, bucket_keys):
+def test_an_empty_file_is_refused(published, steward, as_user, stray_uploads):
     response = post_multipart(as_user(steward), multipart([("file", "empty.csv", b"")]))
     assert response.status_code == 400
     assert "empty" in error_of(response)["message"]
-    assert bucket_keys("acme/staging/") == []
+    assert stray_uploads() == []
 
 
 def test_an_upload_over_the_limit_gets_413_and_stores_nothing(
-    published, steward, as_user, settings, bucket_keys
+    published, steward, as_user, settings, stray_uploads
 ):
     settings.MAX_UPLOAD_BYTES = 1000
     client = as_user(steward)
@@ -110,19 +110,19 @@ def test_an_upload_over_the_limit_gets_413_and_stores_nothing(
         CONTENT_LENGTH="10",
     )
     assert response.status_code in (400, 413)
-    assert bucket_keys("acme/staging/") == []
+    assert stray_uploads() == []
     assert PublishJob.objects.count() == 1  # only the fixture's own publish
 
 
 def test_a_field_after_the_file_is_refused_before_any_job_exists(
-    published, steward, as_user, bucket_keys
+    published, steward, as_user, stray_uploads
 ):
     body = multipart([("file", "day.csv", CSV_2), ("version", None, b"3.0.0")])
     response = post_multipart(as_user(steward), body)
     assert response.status_code == 400
     assert "before the file" in error_of(response)["message"]
     assert PublishJob.objects.count() == 1  # only the fixture's own publish
-    assert bucket_keys("acme/staging/") == []
+    assert stray_uploads() == []
 
 
 @pytest.mark.parametrize(

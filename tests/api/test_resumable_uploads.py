@@ -8,6 +8,7 @@ against local files (the embedded mode's store), whatever the mode."""
 from __future__ import annotations
 
 import hashlib
+import io
 import random
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -184,7 +185,10 @@ def test_a_file_sent_in_parallel_parts_is_published_and_its_bytes_hash_to_the_sh
 
     job = complete_and_join(client, upload)
     assert job["status"] == "queued" and job["bytes_total"] == len(BIG)
-    assert stored_keys("acme/staging/") == [PublishJob.objects.get().staging_key]
+    # Begun for a version, the upload was joined at that version's key: nothing to copy.
+    queued = PublishJob.objects.get()
+    assert queued.staging_key == queued.target_key and queued.target_version == "1.0.0"
+    assert stored_keys("acme/staging/") == []
     assert unfinished_uploads() == []
 
     publish_job_run(job_id=job["id"])
@@ -197,8 +201,45 @@ def test_a_file_sent_in_parallel_parts_is_published_and_its_bytes_hash_to_the_sh
         while chunk := stream.read(MIB):
             digest.update(chunk)
     assert digest.hexdigest() == BIG_SHA
-    assert stored_keys("acme/staging/") == []
+    assert version.key == queued.target_key
+    assert stored_keys("acme/staging/") == [] and stored_keys("acme/v1/gold/") == [version.key]
     assert client.get(upload["url"]).json()["job_url"] == job["url"]
+
+
+def test_an_upload_without_a_version_goes_to_staging_and_a_second_of_one_version_too(
+    store_mode, dataset, steward, as_user
+):
+    client = as_user(steward)
+    plain = begin(client).json()
+    first = begin(client, version="2.0.0").json()
+    second = begin(client, version="2.0.0").json()
+    keys = {str(pk): key for pk, key in ResumableUpload.objects.values_list("id", "staging_key")}
+    assert keys[plain["id"]].startswith("acme/staging/")
+    assert keys[first["id"]].endswith("_v2.0.0.csv")
+    # The first, still open, holds the version's key.
+    assert keys[second["id"]].startswith("acme/staging/")
+
+
+def test_an_upload_whose_version_another_publish_took_first_is_refused_and_keeps_theirs(
+    store_mode, dataset, steward, as_user
+):
+    client = as_user(steward)
+    upload = begin(client, version="1.0.0").json()
+    send(part_urls(client, upload), BIG, upload["part_size"], parallel=parallel_for(store_mode))
+    key = ResumableUpload.objects.get().staging_key
+    get_object_store().write(key, io.BytesIO(CSV))  # another publish's file, first
+
+    response = client.post(upload["complete_url"], format="json")
+    assert response.status_code == 202, response.content
+    assert resumable_upload_join(upload_id=upload["id"]) is None
+
+    state = client.get(upload["url"]).json()
+    assert state["status"] == "refused"
+    assert "took version 1.0.0" in state["error"]["message"]
+    with get_object_store().open(key) as stream:
+        assert stream.read() == CSV
+    assert unfinished_uploads() == []
+    assert PublishJob.objects.count() == 0
 
 
 def test_after_a_break_a_new_client_asks_which_parts_arrived_and_sends_only_the_rest(

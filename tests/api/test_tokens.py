@@ -208,7 +208,7 @@ DEVICE_REFUSED_UPLOADS = {
 
 
 @pytest.mark.parametrize("case", sorted(DEVICE_REFUSED_UPLOADS))
-def test_a_device_token_uploads_only_a_plain_new_file(device, acme, system, case, bucket_keys):
+def test_a_device_token_uploads_only_a_plain_new_file(device, acme, system, case, stray_uploads):
     from versioning.models import PublishJob
 
     dataset_create(organization=acme, layer="gold", name="other", actor=system)
@@ -225,7 +225,7 @@ def test_a_device_token_uploads_only_a_plain_new_file(device, acme, system, case
     assert error["code"] == "forbidden"
     assert "device token may only upload new files" in error["message"]
     assert not PublishJob.objects.exclude(source="command").exists()
-    assert bucket_keys("acme/staging/") == []
+    assert stray_uploads() == []
 
 
 def test_a_device_token_cannot_publish_an_object_already_in_the_bucket(device, published):

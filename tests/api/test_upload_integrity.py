@@ -26,14 +26,14 @@ def content_digest(data: bytes) -> str:
     return f"sha-256=:{base64.b64encode(hashlib.sha256(data).digest()).decode()}:"
 
 
-def assert_nothing_staged(bucket_keys) -> None:
-    assert bucket_keys("acme/staging/") == []
+def assert_nothing_staged(stray_uploads) -> None:
+    assert stray_uploads() == []
     # Only the fixture's own publish (by command) exists: no job from the API.
     assert not PublishJob.objects.exclude(source="command").exists()
     assert not AuditEntry.objects.filter(action="version.publish_requested", via="api").exists()
 
 
-def test_a_body_without_its_closing_boundary_is_refused(published, steward, as_user, bucket_keys):
+def test_a_body_without_its_closing_boundary_is_refused(published, steward, as_user, stray_uploads):
     whole = multipart([("note", None, b"x"), ("file", "day.csv", CSV_2)])
     cut = whole[: whole.rindex(b"--XyZ--")]
     response = post_multipart(as_user(steward), cut)
@@ -41,19 +41,21 @@ def test_a_body_without_its_closing_boundary_is_refused(published, steward, as_u
     error = error_of(response)
     assert error["code"] == "invalid"
     assert "cut off" in error["message"] and "closing boundary" in error["message"]
-    assert_nothing_staged(bucket_keys)
+    assert_nothing_staged(stray_uploads)
 
 
-def test_a_body_cut_in_the_middle_of_the_file_is_refused(published, steward, as_user, bucket_keys):
+def test_a_body_cut_in_the_middle_of_the_file_is_refused(
+    published, steward, as_user, stray_uploads
+):
     whole = multipart([("file", "day.csv", CSV_2)])
     response = post_multipart(as_user(steward), whole[: len(whole) - 40])
     assert response.status_code == 400, response.content
     assert "cut off" in error_of(response)["message"]
-    assert_nothing_staged(bucket_keys)
+    assert_nothing_staged(stray_uploads)
 
 
 def test_a_file_whose_sha256_field_does_not_match_is_refused_naming_both(
-    published, steward, as_user, bucket_keys
+    published, steward, as_user, stray_uploads
 ):
     wrong = hashlib.sha256(b"something else").hexdigest()
     body = multipart([("sha256", None, wrong.encode()), ("file", "day.csv", CSV_2)])
@@ -64,7 +66,7 @@ def test_a_file_whose_sha256_field_does_not_match_is_refused_naming_both(
     assert error["code"] == "digest_mismatch"
     assert wrong in error["message"] and actual in error["message"]
     assert error["details"] == {"expected_sha256": wrong, "actual_sha256": actual}
-    assert_nothing_staged(bucket_keys)
+    assert_nothing_staged(stray_uploads)
 
 
 def test_a_file_whose_sha256_matches_is_published(published, steward, as_user):
@@ -76,15 +78,15 @@ def test_a_file_whose_sha256_matches_is_published(published, steward, as_user):
     assert DatasetVersion.objects.get(is_current=True).sha256 == expected.lower()
 
 
-def test_a_malformed_sha256_field_is_refused(published, steward, as_user, bucket_keys):
+def test_a_malformed_sha256_field_is_refused(published, steward, as_user, stray_uploads):
     body = multipart([("sha256", None, b"not-a-digest"), ("file", "day.csv", CSV_2)])
     response = post_multipart(as_user(steward), body)
     assert response.status_code == 400
     assert "sha256" in error_of(response)["details"]
-    assert_nothing_staged(bucket_keys)
+    assert_nothing_staged(stray_uploads)
 
 
-def test_a_content_digest_of_the_body_is_checked(published, steward, as_user, bucket_keys):
+def test_a_content_digest_of_the_body_is_checked(published, steward, as_user, stray_uploads):
     client = as_user(steward)
     body = multipart([("file", "day.csv", CSV_2)])
     other = content_digest(b"another body")
@@ -93,7 +95,7 @@ def test_a_content_digest_of_the_body_is_checked(published, steward, as_user, bu
     error = error_of(response)
     assert error["code"] == "digest_mismatch"
     assert other in error["message"] and content_digest(body) in error["message"]
-    assert_nothing_staged(bucket_keys)
+    assert_nothing_staged(stray_uploads)
 
     # Several algorithms may be listed; sha-256 is the one checked.
     header = f"sha-512=:{base64.b64encode(b'x' * 64).decode()}:, {content_digest(body)}"
@@ -102,12 +104,12 @@ def test_a_content_digest_of_the_body_is_checked(published, steward, as_user, bu
 
 
 @pytest.mark.parametrize("header", ["sha-256=abc", "sha-256=:YWJj:", "garbage"])
-def test_a_malformed_content_digest_is_refused(published, steward, as_user, bucket_keys, header):
+def test_a_malformed_content_digest_is_refused(published, steward, as_user, stray_uploads, header):
     body = multipart([("file", "day.csv", CSV_2)])
     response = post_multipart(as_user(steward), body, HTTP_CONTENT_DIGEST=header)
     assert response.status_code == 400
     assert "Content-Digest" in error_of(response)["message"]
-    assert_nothing_staged(bucket_keys)
+    assert_nothing_staged(stray_uploads)
 
 
 def test_an_object_key_publish_checks_the_objects_sha256(published, steward, as_user):

@@ -480,7 +480,7 @@ def test_json_takes_inputs_as_a_list_and_the_breaking_and_draft_flags(published,
     ],
 )
 def test_a_bad_input_or_a_malformed_or_duplicate_version_is_refused_before_the_upload(
-    acme, system, published, publish, steward, as_user, bucket_keys, fields, words
+    acme, system, published, publish, steward, as_user, stray_uploads, fields, words
 ):
     stores = dataset_create(organization=acme, layer="silver", name="stores", actor=system)
     publish_as(stores, CSV)
@@ -492,7 +492,7 @@ def test_a_bad_input_or_a_malformed_or_duplicate_version_is_refused_before_the_u
     assert response.status_code == 400, response.content
     assert words in error_of(response)["message"]
     assert PublishJob.objects.count() == jobs
-    assert bucket_keys("acme/staging/") == []
+    assert stray_uploads() == []
 
 
 # --- The dataset's compatibility mode ---------------------------------------------------

@@ -12,14 +12,20 @@ port, gunicorn, one `celery -A config worker`), measures side by side on that fi
     upload floor  boto3's `upload_file` of the same file into the same bucket (its
                   defaults: 8 MiB parts, ten at a time)
 
+With --explicit-version each upload is begun for a version (2.0.1, 2.0.2, ...), as a
+pipeline that numbers its own versions would: the parts are then joined at that
+version's key and the publish copies nothing (without one, the version is the worker's
+to decide, so the upload is joined at a staging key and copied once).
+
 The two alternate, --rounds times (at least three), through tests/benchmarks/measure.py;
 the figure is the median of the per-round ratios, with their spread. Between rounds the
 file's last row is copied once more, so each round publishes new bytes (identical bytes
 would publish nothing). The time split of each resumable round prints as it is taken:
 upload (begin, part URLs, parts), complete (from the complete request until the joined
 object's publish job exists: the worker's CompleteMultipartUpload, which moto carries
-out by reading every part), worker (the publish job: one read to inspect, the copy to
-the version's key). The ratio prints last.
+out by reading every part and, since presigned parts carry no checksum, computing one
+over the whole object), worker (the publish job: one read to inspect, and without
+--explicit-version the copy to the version's key). The ratio prints last.
 """
 
 from __future__ import annotations
@@ -111,7 +117,7 @@ class _Part:
         return data
 
 
-def resumable_once(base: str, token: str, path: Path, split: dict) -> float:
+def resumable_once(base: str, token: str, path: Path, split: dict, version: str = "") -> float:
     """Begin, part URLs, parts in parallel, complete, then the worker until current."""
     import urllib3
 
@@ -140,7 +146,8 @@ def resumable_once(base: str, token: str, path: Path, split: dict) -> float:
     upload = call(
         "POST",
         "/api/v1/datasets/gold/sales/uploads/",
-        {"filename": path.name, "size": path.stat().st_size},
+        {"filename": path.name, "size": path.stat().st_size}
+        | ({"version": version} if version else {}),
         expect=201,
     )
     parts = call("POST", upload["part_urls_url"], {})["parts"]
@@ -174,6 +181,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--redis-db", type=int, default=8, help="the Redis database for the run's queues (8)"
     )
+    parser.add_argument(
+        "--explicit-version",
+        action="store_true",
+        help="begin each upload for a version of its own (joined at its key, no copy)",
+    )
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="bench-uploads-"))
     server_url = os.environ.get("DATABASE_URL") or "postgres://postgres@127.0.0.1:5432/postgres"
@@ -190,7 +202,8 @@ def main(argv: list[str]) -> int:
             "mode",
             f"services: PostgreSQL (a database of its own), Redis database {args.redis_db}, "
             f"moto S3 on loopback, gunicorn, one worker; parts of {part_mib} MiB, "
-            f"{THREADS} at a time",
+            f"{THREADS} at a time; "
+            + ("each upload for a version of its own" if args.explicit_version else "no version"),
         )
         with (
             s3_server(work / "moto.log") as endpoint,
@@ -217,7 +230,8 @@ def main(argv: list[str]) -> int:
 
                 def resumable() -> float:
                     split: dict = {}
-                    seconds = resumable_once(base, token, big, split)
+                    version = f"2.0.{len(splits) + 1}" if args.explicit_version else ""
+                    seconds = resumable_once(base, token, big, split, version)
                     splits.append(split)
                     say(
                         f"round_{len(splits)}_split_s",
@@ -262,7 +276,8 @@ def main(argv: list[str]) -> int:
     )
     print(
         ratio_line(
-            f"ratio_resumable_{args.size_mib}mib_to_upload_file",
+            f"ratio_resumable_{args.size_mib}mib_to_upload_file"
+            + ("_explicit_version" if args.explicit_version else ""),
             rounds["resumable_s"],
             rounds["upload_file_s"],
             goal=GOAL,

@@ -177,6 +177,31 @@ def test_a_multipart_object_copies_and_reads_back_whole(store):
         assert stream.read() == data
 
 
+def test_every_part_of_an_s3_write_carries_its_crc32_and_storage_keeps_them(s3_store):
+    import zlib
+
+    sent = []
+
+    def seen(params, **_):
+        sent.append((params.get("ChecksumAlgorithm"), params.get("PartNumber")))
+
+    s3_store.client.meta.events.register("provide-client-params.s3.UploadPart", seen)
+    data = os.urandom(3 * 1024 * 1024) * 7  # three parts of 8 MiB at most
+    try:
+        s3_store.write("acme/staging/big.bin", io.BytesIO(data))
+    finally:
+        s3_store.client.meta.events.unregister("provide-client-params.s3.UploadPart", seen)
+
+    assert sent == [("CRC32", 1), ("CRC32", 2), ("CRC32", 3)]
+    head = s3_store.client.head_object(
+        Bucket=s3_store.bucket, Key="acme/staging/big.bin", ChecksumMode="ENABLED"
+    )
+    # Storage keeps the parts' CRC32s, rather than computing a CRC64NVME of the whole.
+    assert "ChecksumCRC32" in head and "ChecksumCRC64NVME" not in head
+    with s3_store.open("acme/staging/big.bin") as stream:
+        assert zlib.crc32(stream.read()) == zlib.crc32(data)
+
+
 def test_every_thread_of_a_process_shares_one_s3_client(s3_store):
     import threading
 

@@ -71,7 +71,7 @@ def test_a_stale_workers_late_requeue_and_failure_leave_the_job_another_worker_c
 
 
 def test_a_stale_worker_that_resumes_its_attempt_publishes_nothing_and_the_new_holder_commits(
-    dataset, system
+    dataset, system, bucket_keys
 ):
     store = get_object_store()
     job = queue(dataset, CSV, system)
@@ -89,7 +89,7 @@ def test_a_stale_worker_that_resumes_its_attempt_publishes_nothing_and_the_new_h
     job.refresh_from_db()
     assert job.status == JobStatus.SUCCEEDED, job.message
     assert DatasetVersion.objects.get().pk == job.version_id
-    assert not store.exists(job.staging_key)
+    assert bucket_keys("acme/") == [job.version.key]
 
 
 def test_a_requeued_job_waits_out_a_backoff_before_the_sweeper_sends_it_again(dataset, system):
@@ -114,7 +114,7 @@ def test_a_job_that_runs_out_of_attempts_fails_once_and_removes_its_staged_file(
         attempts=settings.PUBLISH_JOB_MAX_ATTEMPTS,
         lease_until=timezone.now() - timedelta(seconds=1),
     )
-    assert bucket_keys("acme/staging/") == [job.staging_key]
+    assert bucket_keys("acme/") == [job.staging_key]
 
     finished = publish_job_run(job_id=job.pk)
     assert finished.status == JobStatus.FAILED
@@ -129,9 +129,11 @@ def test_a_job_failing_for_good_removes_the_uncommitted_object_it_copied(
     store = get_object_store()
     job = queue(dataset, CSV, system)
     claimed = publish_job_claim(job_id=job.pk)
-    final = "acme/v1/gold/txn_daily/txn_daily_2024-08-10_v1.0.0.csv"
+    # Uploaded to 1.0.0's key, decided 1.1.0 and copied there.
+    final = "acme/v1/gold/txn_daily/txn_daily_2024-08-10_v1.1.0.csv"
     store.copy(job.staging_key, final)
-    Claim.of(claimed).update(target_version="1.0.0", target_key=final)
+    Claim.of(claimed).update(target_version="1.1.0", target_key=final)
+    claimed.target_version, claimed.target_key = "1.1.0", final  # as the worker keeps them
 
     assert publish_job_fail(job=claimed, message="bad", code="invalid", store=store) is True
     assert bucket_keys("acme/") == []
@@ -184,12 +186,12 @@ def test_a_job_failing_while_storage_is_away_has_its_staged_file_removed_by_the_
     job.refresh_from_db()
     assert job.status == JobStatus.FAILED and job.cleanup_pending
     flaky_storage.heal()
-    assert bucket_keys("acme/staging/") == [job.staging_key]
+    assert bucket_keys("acme/") == [job.staging_key]
 
     publish_jobs_sweep()
     job.refresh_from_db()
     assert not job.cleanup_pending
-    assert bucket_keys("acme/staging/") == []
+    assert bucket_keys("acme/") == []
 
 
 def test_a_verdict_on_the_file_records_publish_failed_and_a_fault_out_of_retries_does_not(
@@ -223,16 +225,17 @@ def test_a_verdict_on_the_file_records_publish_failed_and_a_fault_out_of_retries
 def test_a_published_jobs_staged_file_that_storage_would_not_delete_is_removed_by_the_sweeper(
     dataset, system, flaky_storage, bucket_keys
 ):
-    job = queue(dataset, CSV, system)
+    first = publish_job_run(job_id=queue(dataset, CSV, system).pk)
+    # A column more: decided 1.1.0, so the file uploaded to 1.0.1's key is copied.
+    job = queue(dataset, b"day,store,revenue,units\n2024-08-11,ST3,1,2\n", system)
     flaky_storage.refuse_marker = b"delete /"  # storage drops every delete
     assert publish_job_run(job_id=job.pk).status == JobStatus.SUCCEEDED
     job.refresh_from_db()
     assert job.cleanup_pending
     flaky_storage.heal()
-    assert bucket_keys("acme/staging/") == [job.staging_key]
+    assert job.staging_key in bucket_keys("acme/v1/gold/")
 
     publish_jobs_sweep()
     job.refresh_from_db()
     assert not job.cleanup_pending and job.status == JobStatus.SUCCEEDED
-    assert bucket_keys("acme/staging/") == []
-    assert bucket_keys("acme/v1/gold/") == [job.version.key]
+    assert bucket_keys("acme/v1/gold/") == sorted([first.version.key, job.version.key])

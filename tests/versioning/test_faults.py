@@ -254,7 +254,8 @@ def test_storage_failing_while_copying_to_the_final_key_retries_and_leaves_nothi
     dataset, system, flaky_storage, bucket_keys
 ):
     first = publish_job_run(job_id=queue(dataset, CSV, system).pk)
-    job = queue(dataset, CSV + b"2024-08-11,ST3,1\n", system)
+    # A column more: 1.1.0, so the file uploaded to 1.0.1's key is copied.
+    job = queue(dataset, b"day,store,revenue,units\n2024-08-11,ST3,1,2\n", system)
     proxy = flaky_storage
     proxy.refuse_marker = b"x-amz-copy-source"  # the copy to the final key fails
     try:
@@ -263,7 +264,7 @@ def test_storage_failing_while_copying_to_the_final_key_retries_and_leaves_nothi
         assert proxy.cuts >= 1
         assert job.status == JobStatus.QUEUED  # a temporary failure: it will be retried
         assert "Storage failed" in job.message
-        assert bucket_keys("acme/v1/gold/") == [first.version.key]
+        assert bucket_keys("acme/v1/gold/") == sorted([first.version.key, job.staging_key])
         assert DatasetVersion.objects.get(is_current=True).pk == first.version_id
 
         proxy.heal()

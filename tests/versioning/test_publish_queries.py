@@ -16,16 +16,17 @@ from versioning.services.jobs import Claim, job_objects_discard, publish_job_cla
 
 pytestmark = pytest.mark.django_db
 
-# Claim (2), lock and unlock (2), current version and versions taken (2), whether a
-# version or another publish holds the target key (2), the target key (1); the commit:
+# Claim (2), lock and unlock (2), current version and versions taken (2); the commit:
 # its two statements, claim check, version, changelog (2), make current (2), dataset
 # touched, manifest with its organisation locked (3), two events with their deliveries
 # (4), audit, job; is the target a version's (1); the job as the task returns it (1).
 # The file's profile was recorded while it uploaded, so no progress beat: nothing is
-# read. It was 31: re-reading the target key, clearing a cleanup flag that was not set
-# and the savepoint around making it current went; the organisation's lock came
-# (test_manifest_order.py), and the check that no other publish holds the key.
-PUBLISH_QUERIES = 29
+# read; and it was uploaded to the key of the version a data-only change gets, so the
+# checks that no other publish holds a target key, and its recording (3), are not
+# needed (29 when the file waits in staging). It was 31: re-reading the target key,
+# clearing a cleanup flag that was not set and the savepoint around making it current
+# went; the organisation's lock came (test_manifest_order.py).
+PUBLISH_QUERIES = 26
 
 
 def _queued(dataset, system, data: bytes) -> PublishJob:
@@ -102,17 +103,38 @@ def storage_requests():
     client.meta.events.unregister("before-call.s3", note)
 
 
-def test_a_small_publish_sends_four_storage_requests(dataset, publish, system, storage_requests):
+def test_a_small_publish_sends_one_storage_request(dataset, publish, system, storage_requests):
     publish(dataset, CSV)
     job = _queued(dataset, system, CSV + b"2024-08-12,ST3,1.5\n")
+    assert job.staging_key == job.target_key and job.target_version == "1.0.1"
     storage_requests.clear()
     publish_job_run(job_id=job.pk)
     job.refresh_from_db()
     assert job.status == JobStatus.SUCCEEDED, job.message
-    # The profile was recorded at upload, so nothing is read: check the staged file is
-    # there and the final key free, copy, remove the staged file; none to learn its size.
+    # The profile was recorded at upload and the file went to the key of the version it
+    # became, so nothing is read, copied or removed: check the file is there.
+    assert storage_requests == ["HeadObject"]
+    assert job.version.key == job.staging_key and get_object_store().exists(job.version.key)
+
+
+def test_a_publish_whose_columns_changed_copies_once_from_the_predicted_key(
+    dataset, publish, system, storage_requests, bucket_keys
+):
+    publish(dataset, CSV)
+    job = _queued(dataset, system, b"day,store,revenue,units\n2024-08-12,ST3,1.5,2\n")
+    predicted = job.staging_key
+    storage_requests.clear()
+    publish_job_run(job_id=job.pk)
+    job.refresh_from_db()
+    assert job.status == JobStatus.SUCCEEDED, job.message
+    # A column was added: 1.1.0, not the 1.0.1 the upload went to. Check the file is
+    # there and the final key free, copy, remove the predicted key's object.
+    assert job.version.version == "1.1.0"
     assert storage_requests == ["HeadObject", "HeadObject", "CopyObject", "DeleteObject"]
-    assert get_object_store().exists(job.version.key)
+    assert bucket_keys("acme/v1/gold/") == sorted(
+        DatasetVersion.objects.values_list("key", flat=True)
+    )
+    assert predicted not in bucket_keys("acme/v1/gold/")
 
 
 def test_a_job_whose_staged_file_is_gone_fails_and_says_so(dataset, publish, system):

@@ -137,6 +137,84 @@ def test_an_explicit_version_is_uploaded_straight_to_its_key_and_published_witho
     assert job.version.key in bucket_keys("acme/v1/gold/")
 
 
+def test_a_data_only_change_is_uploaded_to_the_key_it_gets_and_published_without_a_copy(
+    dataset, system, s3_calls, bucket_keys
+):
+    first = queue(dataset, CSV, system)
+    assert first.target_version == "1.0.0" and first.staging_key == first.target_key
+    publish_job_run(job_id=first.pk)
+    job = queue(dataset, NEWER, system)
+    assert job.target_version == "1.0.1" and job.staging_key == job.target_key
+
+    s3_calls.reset()
+    publish_job_run(job_id=job.pk)
+    job.refresh_from_db()
+
+    assert job.status == JobStatus.SUCCEEDED, job.message
+    assert job.version.key == job.staging_key
+    assert s3_calls.counts["GetObject"] == s3_calls.counts["CopyObject"] == 0
+    assert s3_calls.counts["DeleteObject"] == 0
+    assert bucket_keys("acme/staging/") == []
+    # The bytes hashed are the bytes stored.
+    assert sha256_of(get_object_store(), job.version.key) == job.version.sha256
+
+
+@both_modes
+def test_identical_bytes_uploaded_to_the_next_versions_key_leave_nothing_there(
+    dataset, system, bucket_keys
+):
+    first = publish_job_run(job_id=queue(dataset, CSV, system).pk)
+    again = queue(dataset, CSV, system)
+    assert again.target_version == "1.0.1"
+
+    publish_job_run(job_id=again.pk)
+    again.refresh_from_db()
+
+    assert again.status == JobStatus.SUCCEEDED and again.version_id == first.version_id
+    assert bucket_keys("acme/") == [first.version.key]
+
+
+class TakenMidway(io.BytesIO):
+    """An upload during which another publish puts its own file at `key` (a worker that
+    decided the same version copying there), once `after` bytes were read."""
+
+    def __init__(self, data: bytes, *, key: str, after: int) -> None:
+        super().__init__(data)
+        self.key, self.after = key, after
+
+    def read(self, size=-1):
+        if self.key and self.tell() >= self.after:
+            get_object_store().write(self.key, io.BytesIO(b"day\n2024-01-01\n"))
+            self.key = ""
+        return super().read(size)
+
+
+@both_modes
+@pytest.mark.parametrize("size", [0, LARGE], ids=["one-request", "multipart"])
+def test_a_version_taken_while_its_predicted_file_uploads_keeps_the_others_bytes(
+    dataset, system, s3_server, bucket_keys, size
+):
+    first = publish_job_run(job_id=queue(dataset, CSV, system).pk)
+    key = first.version.key.replace("_v1.0.0.", "_v1.0.1.")
+    data = big_csv(size) if size else NEWER
+
+    with pytest.raises(Conflict, match="took version 1.0.1 while this file was uploading"):
+        queue_stream = TakenMidway(data, key=key, after=min(len(data) // 2, 9 * 1024 * 1024))
+        publish_job_create(
+            dataset=dataset,
+            stream=queue_stream,
+            filename="data.csv",
+            actor=system,
+            source=JobSource.COMMAND,
+        )
+
+    with get_object_store().open(key) as stream:
+        assert stream.read() == b"day\n2024-01-01\n"
+    assert bucket_keys("acme/") == sorted([first.version.key, key])
+    assert _unfinished_uploads(s3_server) == []
+    assert PublishJob.objects.count() == 1
+
+
 def test_the_publish_of_an_object_in_the_bucket_still_works_and_reads_it_once(
     dataset, system, s3_calls, bucket_keys
 ):

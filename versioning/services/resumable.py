@@ -2,18 +2,21 @@
 worker, and resumed after a break by sending only the parts that did not arrive.
 
     resumable_upload_create     check the publisher and the options as a publish would,
-                                choose the part size and the publish job's id (and so its
-                                staging key), begin a multipart upload at that key
+                                choose the part size and the publish job's id, begin a
+                                multipart upload at the key of the version the publisher
+                                named when it is free (so publishing it copies nothing),
+                                else at the job's staging key
     resumable_upload_part_urls  URLs that each take one part: S3 presigned UploadPart URLs,
                                 or, embedded, app-served URLs signed like its downloads
     resumable_upload_parts      which parts storage holds, with their sizes and ETags (the
                                 resume question); storage is the truth, not the database
     resumable_upload_complete   every part there and of its size: hand the upload to a
                                 worker (the request never waits for the join)
-    resumable_upload_join       in the worker: join the parts (S3 does it itself), check
-                                the SHA-256 if one was given, then queue the publish job
-                                for the object where it lies: no copy, and the publish
-                                worker reads it once, as any job
+    resumable_upload_join       in the worker: join the parts (S3 does it itself; at a
+                                version's key only if no object is there yet), check the
+                                SHA-256 if one was given, then queue the publish job for
+                                the object where it lies: no copy, and the publish worker
+                                reads it once, as any job
     resumable_upload_abort      the client gives up: the parts go
     resumable_uploads_sweep     hourly: uploads unfinished past RESUMABLE_UPLOAD_EXPIRE_HOURS
                                 are aborted and their parts removed
@@ -23,7 +26,14 @@ resume): parts are fixed-size, numbered from 1, and any may be sent again. Each 
 claimed by a conditional update (open -> completing -> joining -> completed or refused),
 so two completes never both queue a job. Joining is a worker's job because it is not
 quick: moto's S3 took over 30 s (gunicorn's request timeout) to join 1 GiB, and AWS warns
-that a CompleteMultipartUpload of a large object can take minutes. Parts of an upload
+that a CompleteMultipartUpload of a large object can take minutes. (Part of moto's time
+is its CRC64NVME of the whole object, AWS's default checksum, which boto3's
+`upload_file` avoids by declaring CRC32 per part; an upload whose parts come from any
+HTTP client through presigned URLs cannot require a checksum header of them.)
+
+Only a version the publisher named is uploaded to straight: an upload left open for
+hours must not hold the key of a version the worker could give another publish
+meanwhile; one without a version goes to staging and its publish copies it once. Parts of an upload
 that the database lost track of are still caught by the bucket-wide sweep
 (`catalog.storage.uploads_abandoned_abort`).
 """
@@ -59,7 +69,12 @@ from catalog.services import ensure_steward
 from catalog.storage import SignedUrl, get_object_store
 from versioning.models import JobSource, PublishJob, ResumableUpload, UploadStatus
 from versioning.options import PublishOptions
-from versioning.services.intake import publish_job_create_staged, requested_version_check
+from versioning.services.intake import (
+    publish_job_create_staged,
+    requested_version_check,
+    upload_key,
+)
+from versioning.services.jobs import version_key_held
 from versioning.services.lineage import input_label, inputs_resolve
 
 logger = logging.getLogger(__name__)
@@ -117,7 +132,9 @@ def resumable_upload_create(
     # The name decides the key's extension now; the bytes are checked at completion.
     file_format = detect_format(filename, b"")
     job_id = uuid.uuid4()
-    key = staging_key(org=dataset.organization.slug, job_id=str(job_id), format=file_format)
+    key, _version = upload_key(
+        dataset=dataset, job_id=job_id, file_format=file_format, options=options, predict=False
+    )
     store = get_object_store()
     storage_upload_id = store.multipart_begin(key, content_type=CONTENT_TYPES[file_format])
     now = timezone.now()
@@ -327,12 +344,30 @@ def resumable_upload_join(*, upload_id) -> PublishJob | None:
     upload = ResumableUpload.objects.select_related("dataset__organization").get(pk=upload_id)
     store = get_object_store()
     key = upload.staging_key
+    target_version = _target_version(upload)
     try:
         parts = store.multipart_parts(key, upload.storage_upload_id)
         _check_parts(upload, parts)
         actual = store.multipart_complete(
-            key, upload.storage_upload_id, parts, sha256=bool(upload.sha256)
+            key,
+            upload.storage_upload_id,
+            parts,
+            sha256=bool(upload.sha256),
+            if_absent=bool(target_version),
         )
+    except Conflict:
+        # Another publish put its file at this version's key first (a worker that gave
+        # that version to a file without one): its bytes stay, these go.
+        store.multipart_abort(key, upload.storage_upload_id)
+        _finish(
+            upload,
+            UploadStatus.REFUSED,
+            Conflict(
+                f"Another publish of {upload.dataset.path} took version {target_version} "
+                "first; nothing was kept. Upload the file again as another version."
+            ),
+        )
+        return None
     except StorageUnavailable:
         ResumableUpload.objects.filter(pk=upload.pk).update(status=UploadStatus.COMPLETING)
         raise
@@ -366,6 +401,7 @@ def resumable_upload_join(*, upload_id) -> PublishJob | None:
             source=upload.source,
             options=_options_of(upload),
             expected_sha256="" if actual else upload.sha256,
+            target_version=target_version,
         )
     except (DigestMismatch, FileRejected) as exc:
         store.delete(key)
@@ -375,6 +411,14 @@ def resumable_upload_join(*, upload_id) -> PublishJob | None:
     # joining, its object at the staging key: the sweeper removes it at expiry.
     _finish(upload, UploadStatus.COMPLETED)
     return job
+
+
+def _target_version(upload: ResumableUpload) -> str:
+    """The version whose key the upload was begun at, or "" for a staging key."""
+    staged = staging_key(
+        org=upload.dataset.organization.slug, job_id=str(upload.job_id), format=upload.format
+    )
+    return "" if upload.staging_key == staged else _options_of(upload).version
 
 
 def _check_parts(upload: ResumableUpload, parts: list[UploadedPart]) -> None:
@@ -432,7 +476,11 @@ def resumable_uploads_sweep(*, now: datetime | None = None) -> int:
     for upload in expired.iterator():
         try:
             store.multipart_abort(upload.staging_key, upload.storage_upload_id)
-            if not PublishJob.objects.filter(pk=upload.job_id).exists():
+            # An object joined without its job is removed; but one at a version's key
+            # that a version or another publish holds is theirs.
+            if not PublishJob.objects.filter(pk=upload.job_id).exists() and not version_key_held(
+                upload.staging_key
+            ):
                 store.delete(upload.staging_key)
         except StorageUnavailable:
             logger.warning("Upload %s left for the next sweep: storage unavailable", upload.pk)

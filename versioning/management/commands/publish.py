@@ -4,7 +4,10 @@
 
 Files above RESUMABLE_UPLOAD_THRESHOLD_BYTES (and any run with --resume) go as a
 resumable upload (`versioning/management/commands/_parts.py`): in parts, four at a time,
-straight to storage; a run that stops can be resumed and sends only the missing parts."""
+straight to storage; a run that stops can be resumed and sends only the missing parts.
+With --version such an upload is joined at that version's key, so its publish copies
+nothing; without one it is joined in staging and copied once to the key the worker
+decides (a streamed file goes to the key of its likely version either way)."""
 
 from __future__ import annotations
 
@@ -27,7 +30,7 @@ from versioning.services import publish_job_create, publish_job_run
 class Command(VersionOptionCommand):
     help = (
         "Publish a CSV (plain or gzip) or Parquet file as a new version of a dataset. The "
-        "file is streamed to staging and a background job publishes it; --wait follows "
+        "file is streamed into storage and a background job publishes it; --wait follows "
         "the job to its end, --in-process runs it here without a worker."
     )
 
