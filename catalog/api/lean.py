@@ -94,6 +94,8 @@ class LeanTokenRead:
         """`exc` answered as DRF's dispatch answers it, on DRF's request wrapper set up
         as its authentication would have left it (nothing is counted or read again)."""
         drf_request = self.initialize_request(request, *args, **kwargs)
+        # Marked authenticated (or not), so nothing reading `user` on it authenticates
+        # again (a second round trip, a second count).
         drf_request._authenticator = drf_request.authenticators[0] if authenticated else None
         drf_request._user, drf_request._auth = request.user, request.auth
         self.request = drf_request

@@ -96,9 +96,12 @@ def record_append(record: dict) -> None:
         logger.exception("A usage event could not be encoded; it is left out.")
         return
     if settings.USAGE_REDIS_URL:
-        _batch.add(line)
-    else:
-        _lines_append([line])
+        try:
+            _batch.add(line)
+            return
+        except RuntimeError:
+            pass  # no thread can start (the interpreter is exiting): appended now instead
+    _lines_append([line])
 
 
 def records_flush() -> None:
@@ -148,11 +151,11 @@ class _Batch:
 
     def add(self, line: str) -> None:
         with self.lock:
+            if self.pid != os.getpid():
+                threading.Thread(target=self._run, name="usage-batch", daemon=True).start()
+                self.pid = os.getpid()
             self.lines.append(line)
             count = len(self.lines)
-            if self.pid != os.getpid():
-                self.pid = os.getpid()
-                threading.Thread(target=self._run, name="usage-batch", daemon=True).start()
         self.waiting.set()
         if count >= BATCH_EVENTS:
             self.full.set()
