@@ -1,9 +1,9 @@
 """Where a request leaves its usage event: a Redis list, or a local spool file.
 
 A request must never wait for the database to record its usage, nor fail because
-recording failed. It appends one line (`usage.services.lines`) to a Redis list (one
-round trip on a pooled connection, after the answer has gone), and the ingest task moves
-the list into the database in batches. Without Redis (the embedded mode), or while Redis
+recording failed. Its line (`usage.services.lines`) goes to a Redis list (in a batch,
+below, after the answer has gone), and the ingest task moves the list into the database
+in batches. Without Redis (the embedded mode), or while Redis
 is down, the line goes to a spool file under `USAGE_SPOOL_DIR` instead: an append to a
 local file never blocks on the network. A spool is replayed by the ingest task on its
 host and, on a web host, into Redis as soon as Redis answers again.
@@ -14,8 +14,8 @@ round trip at most `BATCH_SECONDS` after its first event (sooner once `BATCH_EVE
 wait). One push per request cost the API about a tenth of a millisecond of a worker's
 time per request, more than the whole answer of a cached read; in batches it is a few
 microseconds. The batch is pushed on the process's normal exit (`atexit`, after waiting
-for a push under way), and the ingest pushes its own process's batch before it reads, so
-nothing is lost but to a killed process, as an unsent answer would be. Without Redis a
+for a push under way), and the ingest pushes its own process's batch before it reads:
+only a killed process loses the events of its last fraction of a second. Without Redis a
 line goes straight to the spool, as before: a local append costs as little.
 
 After a Redis failure the recorder does not try Redis again for a few seconds, so an
