@@ -1,7 +1,8 @@
 """Records every API request and every object the app serves, without slowing either.
 
 The event is appended to the buffer when the response is closed, which a WSGI server
-does after the last byte went to the client: the caller never waits for it. A streamed
+does after the last byte went to the client: the caller never waits for it, and with
+Redis the append only adds it to the process's batch (`usage.services.buffer`). A streamed
 answer (an object served in the embedded mode) is counted as it goes, so its event
 carries the bytes actually sent, and a download cut short is recorded as status 499
 (client closed) rather than as a completed one.

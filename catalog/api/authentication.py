@@ -24,9 +24,11 @@ from rest_framework import authentication, exceptions
 
 from catalog.api.exceptions import AccountLocked
 from catalog.api.throttling import limits_precount
+from catalog.models import ApiToken
 from catalog.tokens import TOKEN_PREFIX, TokenRefused, token_authenticate, token_user_id
 
 _TOKEN_KEYWORDS = {"bearer", "token"}
+BEARER_CHALLENGE = 'Bearer realm="api"'
 
 
 def _view_accepts_basic(request) -> bool:
@@ -34,39 +36,57 @@ def _view_accepts_basic(request) -> bool:
     return bool(getattr(view, "accepts_basic", False))
 
 
+def bearer_token_of(header: str, *, basic_allowed: bool = False) -> str | None:
+    """The token in an Authorization header; None when there is none (no header, or
+    Basic where the view accepts it); AuthenticationFailed for any other scheme or a
+    malformed token."""
+    if not header:
+        return None
+    scheme, _, rest = header.partition(" ")
+    if scheme.lower() not in _TOKEN_KEYWORDS:
+        if scheme.lower() == "basic" and basic_allowed:
+            return None
+        raise exceptions.AuthenticationFailed(
+            "Unsupported Authorization scheme: send 'Authorization: Bearer <token>'."
+        )
+    raw = rest.strip()
+    if not raw or " " in raw or not raw.isascii() or not raw.isprintable():
+        raise exceptions.AuthenticationFailed(
+            "Malformed Authorization header: send 'Authorization: Bearer <token>'."
+        )
+    return raw
+
+
+def token_checked(request, raw: str, *, throttles) -> ApiToken:
+    """The live token `raw`; AuthenticationFailed otherwise. A token this process has
+    seen before is read with the user's rate limits (`throttles`, the view's) and the
+    catalog's generation in one round trip (`limits_precount`)."""
+    user_id = token_user_id(raw) if raw.startswith(TOKEN_PREFIX) else None
+    lookup = None
+    if user_id is not None:
+
+        def lookup(key: str):
+            return limits_precount(request, throttles=throttles, user_id=user_id, also_get=key)
+
+    try:
+        return token_authenticate(raw=raw, lookup=lookup)
+    except TokenRefused as exc:
+        raise exceptions.AuthenticationFailed(exc.message) from None
+
+
 class BearerTokenAuthentication(authentication.BaseAuthentication):
     def authenticate(self, request):
-        header = request.META.get("HTTP_AUTHORIZATION", "")
-        if not header:
+        raw = bearer_token_of(
+            request.META.get("HTTP_AUTHORIZATION", ""), basic_allowed=_view_accepts_basic(request)
+        )
+        if raw is None:
             return None
-        scheme, _, rest = header.partition(" ")
-        if scheme.lower() not in _TOKEN_KEYWORDS:
-            if scheme.lower() == "basic" and _view_accepts_basic(request):
-                return None
-            raise exceptions.AuthenticationFailed(
-                "Unsupported Authorization scheme: send 'Authorization: Bearer <token>'."
-            )
-        raw = rest.strip()
-        if not raw or " " in raw or not raw.isascii() or not raw.isprintable():
-            raise exceptions.AuthenticationFailed(
-                "Malformed Authorization header: send 'Authorization: Bearer <token>'."
-            )
-        user_id = token_user_id(raw) if raw.startswith(TOKEN_PREFIX) else None
-        lookup = None
-        if user_id is not None:
-            # A token seen before: its row, the user's rate limits and the catalog's
-            # generation in one round trip (`limits_precount`).
-            def lookup(key: str):
-                return limits_precount(request, user_id=user_id, also_get=key)
-
-        try:
-            token = token_authenticate(raw=raw, lookup=lookup)
-        except TokenRefused as exc:
-            raise exceptions.AuthenticationFailed(exc.message) from None
+        view = (getattr(request, "parser_context", None) or {}).get("view")
+        token = token_checked(request, raw, throttles=view.get_throttles() if view else [])
         return token.user, token
 
     def authenticate_header(self, request):
-        return 'Bearer realm="api"'
+        return BEARER_CHALLENGE
 
 
 class PasswordBasicAuthentication(authentication.BasicAuthentication):

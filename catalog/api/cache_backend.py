@@ -45,14 +45,23 @@ class ReusingRedisCache(RedisCache):
         `seconds`) and reads the keys in `get` (None when absent): the counts and the
         values, in one round trip."""
         keys = [self.make_and_validate_key(key) for key, _ in incr]
-        client = self._cache.get_client(keys[0] if keys else None, write=True)
-        with client.pipeline(transaction=False) as pipe:
-            for key, (_, seconds) in zip(keys, incr, strict=True):
-                pipe.incr(key)
-                pipe.expire(key, seconds, nx=True)
-            for key in get:
-                pipe.get(self.make_and_validate_key(key))
-            results = pipe.execute()
+        commands = []
+        for key, (_, seconds) in zip(keys, incr, strict=True):
+            commands += [("INCRBY", key, 1), ("EXPIRE", key, seconds, "NX")]
+        commands += [("GET", self.make_and_validate_key(key)) for key in get]
+        # The commands written at once on a pooled connection and their answers read in
+        # order: redis-py's pipeline object does the same with several layers of
+        # bookkeeping around it, which cost a third of the round trip's client time.
+        pool = self._cache.get_client(keys[0] if keys else None, write=True).connection_pool
+        connection = pool.get_connection()
+        try:
+            connection.send_packed_command(connection.pack_commands(commands))
+            results = [connection.read_response() for _ in commands]
+        except BaseException:
+            connection.disconnect()  # answers may be left unread on it
+            raise
+        finally:
+            pool.release(connection)
         counts = results[: 2 * len(incr) : 2]
         loads = self._cache._serializer.loads
         values = [None if v is None else loads(v) for v in results[2 * len(incr) :]]

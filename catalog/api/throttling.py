@@ -97,22 +97,17 @@ def _file_cache_count(cache, key: str, seconds: int) -> int:
         return 1 if cache.add(key, 1, seconds) else cache.incr(key)
 
 
-def limits_precount(request, *, user_id: int, also_get: str) -> object | None:
-    """Counts the rate limits of the view `request` is for, as user `user_id`, reads
-    the catalog's generation and the value at `also_get`, in one round trip; returns
-    that value (None when absent or when the cache cannot be reached: the caller then
-    asks the database, and the throttle itself answers 503 when it cannot count).
+def limits_precount(request, *, throttles, user_id: int, also_get: str) -> object | None:
+    """Counts `throttles` (the view's) as user `user_id`, reads the catalog's generation
+    and the value at `also_get`, in one round trip; returns that value (None when absent
+    or when the cache cannot be reached: the caller then asks the database, and the
+    throttle itself answers 503 when it cannot count).
 
     Only in the services mode (Redis); elsewhere, the value at `also_get` alone."""
     cache = caches["default"]
     if not cache_usable():
         return None
-    view = (getattr(request, "parser_context", None) or {}).get("view")
-    throttles = [
-        throttle
-        for throttle in (view.get_throttles() if view is not None else [])
-        if isinstance(throttle, ApiRateThrottle)
-    ]
+    throttles = [throttle for throttle in throttles if isinstance(throttle, ApiRateThrottle)]
     try:
         if not isinstance(cache, ReusingRedisCache):
             return cache.get(also_get)
@@ -127,7 +122,7 @@ def limits_precount(request, *, user_id: int, also_get: str) -> object | None:
         return None
     generation_given(request, generation)
     setattr(
-        request._request,
+        getattr(request, "_request", request),
         _PRECOUNTED,
         {
             scope: (ident, count, wait)

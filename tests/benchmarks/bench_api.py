@@ -390,6 +390,13 @@ def main() -> int:
     parser.add_argument(
         "--profile-only", action="store_true", help="the per-stage profile, without the load"
     )
+    parser.add_argument(
+        "--threaded",
+        action="store_true",
+        help="serve with the product's gunicorn settings (config/gunicorn.py: gthread "
+        "workers) instead of gunicorn's default sync workers, for every target and the "
+        "bare view alike",
+    )
     args = parser.parse_args()
 
     server = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/dataset_publisher")
@@ -434,7 +441,8 @@ def main() -> int:
             return 0
 
         rounds = {}
-        with gunicorn(env, var / "gunicorn.log") as base:
+        options = ("-c", "config/gunicorn.py") if args.threaded else ()
+        with gunicorn(env, var / "gunicorn.log", options) as base:
             import requests
 
             for name, (path, headers) in paths.items():
@@ -444,7 +452,8 @@ def main() -> int:
                 if name == "rows":
                     assert len(check.json()["results"]) == 1000
             say(
-                f"Load: {args.clients} clients, {args.seconds:g} s per run, {WORKERS} workers, "
+                f"Load: {args.clients} clients, {args.seconds:g} s per run, {WORKERS} "
+                f"{'threaded (gthread)' if args.threaded else 'sync'} workers, "
                 f"{args.rounds} alternating rounds of each target and its floor"
             )
 

@@ -31,6 +31,7 @@ def empty_usage_buffer():
     """Each test starts with nothing buffered: Redis's list and this host's spool."""
 
     def clear():
+        buffer.records_flush()  # nothing of this process's batch lands in the next test
         buffer.redis_reset()
         client = buffer.redis_client()
         if client is not None:

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 import pytest
 from django.db import connection
 
+from tests.conftest import wait_for
 from tests.usage.conftest import BROWSER, ROBOT, SCRIPT
 from usage import partitions
 from usage.models import AccessMethod, Kind, RollupDue, UsageEvent
@@ -190,14 +191,14 @@ def test_with_redis_down_requests_answer_promptly_spool_their_events_and_none_is
     for _ in range(12):
         assert client.get(DETAIL, HTTP_USER_AGENT=BROWSER).status_code == 200
     assert time.monotonic() - started < 10
-    assert buffer.spool_files(), "the events went to the spool"
+    wait_for(buffer.spool_files, timeout=5, interval=0.05, message="the events in the spool")
 
     # Redis is back: the next request's event goes to Redis, and the web process
     # moves its spool there too.
     settings.USAGE_REDIS_URL = live
     buffer.redis_reset()
     client.get(DETAIL, HTTP_USER_AGENT=BROWSER)
-    assert not buffer.spool_files()
+    wait_for(lambda: not buffer.spool_files(), timeout=5, interval=0.05, message="the replay")
 
     assert events_ingest().written == 13
     assert events_ingest().written == 0

@@ -1,12 +1,22 @@
 """Where a request leaves its usage event: a Redis list, or a local spool file.
 
 A request must never wait for the database to record its usage, nor fail because
-recording failed. It appends one line (`usage.services.lines`) to a Redis list (one
-round trip on a pooled connection, after the answer has gone), and the ingest task moves
-the list into the database in batches. Without Redis (the embedded mode), or while Redis
+recording failed. Its line (`usage.services.lines`) goes to a Redis list (in a batch,
+below, after the answer has gone), and the ingest task moves the list into the database
+in batches. Without Redis (the embedded mode), or while Redis
 is down, the line goes to a spool file under `USAGE_SPOOL_DIR` instead: an append to a
 local file never blocks on the network. A spool is replayed by the ingest task on its
 host and, on a web host, into Redis as soon as Redis answers again.
+
+A web process sends its events to Redis in batches: a request only adds its line to the
+process's batch (about a microsecond), and a thread of the process pushes the batch in one
+round trip at most `BATCH_SECONDS` after its first event (sooner once `BATCH_EVENTS`
+wait). One push per request cost the API about a tenth of a millisecond of a worker's
+time per request, more than the whole answer of a cached read; in batches it is a few
+microseconds. The batch is pushed on the process's normal exit (`atexit`, after waiting
+for a push under way), and the ingest pushes its own process's batch before it reads:
+only a killed process loses the events of its last fraction of a second. Without Redis a
+line goes straight to the spool, as before: a local append costs as little.
 
 After a Redis failure the recorder does not try Redis again for a few seconds, so an
 outage costs the requests one failed connection attempt, not one per request.
@@ -19,6 +29,7 @@ reading it, so no line is written into a file after it was read.
 
 from __future__ import annotations
 
+import atexit
 import fcntl
 import logging
 import os
@@ -37,6 +48,10 @@ from usage.services import lines
 logger = logging.getLogger(__name__)
 
 RETRY_REDIS_AFTER_SECONDS = 5.0
+# The longest an event waits in its process before it is pushed to Redis, and the batch
+# size that pushes it sooner.
+BATCH_SECONDS = 0.2
+BATCH_EVENTS = 200
 # How often a web process looks for spool files to replay once Redis is back.
 REPLAY_CHECK_SECONDS = 10.0
 
@@ -73,32 +88,95 @@ def redis_client(*, patient: bool = False) -> redis.Redis | None:
 
 
 def record_append(record: dict) -> None:
-    """Appends one event; never raises (a lost spool write is logged, never a 500)."""
+    """Adds one event to this process's batch for Redis, or without Redis appends it to
+    the spool; never raises (a lost spool write is logged, never a 500)."""
     try:
         line = lines.encode(record)
     except ValueError:
         logger.exception("A usage event could not be encoded; it is left out.")
         return
+    if settings.USAGE_REDIS_URL:
+        try:
+            _batch.add(line)
+            return
+        except RuntimeError:
+            pass  # no thread can start (the interpreter is exiting): appended now instead
+    _lines_append([line])
+
+
+def records_flush() -> None:
+    """Pushes the events waiting in this process now (to Redis, or the spool)."""
+    _batch.flush()
+
+
+def _lines_append(batch: list[str]) -> None:
     try:
-        if not _redis_append(line):
-            spool_append([line])
+        if not _redis_append(batch):
+            spool_append(batch)
     except Exception:
-        logger.exception("Could not record a usage event; it is lost.")
+        logger.exception("Could not record %d usage events; they are lost.", len(batch))
 
 
-def _redis_append(line: str) -> bool:
+def _redis_append(batch: list[str]) -> bool:
     global _redis_down_until
     client = redis_client()
     if client is None or time.monotonic() < _redis_down_until:
         return False
     try:
-        client.rpush(buffer_key(), line)
+        client.rpush(buffer_key(), *batch)
     except redis.RedisError as exc:
         _redis_down_until = time.monotonic() + RETRY_REDIS_AFTER_SECONDS
         logger.warning("Redis is unreachable (%s): usage events go to the spool.", exc)
         return False
     _maybe_replay_spool(client)
     return True
+
+
+class _Batch:
+    """The events of this process not yet pushed, and the thread that pushes them."""
+
+    def __init__(self) -> None:
+        self._reset()
+        os.register_at_fork(after_in_child=self._reset)
+        atexit.register(self.flush)
+
+    def _reset(self) -> None:
+        # A forked child starts empty: its parent pushes what it had.
+        self.lines: list[str] = []
+        self.lock = threading.Lock()
+        self.pushing = threading.Lock()  # one push at a time; the exit waits for it
+        self.waiting = threading.Event()
+        self.full = threading.Event()
+        self.pid = 0
+
+    def add(self, line: str) -> None:
+        with self.lock:
+            if self.pid != os.getpid():
+                threading.Thread(target=self._run, name="usage-batch", daemon=True).start()
+                self.pid = os.getpid()
+            self.lines.append(line)
+            count = len(self.lines)
+        self.waiting.set()
+        if count >= BATCH_EVENTS:
+            self.full.set()
+
+    def flush(self) -> None:
+        with self.pushing:
+            with self.lock:
+                batch, self.lines = self.lines, []
+            if batch:
+                _lines_append(batch)
+
+    def _run(self) -> None:
+        while True:
+            self.waiting.wait()
+            self.full.wait(BATCH_SECONDS)
+            self.waiting.clear()
+            self.full.clear()
+            self.flush()
+
+
+_batch = _Batch()
 
 
 def _maybe_replay_spool(client: redis.Redis) -> None:

@@ -242,7 +242,8 @@ def days_mark_due(*, days: Iterable[date]) -> None:
 
 
 def events_ingest(*, batch: int | None = None, max_batches: int = 50) -> IngestResult:
-    """Moves what waits in this host's spool and in Redis into the raw log."""
+    """Moves what waits in this process, this host's spool and Redis into the raw log."""
+    buffer.records_flush()
     batch = batch or settings.USAGE_INGEST_BATCH
     result = spool_ingest(batch=batch)
     return result + redis_ingest(batch=batch, max_batches=max_batches)

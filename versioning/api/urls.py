@@ -35,7 +35,9 @@ register_converter(LayerConverter, "layer")
 register_converter(NameConverter, "slug_name")
 register_converter(VersionConverter, "semver")
 
+# The hottest reads first: Django tries the patterns in order.
 dataset_urls = [
+    path("download/", views.DownloadView.as_view(), name="dataset-download"),
     path("", views.DatasetDetailView.as_view(), name="dataset-detail"),
     path("versions/", views.VersionListView.as_view(), name="version-list"),
     path("versions/<semver:version>/", views.VersionDetailView.as_view(), name="version-detail"),
@@ -72,13 +74,13 @@ dataset_urls = [
     path("diff/", history.VersionsDiffView.as_view(), name="dataset-diff"),
     path("rollback/", history.RollbackView.as_view(), name="dataset-rollback"),
     path("rollbacks/", history.RollbackListView.as_view(), name="dataset-rollbacks"),
-    path("download/", views.DownloadView.as_view(), name="dataset-download"),
     path("raw/", views.RawView.as_view(), name="dataset-raw"),
     path("rows/", views.RowsView.as_view(), name="dataset-rows"),
     path("uploads/", resumable.UploadCreateView.as_view(), name="upload-create"),
 ]
 
 urlpatterns = [
+    path("manifest/", views.ManifestView.as_view(), name="manifest"),
     path("datasets/", views.DatasetListView.as_view(), name="dataset-list"),
     path("datasets/<layer:layer>/<slug_name:name>/", include(dataset_urls)),
     path(
@@ -102,7 +104,6 @@ urlpatterns = [
         resumable.UploadPartView.as_view(),
         name="upload-part",
     ),
-    path("manifest/", views.ManifestView.as_view(), name="manifest"),
     path("manifests/latest.json", views.ManifestView.as_view(), name="manifest-latest"),
     path("dataset-proxy", views.DatasetProxyView.as_view(), name="dataset-proxy"),
     path("dataset-proxy/", views.DatasetProxySlashView.as_view()),

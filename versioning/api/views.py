@@ -35,6 +35,7 @@ from catalog.api.generations import (
     model_restore,
     model_snapshot,
 )
+from catalog.api.lean import LeanTokenRead, json_response
 from catalog.api.permissions import device_dataset_id, device_refuse
 from catalog.api.throttling import SignedUrlRateThrottle
 from catalog.audit import Actor
@@ -481,7 +482,7 @@ def _etag_matches(header: str, etag: str) -> bool:
     return "*" in tags or etag in {tag.removeprefix("W/") for tag in tags}
 
 
-class ManifestView(APIView):
+class ManifestView(LeanTokenRead, APIView):
     """The manifest (seed 001's `latest.json`) of the caller's organisation(s)."""
 
     required_scopes = READ
@@ -505,7 +506,7 @@ class ManifestView(APIView):
         },
     )
     def get(self, request):
-        slug = request.query_params.get("org")
+        slug = request.GET.get("org")
         if slug is not None:
             slug = slug[:64].replace("\x00", "")
         # The ETag and body, kept until the catalog changes: a client polling with
@@ -657,7 +658,7 @@ def signed_url_params(params) -> dict:
 
 def _signed_download_in_url(request, kwargs) -> tuple[dict, dict[str, str]]:
     """`signed_download` for the dataset the URL names, with `?ttl=&version=`."""
-    params = signed_url_params(request.query_params)
+    params = signed_url_params(request.GET)
     return signed_download(
         request,
         layer=kwargs["layer"],
@@ -672,7 +673,7 @@ def _signed_download_in_url(request, kwargs) -> tuple[dict, dict[str, str]]:
 _SIGNED_URL_ERRORS = error_responses(400, 401, 403, 404, 429, 503)
 
 
-class DownloadView(DatasetScoped, APIView):
+class DownloadView(LeanTokenRead, DatasetScoped, APIView):
     required_scopes = READ
     throttle_classes = [SignedUrlRateThrottle]
 
@@ -684,7 +685,7 @@ class DownloadView(DatasetScoped, APIView):
     )
     def get(self, request, **kwargs):
         body, headers = _signed_download_in_url(request, kwargs)
-        return Response(body, headers=headers)
+        return json_response(body, headers=headers)
 
 
 class DatasetProxyView(APIView):
