@@ -1,9 +1,10 @@
 """Benchmark of the REST API against baselines measured in the same run.
 
     python tests/benchmarks/bench_api.py [--seconds 5] [--rounds 3] [--clients 4]
-        [--rows-mib 1024] [--profile-requests 300] [--profile-only]
+        [--rows-mib 1024] [--profile-requests 300] [--profile-only] [--sync-workers]
 
-Serves the app with gunicorn (2 workers, the services mode: PostgreSQL and Redis from
+Serves the app with gunicorn (2 workers with the product's `config/gunicorn.py`, or
+gunicorn's sync workers with --sync-workers; the services mode: PostgreSQL and Redis from
 DATABASE_URL and REDIS_URL, a database of its own for this run, and moto's S3 server on
 a free loopback port) and loads it from this machine, each run for the same time with
 the same clients:
@@ -391,11 +392,11 @@ def main() -> int:
         "--profile-only", action="store_true", help="the per-stage profile, without the load"
     )
     parser.add_argument(
-        "--threaded",
+        "--sync-workers",
         action="store_true",
-        help="serve with the product's gunicorn settings (config/gunicorn.py: gthread "
-        "workers) instead of gunicorn's default sync workers, for every target and the "
-        "bare view alike",
+        help="serve with gunicorn's default sync workers instead of the product's own "
+        "settings (config/gunicorn.py: gthread workers, as README runs it), for every "
+        "target and the bare view alike",
     )
     args = parser.parse_args()
 
@@ -441,7 +442,7 @@ def main() -> int:
             return 0
 
         rounds = {}
-        options = ("-c", "config/gunicorn.py") if args.threaded else ()
+        options = () if args.sync_workers else ("-c", "config/gunicorn.py")
         with gunicorn(env, var / "gunicorn.log", options) as base:
             import requests
 
@@ -453,7 +454,7 @@ def main() -> int:
                     assert len(check.json()["results"]) == 1000
             say(
                 f"Load: {args.clients} clients, {args.seconds:g} s per run, {WORKERS} "
-                f"{'threaded (gthread)' if args.threaded else 'sync'} workers, "
+                f"{'sync' if args.sync_workers else 'threaded (gthread)'} workers, "
                 f"{args.rounds} alternating rounds of each target and its floor"
             )
 
