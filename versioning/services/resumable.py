@@ -33,9 +33,10 @@ HTTP client through presigned URLs cannot require a checksum header of them.)
 
 Only a version the publisher named is uploaded to straight: an upload left open for
 hours must not hold the key of a version the worker could give another publish
-meanwhile; one without a version goes to staging and its publish copies it once. Parts of an upload
-that the database lost track of are still caught by the bucket-wide sweep
-(`catalog.storage.uploads_abandoned_abort`).
+meanwhile; one without a version goes to staging and its publish copies it once.
+
+Parts of an upload that the database lost track of are still caught by the bucket-wide
+sweep (`catalog.storage.uploads_abandoned_abort`).
 """
 
 from __future__ import annotations
