@@ -9,7 +9,9 @@ class UsageConfig(AppConfig):
         from catalog import events, registry
         from usage import handlers, selectors
 
-        events.subscribe("version.published", handlers.on_version_published)
+        events.subscribe(
+            "version.published", handlers.on_version_published, wants=handlers.is_breaking
+        )
 
         registry.panel_register(
             registry.ADMIN_HOME,

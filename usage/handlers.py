@@ -7,9 +7,14 @@ from usage.services.alerts import breaking_change_consumers_record
 from versioning.models import DatasetVersion
 
 
+def is_breaking(payload: dict) -> bool:
+    return bool(payload.get("breaking"))
+
+
 def on_version_published(event: DomainEvent) -> None:
-    """A breaking version: tell who read the major it replaces (notifications asks)."""
-    if not event.payload.get("breaking"):
+    """A breaking version: tell who read the major it replaces (notifications asks).
+    Delivered only for breaking versions (`is_breaking`)."""
+    if not is_breaking(event.payload):
         return
     version = (
         DatasetVersion.objects.select_related("dataset__organization", "parent")

@@ -10,5 +10,9 @@ class VersioningConfig(AppConfig):
         from versioning import columnar, handlers
 
         events.subscribe("manifest.generated", handlers.write_manifest_to_storage)
-        events.subscribe("version.published", handlers.emit_openlineage)
-        events.subscribe("version.published", columnar.on_version_published)
+        events.subscribe(
+            "version.published", handlers.emit_openlineage, wants=handlers.openlineage_wanted
+        )
+        events.subscribe(
+            "version.published", columnar.on_version_published, wants=columnar.copy_wanted_for
+        )

@@ -196,11 +196,18 @@ def rows_ready(version: DatasetVersion) -> bool:
     return bool(version.columnar_key) or not columnar_copy_wanted(version)
 
 
+def copy_wanted_for(payload: dict) -> bool:
+    """Whether the version a `version.published` payload names may want a copy, known
+    without a query (an event recorded before its payload carried the size may)."""
+    return payload.get("size_bytes", math.inf) >= settings.COLUMNAR_COPY_MIN_BYTES
+
+
 def on_version_published(event: DomainEvent) -> None:
-    """Outbox handler for `version.published`: makes the columnar copy, then records it
-    on the version (only if none is recorded, so a redelivery changes nothing)."""
-    if event.payload.get("size_bytes", math.inf) < settings.COLUMNAR_COPY_MIN_BYTES:
-        return  # too small to need one, known without a query
+    """Outbox handler for `version.published` (delivered only where `copy_wanted_for`):
+    makes the columnar copy, then records it on the version (only if none is recorded,
+    so a redelivery changes nothing)."""
+    if not copy_wanted_for(event.payload):
+        return
     version = (
         DatasetVersion.objects.select_related("dataset__organization")
         .filter(pk=event.payload.get("version_id"))

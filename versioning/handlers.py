@@ -55,6 +55,13 @@ def write_manifest_to_storage(event: DomainEvent) -> None:
     )
 
 
+def openlineage_wanted(payload: dict) -> bool:
+    """Whether a published version is sent to OpenLineage at all (it is configured)."""
+    from versioning.services.lineage import openlineage_enabled
+
+    return openlineage_enabled()
+
+
 def emit_openlineage(event: DomainEvent) -> None:
     """Sends the OpenLineage run event of a published version (when OPENLINEAGE_URL or
     OPENLINEAGE_FILE is set). The publish has committed already, so a failure here never

@@ -227,6 +227,8 @@ def _verified(replica: Replica, claim: uuid.UUID, run: CopyRun, result) -> str:
             lost = True
         else:
             lost = False
+            # The run ends with the replica it verified: nobody sees one without the other.
+            _run_end(run, CopyOutcome.VERIFIED, result.bytes_transferred)
             CopyRun.objects.filter(pk=run.pk).update(method=result.method)
             _record(
                 replica,
@@ -253,8 +255,6 @@ def _verified(replica: Replica, claim: uuid.UUID, run: CopyRun, result) -> str:
     if lost:
         _run_end(run, CopyOutcome.LOST, result.bytes_transferred, "Lease lost before commit.")
         return "lost"
-    _run_end(run, CopyOutcome.VERIFIED, result.bytes_transferred)
-    CopyRun.objects.filter(pk=run.pk).update(method=result.method)
     if manifest is not None and manifest.written_at is None:
         try:
             region_manifest_write(manifest_id=manifest.pk)

@@ -28,6 +28,44 @@ def test_an_event_is_recorded_with_one_delivery_per_subscribed_handler(tmp_path)
     assert not quiet.deliveries.exists()
 
 
+def test_a_handler_gets_only_the_events_it_wants_and_a_failing_test_never_fails_the_change():
+    seen: list[str] = []
+
+    def only_big(payload: dict) -> bool:
+        if payload.get("size") == "broken":
+            raise ValueError("no size")
+        return payload["size"] > 10
+
+    def on_sized(event) -> None:
+        seen.append(event.payload["size"])
+
+    events.subscribe("wants.sized", on_sized, wants=only_big)
+    name = events.handler_name(on_sized)
+    try:
+        with transaction.atomic():
+            small = events.event_record(topic="wants.sized", payload={"size": 3})
+            big = events.event_record(topic="wants.sized", payload={"size": 30})
+            broken = events.event_record(topic="wants.sized", payload={"size": "broken"})
+        assert not small.deliveries.exists()  # recorded, with nothing to deliver
+        assert [d.handler for d in big.deliveries.all()] == [name]
+        assert [d.handler for d in broken.deliveries.all()] == [name]
+    finally:
+        events._subscriptions["wants.sized"].discard(name)
+        events._wants.pop(("wants.sized", name), None)
+
+
+def test_a_small_data_only_publish_is_delivered_only_to_the_handlers_with_work(
+    settings, dataset, publish
+):
+    settings.COLUMNAR_COPY_MIN_BYTES = 1024 * 1024
+    settings.OPENLINEAGE_URL = settings.OPENLINEAGE_FILE = ""
+    publish(dataset, b"day,n\n2024-08-10,1\n")
+    event = DomainEvent.objects.get(topic="version.published")
+    handlers = sorted(d.handler.rsplit(".", 1)[0] for d in event.deliveries.all())
+    # Not the columnar copy (too small), usage (not breaking) or OpenLineage (not set up).
+    assert handlers == ["notifications.handlers", "replication.handlers"]
+
+
 @pytest.mark.worker
 def test_an_event_is_delivered_by_a_worker_after_commit(tmp_path, start_worker):
     start_worker()
