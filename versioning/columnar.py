@@ -206,8 +206,6 @@ def on_version_published(event: DomainEvent) -> None:
     """Outbox handler for `version.published` (delivered only where `copy_wanted_for`):
     makes the columnar copy, then records it on the version (only if none is recorded,
     so a redelivery changes nothing)."""
-    if not copy_wanted_for(event.payload):
-        return
     version = (
         DatasetVersion.objects.select_related("dataset__organization")
         .filter(pk=event.payload.get("version_id"))

@@ -8,6 +8,7 @@ unfinished one expires, and the publish job a completed one became.
 from __future__ import annotations
 
 from django.contrib import admin, messages
+from django.db.models import Exists, OuterRef
 from django.urls import reverse
 from django.utils.html import format_html
 
@@ -62,6 +63,11 @@ class ResumableUploadAdmin(ViewerOnObject, ReadOnlyAdmin):
     readonly_fields = fields
     actions = ["abort"]
 
+    def get_queryset(self, request):
+        # Whether each upload's job still exists (old jobs are pruned), for its link.
+        jobs = PublishJob.objects.filter(pk=OuterRef("job_id"))
+        return super().get_queryset(request).annotate(job_exists=Exists(jobs))
+
     def get_actions(self, request):
         # The list is read-only, but aborting is the stewards' (each upload is checked).
         actions = super().get_actions(request)
@@ -95,9 +101,7 @@ class ResumableUploadAdmin(ViewerOnObject, ReadOnlyAdmin):
 
     @admin.display(description="publish job")
     def job_link(self, obj):
-        if obj.status != UploadStatus.COMPLETED or not obj.job_id:
-            return "—"
-        if not PublishJob.objects.filter(pk=obj.job_id).exists():
+        if obj.status != UploadStatus.COMPLETED or not obj.job_exists:
             return "—"
         url = reverse("admin:versioning_publishjob_change", args=[obj.job_id])
         return format_html('<a href="{}">{}</a>', url, obj.job_id)
