@@ -389,7 +389,7 @@ class UploadStatus(models.TextChoices):
     JOINING = "joining", "A worker is joining the parts"
     COMPLETED = "completed", "Completed (a publish job took it)"
     REFUSED = "refused", "Refused at completion (its SHA-256 or format)"
-    ABORTED = "aborted", "Aborted by the client"
+    ABORTED = "aborted", "Aborted (by its client or a steward)"
     EXPIRED = "expired", "Expired unfinished"
 
 

@@ -25,16 +25,9 @@ from versioning.services.resumable import resumable_upload_abort, resumable_uplo
 @admin.register(ResumableUpload)
 class ResumableUploadAdmin(ViewerOnObject, ReadOnlyAdmin):
     organization_path = "dataset__organization"
-    list_display = [
-        "created_at",
-        "dataset",
-        "filename",
-        "size_shown",
-        "status",
-        "requester",
-        "expires_at",
-        "job_link",
-    ]
+    # Narrow enough for the admin's content column; who sent it and its job are on its page.
+    # When it began is in the date drill-down above the list and orders it (newest first).
+    list_display = ["filename", "dataset", "size_shown", "status", "expires_at"]
     list_filter = [
         "status",
         "source",
@@ -50,7 +43,7 @@ class ResumableUploadAdmin(ViewerOnObject, ReadOnlyAdmin):
         "size_shown",
         "parts_shown",
         "received",
-        "sha256",
+        "sha256_shown",
         "status",
         "message",
         "requester",
@@ -80,6 +73,10 @@ class ResumableUploadAdmin(ViewerOnObject, ReadOnlyAdmin):
     @admin.display(description="parts")
     def parts_shown(self, obj):
         return f"{display.count(obj.part_count)} parts of {display.size(obj.part_size)}"
+
+    @admin.display(description="SHA-256 sent")
+    def sha256_shown(self, obj):
+        return obj.sha256 or "— (checked against nothing)"
 
     @admin.display(description="received")
     def received(self, obj):
