@@ -239,6 +239,9 @@ class DatasetRollback(models.Model):
 
 
 class JobStatus(models.TextChoices):
+    # The file is on its way to storage; the row holds its key meanwhile
+    # (`versioning.services.intake`), and becomes a queued job once every byte is there.
+    UPLOADING = "uploading", "Uploading"
     QUEUED = "queued", "Queued"
     RUNNING = "running", "Running"
     SUCCEEDED = "succeeded", "Succeeded"
@@ -332,6 +335,15 @@ class PublishJob(models.Model):
                 fields=["created_at"],
                 name="publishjob_unfinished",
                 condition=Q(status__in=["queued", "running"]),
+            )
+        ]
+        constraints = [
+            # A key is held by at most one publish that has not finished: two uploads
+            # that chose the same version's key at the same moment cannot both write it.
+            models.UniqueConstraint(
+                fields=["target_key"],
+                name="publishjob_target_key_held_once",
+                condition=Q(status__in=["uploading", "queued", "running"]) & ~Q(target_key=""),
             )
         ]
 

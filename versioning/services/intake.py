@@ -1,11 +1,13 @@
 """Taking a file in for publishing: the first half of the publish pipeline (design:
 "The publish path"); `versioning.services.publish` runs the job it queues.
 
-    publish_job_create              stream the file into storage while inspecting it
-                                    (`catalog.inspection.UploadInspector`: hash, rows,
-                                    column types, on a thread of its own, so parsing
-                                    overlaps the upload), then write a queued job that
-                                    carries that profile and send its task after commit
+    publish_job_create              write the job's row (`uploading`: it holds the key
+                                    the file goes to), stream the file into storage
+                                    while inspecting it (`catalog.inspection.
+                                    UploadInspector`: hash, rows, column types, on a
+                                    thread of its own, so parsing overlaps the upload),
+                                    then queue the job with that profile and send its
+                                    task after commit
     publish_job_create_from_object  copy an object already in the bucket to a staging
                                     key server-side and queue it (its worker inspects it)
 
@@ -18,15 +20,24 @@ version) when no other publish of the dataset is waiting. A staging key is used 
 when that key is taken. When the worker decides another version (the columns changed),
 it copies the object once, as from staging. Whatever is uploaded is removed when no job
 comes of it.
+
+The row comes first so that the database always knows who holds a key: a second upload
+started meanwhile sees it and goes to staging, and a process that dies mid-way leaves a
+row whose lease runs out, which the sweeper fails, removing the object
+(`reservations_expired_fail`), where it would otherwise leave an object nothing refers
+to at the key of the version the next publish needs.
 """
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable
+from datetime import timedelta
 from typing import IO, Any
 
-from django.db import transaction
+from django.conf import settings
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from catalog.audit import Actor, audit_record
@@ -49,7 +60,12 @@ from versioning.options import PublishOptions
 from versioning.semver import Version, parse_version
 from versioning.services.compatibility import version_for_change
 from versioning.services.diff import schema_diff
-from versioning.services.jobs import publish_job_dispatch, version_key_held
+from versioning.services.jobs import (
+    ACTIVE,
+    job_objects_discard,
+    publish_job_dispatch,
+    version_key_held,
+)
 from versioning.services.lineage import input_label, inputs_resolve
 
 _HEAD_BYTES = 64
@@ -133,6 +149,20 @@ def publish_job_create(
     key, target_version = upload_key(
         dataset=dataset, job_id=job_id, file_format=file_format, options=options
     )
+    job = _reserve(
+        _job_fields(
+            job_id=job_id,
+            dataset=dataset,
+            actor=actor,
+            source=source,
+            options=options,
+            filename=filename,
+            key=key,
+            file_format=file_format,
+            target_version=target_version,
+        )
+    )
+    key, target_version = job.staging_key, job.target_version
     store = get_object_store()
     inspector = UploadInspector(_Prefixed(head, stream), format=file_format)
     try:
@@ -140,11 +170,16 @@ def publish_job_create(
             key,
             inspector,
             content_type=CONTENT_TYPES[file_format],
-            on_progress=on_progress,
+            on_progress=_HoldRenewed(job, on_progress),
             if_absent=bool(target_version),
         )
+    except ReservationLost:
+        inspector.abandon()
+        _reservation_drop(job, store)
+        raise
     except Conflict:
         inspector.abandon()
+        _reservation_drop(job, store, stored=False)  # the bytes at the key are another's
         if options.version:
             raise Conflict(
                 f"Another upload of {dataset.path} {target_version} finished first; "
@@ -156,25 +191,130 @@ def publish_job_create(
         ) from None
     except BaseException:
         inspector.abandon()
+        _reservation_drop(job, store)
         raise
     profile = inspector.finish()
     try:
-        return _job_record(
-            job_id=job_id,
-            dataset=dataset,
-            actor=actor,
-            source=source,
-            options=options,
-            filename=filename,
-            key=key,
-            file_format=file_format,
-            size=size,
-            target_version=target_version,
-            profile=profile,
-        )
+        return _reservation_queue(job, actor=actor, options=options, size=size, profile=profile)
     except BaseException:
-        store.delete(key)
+        _reservation_drop(job, store)
         raise
+
+
+class _HoldRenewed:
+    """An `on_progress` callback for an upload under a reservation: renews the row's
+    lease and records the bytes sent, at most every third of a lease, and passes the
+    progress on. When the reservation is gone (the sweeper failed it because this
+    upload was silent too long), the upload stops: nothing it sends could be kept."""
+
+    def __init__(self, job: PublishJob, on_progress: Callable[[int], None] | None) -> None:
+        self.job = job
+        self.on_progress = on_progress
+        self.every = settings.PUBLISH_JOB_LEASE_SECONDS / 3
+        self.last = time.monotonic()
+
+    def __call__(self, done: int) -> None:
+        now = time.monotonic()
+        if now - self.last >= self.every:
+            self.last = now
+            held = PublishJob.objects.filter(pk=self.job.pk, status=JobStatus.UPLOADING).update(
+                lease_until=reservation_lease_end(), bytes_done=done
+            )
+            if not held:
+                raise ReservationLost(self.job)
+        if self.on_progress:
+            self.on_progress(done)
+
+
+class ReservationLost(Conflict):
+    """The upload's row was failed by the sweeper (it went silent past its lease)."""
+
+    def __init__(self, job: PublishJob) -> None:
+        super().__init__(
+            "The upload took longer than its hold on the dataset allows between two "
+            f"signs of progress ({settings.PUBLISH_JOB_LEASE_SECONDS} s); nothing was kept. "
+            "Send the file again."
+        )
+
+
+def reservation_lease_end():
+    return timezone.now() + timedelta(seconds=settings.PUBLISH_JOB_LEASE_SECONDS)
+
+
+def _reserve(fields: dict[str, Any]) -> PublishJob:
+    """The upload's row, written before its first byte goes, so that the key it writes
+    is held from the start (`version_key_held`, `version_predicted`) and a process that
+    dies mid-way leaves a row the sweeper finishes (`reservations_expired_fail`), never
+    an object nothing refers to. When another upload took the same version's key a
+    moment earlier (the table holds each key once), this one goes to a staging key."""
+    fields = {**fields, "status": JobStatus.UPLOADING, "lease_until": reservation_lease_end()}
+    try:
+        with transaction.atomic():
+            return PublishJob.objects.create(**fields)
+    except IntegrityError:
+        if not fields["target_key"] or fields["requested_version"]:
+            raise Conflict(
+                f"Another upload of {fields['dataset'].path} {fields['target_version']} "
+                "is under way; publish this file as another version."
+            ) from None
+    dataset = fields["dataset"]
+    staged = staging_key(
+        org=dataset.organization.slug, job_id=str(fields["id"]), format=fields["format"]
+    )
+    fields.update(staging_key=staged, target_key="", target_version="")
+    return PublishJob.objects.create(**fields)
+
+
+def _reservation_queue(
+    job: PublishJob,
+    *,
+    actor: Actor,
+    options: PublishOptions,
+    size: int,
+    profile: FileProfile | None,
+) -> PublishJob:
+    """The uploaded file's job, queued with the profile read on the way, its audit entry,
+    and its task after commit. ReservationLost when the sweeper failed the row meanwhile."""
+    with transaction.atomic():
+        queued = PublishJob.objects.filter(pk=job.pk, status=JobStatus.UPLOADING).update(
+            status=JobStatus.QUEUED,
+            lease_until=None,
+            bytes_total=size,
+            bytes_done=0,
+            profile=profile.as_json() if profile else None,
+        )
+        if not queued:
+            raise ReservationLost(job)
+        job.status, job.lease_until, job.bytes_total, job.bytes_done = (
+            JobStatus.QUEUED,
+            None,
+            size,
+            0,
+        )
+        job.profile = profile.as_json() if profile else None
+        _job_queued(job, actor=actor, options=options)
+    return job
+
+
+def _reservation_drop(job: PublishJob, store, *, stored: bool = True) -> None:
+    """An upload under a reservation that failed: removes what it stored (unless
+    `stored` is False: the bytes at the key are another upload's), then the row, which
+    never became a job. When storage cannot be reached, the row stays, failed and
+    marked, so that the sweeper removes the object later. A row the sweeper failed
+    meanwhile stays failed, and what this upload stored after that is removed here."""
+    rows = PublishJob.objects.filter(pk=job.pk, status=JobStatus.UPLOADING)
+    if not stored:
+        rows.delete()
+        return
+    ours = rows.update(
+        status=JobStatus.FAILED,
+        message="The upload failed; nothing was published.",
+        error_code="upload_failed",
+        finished_at=timezone.now(),
+        lease_until=None,
+    )
+    if job_objects_discard(job=job, store=store) and ours:
+        PublishJob.objects.filter(pk=job.pk).delete()
 
 
 def _options_checked(
@@ -232,9 +372,7 @@ def version_predicted(dataset: Dataset) -> str:
     while another publish of the dataset waits or runs (it may take that version first,
     and this upload could then not complete at its key). The worker still decides from
     the file's profile; a prediction that proves wrong costs one copy, as staging does."""
-    if PublishJob.objects.filter(
-        dataset=dataset, status__in=(JobStatus.QUEUED, JobStatus.RUNNING)
-    ).exists():
+    if PublishJob.objects.filter(dataset=dataset, status__in=ACTIVE).exists():
         return ""
     versions = DatasetVersion.objects.filter(dataset=dataset)
     current = versions.filter(is_current=True).values_list("version", "schema", "row_count")
@@ -252,7 +390,7 @@ def version_predicted(dataset: Dataset) -> str:
     )
 
 
-def _job_record(
+def _job_fields(
     *,
     job_id: uuid.UUID,
     dataset: Dataset,
@@ -262,42 +400,58 @@ def _job_record(
     filename: str,
     key: str,
     file_format: str,
-    size: int,
     target_version: str = "",
-    profile: FileProfile | None = None,
     expected_sha256: str = "",
+) -> dict[str, Any]:
+    """A publish job's row for a file at `key` (the version's key when `target_version`)."""
+    return {
+        "id": job_id,
+        "dataset": dataset,
+        "requested_by": actor.user if getattr(actor.user, "pk", None) else None,
+        "source": source,
+        "source_name": filename[:300],
+        "staging_key": key,
+        "format": file_format,
+        "ip_address": actor.ip_address,
+        "target_version": target_version,
+        "target_key": key if target_version else "",
+        "expected_sha256": expected_sha256,
+        **options.job_fields(),
+    }
+
+
+def _job_queued(job: PublishJob, *, actor: Actor, options: PublishOptions) -> None:
+    """What follows a job's queueing, in its transaction: its audit entry, and its task
+    once the transaction commits."""
+    audit_record(
+        actor=actor,
+        action="version.publish_requested",
+        obj=job,
+        organization=job.dataset.organization,
+        details={
+            "dataset": job.dataset.path,
+            "file": job.source_name,
+            "size_bytes": job.bytes_total,
+            **options.audit_details(),
+        },
+    )
+    transaction.on_commit(lambda: publish_job_dispatch(job.pk))
+
+
+def _job_record(
+    *,
+    size: int,
+    actor: Actor,
+    options: PublishOptions,
+    **fields: Any,
 ) -> PublishJob:
-    """The queued job for a stored file, its audit entry, and its task after commit."""
+    """The queued job for a file already in storage, its audit entry, and its task after
+    commit."""
     with transaction.atomic():
         job = PublishJob.objects.create(
-            id=job_id,
-            dataset=dataset,
-            requested_by=actor.user if getattr(actor.user, "pk", None) else None,
-            source=source,
-            source_name=filename[:300],
-            staging_key=key,
-            format=file_format,
-            bytes_total=size,
-            ip_address=actor.ip_address,
-            target_version=target_version,
-            target_key=key if target_version else "",
-            profile=profile.as_json() if profile else None,
-            expected_sha256=expected_sha256,
-            **options.job_fields(),
+            bytes_total=size, **_job_fields(actor=actor, options=options, **fields)
         )
-        audit_record(
-            actor=actor,
-            action="version.publish_requested",
-            obj=job,
-            organization=dataset.organization,
-            details={
-                "dataset": dataset.path,
-                "file": filename,
-                "size_bytes": size,
-                **options.audit_details(),
-            },
-        )
-        transaction.on_commit(lambda: publish_job_dispatch(job.pk))
+        _job_queued(job, actor=actor, options=options)
     return job
 
 

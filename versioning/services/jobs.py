@@ -42,6 +42,9 @@ logger = logging.getLogger(__name__)
 
 TASK_NAME = "versioning.run_publish_job"
 FINISHED = (JobStatus.SUCCEEDED, JobStatus.FAILED)
+# A publish in these states holds its keys: its file is on its way, or waits for a
+# worker, or is being published.
+ACTIVE = (JobStatus.UPLOADING, JobStatus.QUEUED, JobStatus.RUNNING)
 # Backoff after the n-th try failed for a temporary reason: 5 s * 2^n (10 s, 20 s, ...),
 # at most 5 minutes, times 0.5-1.5 at random so that jobs failed together spread out.
 _BACKOFF_BASE = 5
@@ -168,7 +171,7 @@ def version_key_held(key: str, *, job_id: object = None) -> bool:
     if DatasetVersion.objects.filter(key=key).exists():
         return True
     holders = PublishJob.objects.filter(Q(staging_key=key) | Q(target_key=key)).filter(
-        Q(status__in=(JobStatus.QUEUED, JobStatus.RUNNING)) | Q(cleanup_pending=True)
+        Q(status__in=ACTIVE) | Q(cleanup_pending=True)
     )
     if job_id is not None:
         holders = holders.exclude(pk=job_id)
@@ -335,11 +338,37 @@ def job_objects_discard(*, job: PublishJob, store: ObjectStore, keep_staged: boo
     return True
 
 
+def reservations_expired_fail(store: ObjectStore | None = None) -> int:
+    """Fails every upload whose process stopped renewing its hold on the key (the web
+    process or command died, or stalled past its lease) and removes what it stored;
+    returns how many. The upload, if it is still alive after all, finds its row failed
+    when it finishes and keeps nothing (`intake`)."""
+    expired = PublishJob.objects.filter(status=JobStatus.UPLOADING, lease_until__lt=timezone.now())
+    failed = 0
+    for job in expired.select_related("dataset")[:100]:
+        taken = PublishJob.objects.filter(
+            pk=job.pk, status=JobStatus.UPLOADING, lease_until__lt=timezone.now()
+        ).update(
+            status=JobStatus.FAILED,
+            message="The upload stopped before the whole file arrived; nothing was "
+            "published. Send the file again.",
+            error_code="interrupted",
+            finished_at=timezone.now(),
+            lease_until=None,
+        )
+        if taken:
+            failed += 1
+            job_objects_discard(job=job, store=store or get_object_store())
+    return failed
+
+
 def publish_jobs_sweep() -> int:
     """Sends again the task of every job the broker lost (a queued job not started for
     PUBLISH_JOB_REDISPATCH_SECONDS) and of every running job whose worker went silent
-    (its lease ran out); returns how many. Also removes the staged objects of jobs that
-    finished while storage was unreachable."""
+    (its lease ran out); returns how many. Also fails the uploads whose process went
+    silent (`reservations_expired_fail`), and removes the objects of jobs that finished
+    while storage was unreachable."""
+    reservations_expired_fail()
     now = timezone.now()
     stale_dispatch = now - timedelta(seconds=settings.PUBLISH_JOB_REDISPATCH_SECONDS)
     queued = PublishJob.objects.filter(

@@ -233,9 +233,10 @@ def _profile(job: PublishJob, store: ObjectStore, claim: Claim) -> FileProfile:
 
 def _move_to(job: PublishJob, store: ObjectStore, key: str, profile: FileProfile) -> None:
     """Puts the job's file at its final key: nothing to do for a file uploaded there,
-    one server-side copy otherwise. Other bytes already at the key are another
-    upload's, finished just before its job was recorded (or left by a crash): the job
-    lets go of the key, so that its failure never removes them, and waits."""
+    one server-side copy otherwise. Other bytes already at the key, that no version or
+    publish holds, were put there outside the publish path (every upload holds its key
+    in the database from its first byte): the job lets go of the key, so that its
+    failure never removes them, and waits."""
     try:
         copy_immutable(store, job.staging_key, key, sha256=profile.sha256, size=profile.size_bytes)
     except Conflict:
@@ -326,7 +327,13 @@ def _target_key(job: PublishJob, dataset: Dataset, version: Version, store: Obje
         # wait for it to finish (it commits that version, or removes the object).
         raise KeyReserved(f"Another publish of {dataset.path} holds {key!r}.")
     previous = job.target_key
-    Claim.of(job).update(target_version=str(version), target_key=key)
+    try:
+        with transaction.atomic():
+            Claim.of(job).update(target_version=str(version), target_key=key)
+    except IntegrityError:
+        # An upload chose this key between the check above and now (one key, one holder:
+        # the table's constraint).
+        raise KeyReserved(f"Another publish of {dataset.path} holds {key!r}.") from None
     if (
         previous
         and previous not in (key, job.staging_key)
