@@ -204,3 +204,41 @@ def test_an_upload_whose_hold_the_sweeper_ended_keeps_nothing(dataset, system, b
     assert failed.status == JobStatus.FAILED and failed.error_code == "interrupted"
     assert bucket_keys("acme/") == [first.version.key]
     assert DatasetVersion.objects.get(is_current=True).pk == first.version.pk
+
+
+def test_the_job_list_shows_an_upload_under_way_by_the_bytes_received(
+    client, steward, dataset, system
+):
+    from django.template.defaultfilters import filesizeformat
+    from django.urls import reverse
+
+    pages = []
+
+    def steward_looks(_stream):
+        PublishJob.objects.filter(status=JobStatus.UPLOADING).update(bytes_done=3 * 2**20)
+        pages.append(client.get(reverse("admin:versioning_publishjob_changelist")))
+
+    client.force_login(steward)
+    _upload(dataset, system, Watched(big_csv(2), after=1024 * 1024, during=steward_looks))
+
+    assert pages[0].status_code == 200
+    received = filesizeformat(3 * 2**20).encode()
+    assert b"Uploading" in pages[0].content and received + b" received" in pages[0].content
+
+
+def test_an_upload_renews_its_hold_and_records_the_bytes_sent_as_they_go(dataset, system):
+    from django.test import override_settings
+
+    seen = []
+
+    def progress(done: int) -> None:  # the command's progress bar, called after the renewal
+        seen.append((done, PublishJob.objects.values("bytes_done", "lease_until").get()))
+
+    with override_settings(PUBLISH_JOB_LEASE_SECONDS=0):  # renewed at every step
+        job = _upload(dataset, system, io.BytesIO(big_csv(20)), on_progress=progress)
+
+    assert len(seen) >= 2 and seen[-1][0] == len(big_csv(20))
+    assert all(row["bytes_done"] == done for done, row in seen)
+    assert seen[-1][1]["lease_until"] > seen[0][1]["lease_until"]
+    job.refresh_from_db()
+    assert job.status == JobStatus.QUEUED and job.bytes_total == len(big_csv(20))

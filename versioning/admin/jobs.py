@@ -15,10 +15,7 @@ from catalog.audit import Actor
 from catalog.exceptions import DomainError
 from catalog.selectors import user_can_steward
 from versioning.admin.common import ViewerOnObject
-from versioning.models import (
-    Manifest,
-    PublishJob,
-)
+from versioning.models import JobStatus, Manifest, PublishJob
 from versioning.services import (
     needed_version,
     publish_job_file_kept,
@@ -56,6 +53,9 @@ class PublishJobAdmin(ViewerOnObject, ReadOnlyAdmin):
 
     @admin.display(description="progress")
     def progress(self, obj):
+        if obj.status == JobStatus.UPLOADING:
+            # The size is known once the whole file is there.
+            return f"{display.size(obj.bytes_done)} received"
         percent = obj.progress_percent
         return "—" if percent is None else f"{percent}%"
 
@@ -65,6 +65,8 @@ class PublishJobAdmin(ViewerOnObject, ReadOnlyAdmin):
 
     @admin.display(description="read")
     def transferred(self, obj):
+        if obj.status == JobStatus.UPLOADING:
+            return f"{display.size(obj.bytes_done)} received so far"
         return f"{display.size(obj.bytes_done)} of {display.size(obj.bytes_total)}"
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
