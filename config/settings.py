@@ -310,6 +310,9 @@ PUBLISH_JOB_LEASE_SECONDS = env_int("PUBLISH_JOB_LEASE_SECONDS", 120, minimum=5)
 # A queued job not picked up for this long is dispatched again by the sweeper.
 PUBLISH_JOB_REDISPATCH_SECONDS = env_int("PUBLISH_JOB_REDISPATCH_SECONDS", 60, minimum=1)
 PUBLISH_JOB_MAX_ATTEMPTS = env_int("PUBLISH_JOB_MAX_ATTEMPTS", 3, minimum=1)
+# An API upload this small is published by the web process that took it, once its job
+# has committed, as a worker would (its claim, its attempt); 0 sends every job to a worker.
+PUBLISH_INLINE_MAX_BYTES = env_int("PUBLISH_INLINE_MAX_BYTES", 1024 * 1024, minimum=0)
 # The file of a publish refused for its version is kept this long, for a one-click
 # republish as the version it needs; then the hourly sweeper removes it.
 REFUSED_STAGING_HOURS = env_int("REFUSED_STAGING_HOURS", 24, minimum=1)

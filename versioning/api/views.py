@@ -422,6 +422,7 @@ class VersionListView(DatasetScoped, generics.ListAPIView):
             allow_breaking=options.validated_data["allow_breaking"],
             inputs=options.validated_data.get("inputs", []),
             draft=options.validated_data["draft"],
+            publish_now=True,
         )
 
 

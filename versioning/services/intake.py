@@ -26,6 +26,7 @@ import uuid
 from collections.abc import Callable
 from typing import IO, Any
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -51,6 +52,7 @@ from versioning.services.compatibility import version_for_change
 from versioning.services.diff import schema_diff
 from versioning.services.jobs import publish_job_dispatch, version_key_held
 from versioning.services.lineage import input_label, inputs_resolve
+from versioning.services.publish import publish_job_run_here
 
 _HEAD_BYTES = 64
 # A resumable upload in these states may still complete at its key.
@@ -101,6 +103,7 @@ def publish_job_create(
     options: PublishOptions | None = None,
     on_progress: Callable[[int], None] | None = None,
     expected_sha256: str = "",
+    publish_now: bool = False,
     **fields: Any,
 ) -> PublishJob:
     """Streams `stream` into storage, inspecting it on the way, and queues a job that
@@ -114,6 +117,14 @@ def publish_job_create(
 
     `expected_sha256` (hex), when given, is the SHA-256 the publisher computed: bytes
     that do not match are refused (`DigestMismatch`) before any job exists.
+
+    `publish_now`: a file of at most PUBLISH_INLINE_MAX_BYTES whose profile was recorded
+    is published by this process as soon as its job has committed, as a worker would
+    (`publish_job_run_here`), so the returned job is usually finished; when the
+    dataset's lock is busy, or the caller holds a transaction (the job has not
+    committed, so no worker could see it either), it is queued as any other. For a
+    100 KiB file, a worker's task and a client following the job cost more than the
+    publish itself (README, Benchmarks).
 
     Raises Forbidden unless the actor stewards the dataset's organisation, InvalidInput
     for a malformed, taken or too-low version or a bad input, FileRejected for an empty
@@ -158,8 +169,14 @@ def publish_job_create(
         inspector.abandon()
         raise
     profile = inspector.finish()
+    now = (
+        publish_now
+        and profile is not None
+        and size <= settings.PUBLISH_INLINE_MAX_BYTES
+        and not transaction.get_connection().in_atomic_block
+    )
     try:
-        return _job_record(
+        job = _job_record(
             job_id=job_id,
             dataset=dataset,
             actor=actor,
@@ -171,10 +188,14 @@ def publish_job_create(
             size=size,
             target_version=target_version,
             profile=profile,
+            dispatch=not now,
         )
     except BaseException:
         store.delete(key)
         raise
+    if now and not publish_job_run_here(job=job, store=store):
+        publish_job_dispatch(job.pk)
+    return job
 
 
 def _options_checked(
@@ -266,8 +287,11 @@ def _job_record(
     target_version: str = "",
     profile: FileProfile | None = None,
     expected_sha256: str = "",
+    dispatch: bool = True,
 ) -> PublishJob:
-    """The queued job for a stored file, its audit entry, and its task after commit."""
+    """The queued job for a stored file, its audit entry, and (unless not `dispatch`:
+    the caller runs it, or dispatches it, itself) its task after commit. A job never
+    dispatched is sent by the sweeper (its `dispatched_at` is empty)."""
     with transaction.atomic():
         job = PublishJob.objects.create(
             id=job_id,
@@ -297,7 +321,8 @@ def _job_record(
                 **options.audit_details(),
             },
         )
-        transaction.on_commit(lambda: publish_job_dispatch(job.pk))
+        if dispatch:
+            transaction.on_commit(lambda: publish_job_dispatch(job.pk))
     return job
 
 
