@@ -263,6 +263,12 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_CONNECTION_TIMEOUT = 2
 CELERY_TIMEZONE = "UTC"
+# Celery's Django fix-up closes every database connection before and after each task
+# unless this is set (then only every 2 x this many tasks): a new PostgreSQL connection
+# per task, which cost the events worker more than a small publish's deliveries.
+# Connections are kept as the web keeps them instead (DB_CONN_MAX_AGE, and closed once
+# broken), by config/celery.py.
+CELERY_DB_REUSE_MAX = 1_000_000
 # One queue per kind of work, so a large publish never delays an event delivery or a
 # notice. Tasks route by name: `versioning.*` publishing, `catalog.*` event delivery, and
 # each later app by its own prefix. A worker started without -Q (the embedded mode,

@@ -200,3 +200,29 @@ def test_a_delivery_whose_claim_was_taken_over_is_not_marked_by_the_first_worker
     delivery.refresh_from_db()
     assert delivery.last_error == ""
     assert delivery.attempts == 2 and delivery.failed_at is None
+
+
+@pytest.mark.both_modes
+def test_the_deliveries_of_one_task_are_claimed_together_and_a_failure_holds_back_only_its_own(
+    tmp_path, settings, django_assert_max_num_queries
+):
+    log = tmp_path / "log"
+    with transaction.atomic():
+        first = events.event_record(topic="probe.a", payload={"log": str(log)})
+        broken = events.event_record(topic="probe.broken", payload={})  # no "log": KeyError
+        last = events.event_record(topic="probe.b", payload={"log": str(log)})
+    ids = [e.deliveries.get().pk for e in (first, broken, last)]
+    # One claim for the three (an UPDATE that returns what it took, their rows), the
+    # failure's backoff, one mark for the two delivered.
+    with django_assert_max_num_queries(4):
+        assert events.events_deliver(delivery_ids=ids) == 2
+    handled = [line.split()[:2] for line in log_lines(log)]
+    assert handled == [[step, str(e.pk)] for e in (first, last) for step in ("start", "done")]
+    delivered = EventDelivery.objects.filter(pk__in=ids, delivered_at__isnull=False)
+    assert sorted(delivered.values_list("pk", flat=True)) == [ids[0], ids[2]]
+    failed = EventDelivery.objects.get(pk=ids[1])
+    assert failed.attempts == 1 and "log" in failed.last_error
+    assert failed.delivered_at is None and failed.lease_until is not None  # its backoff
+    # Nothing delivered or backing off is taken again.
+    assert events.events_deliver(delivery_ids=ids) == 0
+    assert len(log_lines(log)) == 4
