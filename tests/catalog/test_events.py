@@ -80,6 +80,26 @@ def test_an_event_is_delivered_by_a_worker_after_commit(tmp_path, start_worker):
 
 
 @pytest.mark.worker
+def test_a_worker_keeps_its_database_session_from_one_task_to_the_next(tmp_path, start_worker):
+    start_worker()
+    log = tmp_path / "log"
+    for _ in range(3):  # three transactions: three tasks, one after the other
+        with transaction.atomic():
+            event = events.event_record(
+                topic="probe.session", payload={"log": str(log), "database_session": True}
+            )
+        wait_for(
+            lambda e=event: EventDelivery.objects.filter(
+                event=e, delivered_at__isnull=False
+            ).exists(),
+            message="the delivery",
+        )
+    sessions = {line for line in log_lines(log) if line.startswith("session ")}
+    # One connection for all three, not one opened for each task.
+    assert len(sessions) == 1, sessions
+
+
+@pytest.mark.worker
 def test_an_event_recorded_in_a_transaction_that_rolls_back_is_never_delivered(
     tmp_path, start_worker
 ):
