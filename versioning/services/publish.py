@@ -56,7 +56,6 @@ from versioning.services.jobs import (
     TASK_NAME,
     TEMPORARY_ERRORS,
     Claim,
-    ClaimLost,
     KeyReserved,
     ProgressBeat,
     connection_reset,
@@ -228,6 +227,7 @@ def _run(
     claim = Claim.of(job)
     profile = _profile(job, store, claim, staged_here=staged_here)
     finished = False
+    published_key = ""  # the key of the version this job has just committed
     try:
         lock = contextlib.nullcontext() if lock_held else dataset_lock(dataset.pk)
         with lease_kept(claim) as lease, lock:
@@ -241,12 +241,13 @@ def _run(
                 _move_to(job, store, key, profile)
                 lease.check()
                 _commit(job, dataset, current, decision, key, profile)
+                published_key = key
             finished = True
     finally:
         # Even if releasing the lock fails (a dropped connection) after the commit: the
         # job is done, so its staged object goes now (or, storage away, by the sweeper).
         if finished:
-            job_objects_discard(job=job, store=store)
+            job_objects_discard(job=job, store=store, published_key=published_key)
 
 
 def _profile(
@@ -392,15 +393,16 @@ def _commit(
     """One transaction, under this worker's claim: the version row, its changelog and
     lineage, the job's success, and (unless a draft) the version made current with its
     manifest, events and audit entry. Raises ClaimLost, writing nothing, when another
-    worker holds the job now; Conflict when the database refuses the version."""
+    worker holds the job now: the job's success, fenced by the claim, is the last
+    statement, and when it matches no row the whole transaction rolls back (a check
+    first cost a query on every publish for a case a stalled worker alone meets);
+    Conflict when the database refuses the version."""
     now = timezone.now()
     version = decision.version
     options = job.options
     claim = Claim.of(job)
     try:
         with transaction.atomic():
-            if not claim.rows().select_for_update().exists():
-                raise ClaimLost(f"Publish job {job.pk} lost its claim before its commit.")
             new = DatasetVersion.objects.create(
                 dataset=dataset,
                 **version_fields(version),
