@@ -205,7 +205,7 @@ def _lease_kept(deliveries: list[EventDelivery]) -> LeaseKeeper:
     return LeaseKeeper(
         renew,
         every=settings.OUTBOX_LEASE_SECONDS / 3,
-        name=f"event deliveries {', '.join(str(d.pk) for d in deliveries)}",
+        name=f"{len(deliveries)} event deliveries from {deliveries[0].pk}",
     )
 
 
