@@ -24,14 +24,16 @@ small publish otherwise made as many deliveries that did nothing as ones that di
 from __future__ import annotations
 
 import logging
+import operator
 import random
 import threading
 from collections.abc import Callable, Iterable
 from datetime import timedelta
+from functools import reduce
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import Exists, F, OuterRef, Q
+from django.db import connection, transaction
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from catalog.api.generations import generation_bump
@@ -142,67 +144,106 @@ def event_record(
 
 
 def _claim(delivery_id: int) -> EventDelivery | None:
+    claimed = _claim_all([delivery_id])
+    return claimed[0] if claimed else None
+
+
+def _claim_all(delivery_ids: list[int]) -> list[EventDelivery]:
+    """Claims every delivery of `delivery_ids` that is neither done nor held by a live
+    lease, in one UPDATE that says which rows it took and with which attempt (its claim);
+    returns them (their events loaded), in the order asked. A task delivers every event
+    of a transaction (a publish: three deliveries), and a claim each cost two queries."""
+    if not delivery_ids:
+        return []
     now = timezone.now()
     lease = now + timedelta(seconds=settings.OUTBOX_LEASE_SECONDS)
-    claimed = EventDelivery.objects.filter(
-        Q(lease_until__isnull=True) | Q(lease_until__lt=now),
-        pk=delivery_id,
-        delivered_at__isnull=True,
-        failed_at__isnull=True,
-    ).update(lease_until=lease, attempts=F("attempts") + 1)
-    if not claimed:
-        return None
-    return EventDelivery.objects.select_related("event").get(pk=delivery_id)
+    adapt = connection.ops.adapt_datetimefield_value
+    table = connection.ops.quote_name(EventDelivery._meta.db_table)
+    marks = ", ".join(["%s"] * len(delivery_ids))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET lease_until = %s, attempts = attempts + 1 "
+            f"WHERE id IN ({marks}) AND delivered_at IS NULL AND failed_at IS NULL "
+            "AND (lease_until IS NULL OR lease_until < %s) RETURNING id, attempts",
+            [adapt(lease), *delivery_ids, adapt(now)],
+        )
+        attempts = dict(cursor.fetchall())
+    if not attempts:
+        return []
+    loaded = EventDelivery.objects.select_related("event").in_bulk(list(attempts))
+    claimed = []
+    for delivery_id in dict.fromkeys(delivery_ids):
+        if delivery_id in attempts and delivery_id in loaded:
+            delivery = loaded[delivery_id]
+            delivery.attempts = attempts[delivery_id]  # the claim, whatever was read since
+            claimed.append(delivery)
+    return claimed
 
 
 def _mine(delivery: EventDelivery):
     """The delivery, only while this worker's claim (the attempt it took) holds."""
-    return EventDelivery.objects.filter(
-        pk=delivery.pk, attempts=delivery.attempts, delivered_at__isnull=True
-    )
+    return _all_mine([delivery])
 
 
-def _lease_kept(delivery: EventDelivery) -> LeaseKeeper:
-    """Renews the delivery's lease while its handler runs (a columnar copy of a large
-    file can take longer than any fixed lease), fenced by the claim."""
+def _all_mine(deliveries: list[EventDelivery]):
+    """Those of `deliveries` whose claim (the attempt this worker took) still holds."""
+    claims = [Q(pk=d.pk, attempts=d.attempts) for d in deliveries]
+    if not claims:
+        return EventDelivery.objects.none()
+    return EventDelivery.objects.filter(reduce(operator.or_, claims), delivered_at__isnull=True)
+
+
+def _lease_kept(deliveries: list[EventDelivery]) -> LeaseKeeper:
+    """Renews the leases of `deliveries` (the caller takes out those it is done with)
+    while their handlers run (a columnar copy of a large file can take longer than any
+    fixed lease), fenced by the claims."""
 
     def renew() -> bool:
         lease = timezone.now() + timedelta(seconds=settings.OUTBOX_LEASE_SECONDS)
-        return bool(_mine(delivery).update(lease_until=lease))
+        return bool(_all_mine(list(deliveries)).update(lease_until=lease))
 
     return LeaseKeeper(
-        renew, every=settings.OUTBOX_LEASE_SECONDS / 3, name=f"event delivery {delivery.pk}"
+        renew,
+        every=settings.OUTBOX_LEASE_SECONDS / 3,
+        name=f"{len(deliveries)} event deliveries from {deliveries[0].pk}",
     )
 
 
 def events_deliver(*, delivery_ids: Iterable[int]) -> int:
     """Runs the handler of each delivery that is not taken; returns how many succeeded.
 
-    The delivery's lease is renewed while its handler runs, so only a worker that died
-    loses it; what the worker records afterwards (delivered, or the failure) is fenced
-    by its claim, so a worker that lost it changes nothing."""
-    done = 0
-    for delivery_id in delivery_ids:
-        delivery = _claim(delivery_id)
-        if delivery is None:
-            continue
-        handler = _handlers.get(delivery.handler)
-        if handler is None:
-            # The handler was unsubscribed since: nobody is left to take this event.
-            _mine(delivery).update(
-                failed_at=timezone.now(), last_error="No such handler is registered any more."
-            )
-            continue
-        try:
-            with _lease_kept(delivery):
+    The deliveries are claimed together and their leases renewed while their handlers
+    run, one after the other, so only a worker that died loses them; what the worker
+    records afterwards (delivered, or a failure) is fenced by each claim, so a worker
+    that lost one changes nothing on it. Those whose handler returned are marked
+    delivered together at the end (a worker killed before that runs them again: delivery
+    is at least once)."""
+    claimed = _claim_all(list(delivery_ids))
+    if not claimed:
+        return 0
+    held = list(claimed)  # renewed until marked; a failure's backoff is its own lease
+    handled = []
+    with _lease_kept(held):
+        for delivery in claimed:
+            handler = _handlers.get(delivery.handler)
+            if handler is None:
+                held.remove(delivery)
+                # The handler was unsubscribed since: nobody is left to take this event.
+                _mine(delivery).update(
+                    failed_at=timezone.now(), last_error="No such handler is registered any more."
+                )
+                continue
+            try:
                 handler(delivery.event)
-        except Exception as exc:
-            logger.exception("Handler %s failed on %s", delivery.handler, delivery.event)
-            _record_failure(delivery, exc)
-            continue
-        if _mine(delivery).update(delivered_at=timezone.now(), lease_until=None, last_error=""):
-            done += 1
-    return done
+            except Exception as exc:
+                logger.exception("Handler %s failed on %s", delivery.handler, delivery.event)
+                held.remove(delivery)
+                _record_failure(delivery, exc)
+                continue
+            handled.append(delivery)
+    if not handled:
+        return 0
+    return _all_mine(handled).update(delivered_at=timezone.now(), lease_until=None, last_error="")
 
 
 def _record_failure(delivery: EventDelivery, exc: Exception) -> None:

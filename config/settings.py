@@ -263,6 +263,12 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_CONNECTION_TIMEOUT = 2
 CELERY_TIMEZONE = "UTC"
+# Celery's Django fix-up closes every database connection before and after each task
+# unless this is set (then only every 2 x this many tasks): a new PostgreSQL connection
+# per task, which cost the events worker more than a small publish's deliveries.
+# Connections are kept as the web keeps them instead (DB_CONN_MAX_AGE, and closed once
+# broken), by config/celery.py.
+CELERY_DB_REUSE_MAX = 1_000_000
 # One queue per kind of work, so a large publish never delays an event delivery or a
 # notice. Tasks route by name: `versioning.*` publishing, `catalog.*` event delivery, and
 # each later app by its own prefix. A worker started without -Q (the embedded mode,
@@ -310,6 +316,9 @@ PUBLISH_JOB_LEASE_SECONDS = env_int("PUBLISH_JOB_LEASE_SECONDS", 120, minimum=5)
 # A queued job not picked up for this long is dispatched again by the sweeper.
 PUBLISH_JOB_REDISPATCH_SECONDS = env_int("PUBLISH_JOB_REDISPATCH_SECONDS", 60, minimum=1)
 PUBLISH_JOB_MAX_ATTEMPTS = env_int("PUBLISH_JOB_MAX_ATTEMPTS", 3, minimum=1)
+# An API upload this small is published by the web process that took it, once its job
+# has committed, as a worker would (its claim, its attempt); 0 sends every job to a worker.
+PUBLISH_INLINE_MAX_BYTES = env_int("PUBLISH_INLINE_MAX_BYTES", 1024 * 1024, minimum=0)
 # The file of a publish refused for its version is kept this long, for a one-click
 # republish as the version it needs; then the hourly sweeper removes it.
 REFUSED_STAGING_HOURS = env_int("REFUSED_STAGING_HOURS", 24, minimum=1)

@@ -11,7 +11,7 @@ from catalog.exceptions import Conflict
 from catalog.keys import manifest_latest_key
 from catalog.models import DomainEvent
 from catalog.storage import get_object_store
-from versioning.manifest import canonical_json, manifest_latest
+from versioning.manifest import canonical_json
 from versioning.models import Manifest
 
 
@@ -39,17 +39,29 @@ def write_manifest_to_storage(event: DomainEvent) -> None:
             content_type="application/json",
             if_absent=True,
         )
-    latest = manifest_latest(organization=manifest.organization)
     # Two handlers may race; whoever writes last checks again that it wrote the newest.
-    written = None if latest == manifest else latest
-    while latest != written:
+    # Which one is newest is asked by id: a body is read only to be written (a large
+    # organisation's manifest is a large JSON document, and most are superseded).
+    newest = Manifest.objects.filter(organization_id=manifest.organization_id).order_by(
+        "-generated_at", "-id"
+    )
+    latest_id = newest.values_list("pk", flat=True).first()
+    written = None if latest_id == manifest.pk else latest_id
+    while latest_id != written:
+        body = (
+            manifest.body
+            if latest_id == manifest.pk
+            else Manifest.objects.filter(pk=latest_id).values_list("body", flat=True).first()
+        )
+        if body is None:  # pruned meanwhile: a newer one exists
+            break
         store.write(
             manifest_latest_key(org=manifest.organization.slug),
-            io.BytesIO(canonical_json(latest.body)),
+            io.BytesIO(canonical_json(body)),
             content_type="application/json",
         )
-        written = latest
-        latest = manifest_latest(organization=manifest.organization)
+        written = latest_id
+        latest_id = newest.values_list("pk", flat=True).first()
     Manifest.objects.filter(pk=manifest.pk, written_at__isnull=True).update(
         written_at=timezone.now()
     )

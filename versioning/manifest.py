@@ -51,9 +51,27 @@ def manifest_build(*, organization: Organization, generated_at: datetime) -> dic
     versions = (
         DatasetVersion.objects.filter(dataset__organization=organization, is_current=True)
         .select_related("dataset")
+        # What the manifest lists, not each version's schema, diff and note: they are
+        # most of a row, and every publish lists every dataset of its organisation.
+        .only(*_LISTED_FIELDS)
         .order_by("dataset__layer", "dataset__name")
     )
     return manifest_body(versions=versions, generated_at=generated_at)
+
+
+_LISTED_FIELDS = (
+    "key",
+    "published_at",
+    "row_count",
+    "sha256",
+    "size_bytes",
+    "content_type",
+    "version",
+    "dataset__layer",
+    "dataset__name",
+    "dataset__description",
+    "dataset__title",
+)
 
 
 def manifest_body(*, versions: Iterable[DatasetVersion], generated_at: datetime) -> dict:

@@ -16,8 +16,9 @@ tick (held for quiet hours, scheduled for a digest).
 
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -113,7 +114,7 @@ class Recipient:
 _SUBSCRIPTION_FIELDS = ("id", "user_id", "types", "channels", "frequency", "threshold")
 
 
-def _subscriptions_for(dataset: Dataset) -> Iterable[tuple]:
+def _subscriptions_for(dataset: Dataset) -> Iterator[tuple]:
     """(id, user_id, types, channels, frequency, threshold) of the active subscriptions
     naming `dataset` or a pattern that matches it. Tuples, not model instances: a popular
     dataset has tens of thousands."""
@@ -127,10 +128,14 @@ def _subscriptions_for(dataset: Dataset) -> Iterable[tuple]:
             yield tuple(row)
 
 
-def _recipients(event: DomainEvent, dataset: Dataset, types: list[str]) -> list[Recipient]:
+def _recipients(
+    event: DomainEvent, dataset: Dataset, types: list[str], subscriptions: Iterable[tuple]
+) -> list[Recipient]:
+    """Who `event` reaches through `subscriptions` (`_subscriptions_for(dataset)`), one
+    notification type each, among those who may see the dataset."""
     value = event.payload.get("value", event.payload.get("count"))
     chosen: dict[int, Recipient] = {}
-    for sub_id, user_id, sub_types, channels, frequency, threshold in _subscriptions_for(dataset):
+    for sub_id, user_id, sub_types, channels, frequency, threshold in subscriptions:
         wanted = [t for t in types if t in sub_types]
         if not wanted:
             continue
@@ -169,9 +174,14 @@ def event_fan_out(*, event: DomainEvent, now: datetime | None = None) -> int:
     dataset = Dataset.objects.select_related("organization").filter(pk=dataset_id).first()
     if dataset is None:
         return 0
+    subscriptions = _subscriptions_for(dataset)
+    first = next(subscriptions, None)
+    if first is None:
+        return 0  # nobody to tell: the version's facts are not read
+    subscriptions = itertools.chain([first], subscriptions)
     event = event_enriched(event)
     types = event_types(event)  # the version's diff may make it a schema change
-    recipients = _recipients(event, dataset, types)
+    recipients = _recipients(event, dataset, types, subscriptions)
     return deliveries_make(
         event=event,
         dataset=dataset,

@@ -109,8 +109,12 @@ def version_replicate_by_rules(*, version_id: int, policies: tuple[str, ...]) ->
     )
     if version is None:
         return []
+    targets = rule_targets(dataset=version.dataset, policies=policies)
+    if not targets:
+        # No rule copies it anywhere: nothing to plan, no transaction (every publish of
+        # an organisation without rules comes through here).
+        return []
     with transaction.atomic():
-        targets = rule_targets(dataset=version.dataset, policies=policies)
         return replicas_plan(version=version, targets=targets)
 
 

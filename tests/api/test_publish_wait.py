@@ -15,6 +15,13 @@ from versioning.services import publish_job_run
 CSV_2 = CSV + b"2024-08-12,ST0003,1.5,true\n"
 
 
+@pytest.fixture(autouse=True)
+def uploads_go_to_a_worker(settings):
+    """The jobs here are followed while a worker runs them, so the request that uploads
+    them does not publish them itself (tests/api/test_publish_now.py covers that)."""
+    settings.PUBLISH_INLINE_MAX_BYTES = 0
+
+
 def _upload(client) -> dict:
     response = post_multipart(client, multipart([("file", "day.csv", CSV_2)]))
     assert response.status_code == 202, response.content

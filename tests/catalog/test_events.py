@@ -80,6 +80,26 @@ def test_an_event_is_delivered_by_a_worker_after_commit(tmp_path, start_worker):
 
 
 @pytest.mark.worker
+def test_a_worker_keeps_its_database_session_from_one_task_to_the_next(tmp_path, start_worker):
+    start_worker()
+    log = tmp_path / "log"
+    for _ in range(3):  # three transactions: three tasks, one after the other
+        with transaction.atomic():
+            event = events.event_record(
+                topic="probe.session", payload={"log": str(log), "database_session": True}
+            )
+        wait_for(
+            lambda e=event: EventDelivery.objects.filter(
+                event=e, delivered_at__isnull=False
+            ).exists(),
+            message="the delivery",
+        )
+    sessions = {line for line in log_lines(log) if line.startswith("session ")}
+    # One connection for all three, not one opened for each task.
+    assert len(sessions) == 1, sessions
+
+
+@pytest.mark.worker
 def test_an_event_recorded_in_a_transaction_that_rolls_back_is_never_delivered(
     tmp_path, start_worker
 ):
@@ -200,3 +220,29 @@ def test_a_delivery_whose_claim_was_taken_over_is_not_marked_by_the_first_worker
     delivery.refresh_from_db()
     assert delivery.last_error == ""
     assert delivery.attempts == 2 and delivery.failed_at is None
+
+
+@pytest.mark.both_modes
+def test_the_deliveries_of_one_task_are_claimed_together_and_a_failure_holds_back_only_its_own(
+    tmp_path, settings, django_assert_max_num_queries
+):
+    log = tmp_path / "log"
+    with transaction.atomic():
+        first = events.event_record(topic="probe.a", payload={"log": str(log)})
+        broken = events.event_record(topic="probe.broken", payload={})  # no "log": KeyError
+        last = events.event_record(topic="probe.b", payload={"log": str(log)})
+    ids = [e.deliveries.get().pk for e in (first, broken, last)]
+    # One claim for the three (an UPDATE that returns what it took, their rows), the
+    # failure's backoff, one mark for the two delivered.
+    with django_assert_max_num_queries(4):
+        assert events.events_deliver(delivery_ids=ids) == 2
+    handled = [line.split()[:2] for line in log_lines(log)]
+    assert handled == [[step, str(e.pk)] for e in (first, last) for step in ("start", "done")]
+    delivered = EventDelivery.objects.filter(pk__in=ids, delivered_at__isnull=False)
+    assert sorted(delivered.values_list("pk", flat=True)) == [ids[0], ids[2]]
+    failed = EventDelivery.objects.get(pk=ids[1])
+    assert failed.attempts == 1 and "log" in failed.last_error
+    assert failed.delivered_at is None and failed.lease_until is not None  # its backoff
+    # Nothing delivered or backing off is taken again.
+    assert events.events_deliver(delivery_ids=ids) == 0
+    assert len(log_lines(log)) == 4

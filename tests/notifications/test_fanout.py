@@ -320,3 +320,14 @@ def test_the_tick_sends_again_what_a_lost_task_left_pending(published, subscribe
     assert services.deliveries_tick(now=soon)["dispatched"] == 0
     later = made + timedelta(seconds=settings.NOTIFY_REDISPATCH_SECONDS)
     assert services.deliveries_tick(now=later)["dispatched"] == 1
+
+
+def test_an_event_nobody_subscribed_to_reads_only_the_dataset_and_the_subscriptions(
+    published, subscriber, publish, django_assert_num_queries
+):
+    publish(published, CSV_V1_MORE)
+    event = events_of("version.published")[-1]
+    # The dataset, its subscriptions, the pattern subscriptions: not the version's facts.
+    with django_assert_num_queries(3):
+        assert services.event_fan_out(event=event) == 0
+    assert not Delivery.objects.exists() and not InboxItem.objects.exists()

@@ -1,5 +1,6 @@
 """Writes one line per delivery to a file named in the event; sleeps first when asked,
-so a test can kill the worker while the handler runs."""
+so a test can kill the worker while the handler runs; names its database session when
+asked (PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -15,5 +16,16 @@ def record_delivery(event) -> None:
     sleep = event.payload.get("sleep_first_time", 0)
     if sleep and log.read_text().count("start") == 1:
         time.sleep(sleep)
+    if event.payload.get("database_session"):
+        from django.db import connection
+
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_backend_pid(), backend_start FROM pg_stat_activity "
+                "WHERE pid = pg_backend_pid()"
+            )
+            backend, started = cursor.fetchone()
+        with log.open("a") as handle:
+            handle.write(f"session {backend} {started.isoformat()}\n")
     with log.open("a") as handle:
         handle.write(f"done {event.pk} {os.getpid()}\n")

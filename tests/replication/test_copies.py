@@ -9,7 +9,7 @@ from datetime import UTC, timedelta
 from django.utils import timezone
 
 from catalog.models import DomainEvent
-from replication.models import CopyRun, Region, Replica, ReplicaStatus
+from replication.models import CopyRun, Policy, Region, Replica, ReplicaStatus
 from replication.services import (
     region_manifest_latest,
     replica_copy,
@@ -17,6 +17,7 @@ from replication.services import (
     rule_create,
     rules_run_due,
 )
+from replication.services.planning import version_replicate_by_rules
 from tests.replication.conftest import CSV
 from versioning.manifest import manifest_checksum
 from versioning.models import DatasetVersion
@@ -181,3 +182,15 @@ def test_a_steward_replicates_a_dataset_on_demand_to_named_regions(
     assert [r.region.code for r in queued] == ["eu-west-1"]
     assert copy_due() == {queued[0].pk: "verified"}
     assert DatasetVersion.objects.get(pk=version.pk).replicas.get().status == "verified"
+
+
+def test_a_version_no_rule_matches_is_planned_in_two_queries(
+    dataset, publish, regions, gold_rule, django_assert_num_queries
+):
+    gold_rule.enabled = False
+    gold_rule.save()
+    version = publish(dataset, CSV).version
+    # The version and the rules: no transaction, no look for replicas to plan.
+    with django_assert_num_queries(2):
+        assert version_replicate_by_rules(version_id=version.pk, policies=(Policy.IMMEDIATE,)) == []
+    assert not Replica.objects.exists()

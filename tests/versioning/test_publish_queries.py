@@ -17,16 +17,19 @@ from versioning.services.jobs import Claim, job_objects_discard, publish_job_cla
 pytestmark = pytest.mark.django_db
 
 # Claim (2), lock and unlock (2), current version and versions taken (2); the commit:
-# its two statements, claim check, version, changelog (2), make current (2), dataset
-# touched, manifest with its organisation locked (3), two events with their deliveries
-# (4), audit, job; is the target a version's (1); the job as the task returns it (1).
+# its two statements, version, changelog (2), make current (2), dataset touched,
+# manifest with its organisation locked (3), two events with their deliveries (4),
+# audit, the job's success (which fences the claim); the job as the task returns it (1).
 # The file's profile was recorded while it uploaded, so no progress beat: nothing is
 # read; and it was uploaded to the key of the version a data-only change gets, so the
 # checks that no other publish holds a target key, and its recording (3), are not
-# needed (29 when the file waits in staging). It was 31: re-reading the target key,
-# clearing a cleanup flag that was not set and the savepoint around making it current
-# went; the organisation's lock came (test_manifest_order.py).
-PUBLISH_QUERIES = 26
+# needed (27 when the file waits in staging), nor is asking whether that key is a
+# version's once the job has committed that version. It was 31: re-reading the target
+# key, clearing a cleanup flag that was not set and the savepoint around making it
+# current went; the organisation's lock came (test_manifest_order.py); then 26: the
+# check of the claim before the commit went (its last statement fences it), and the
+# question about the published key.
+PUBLISH_QUERIES = 24
 
 
 def _queued(dataset, system, data: bytes) -> PublishJob:

@@ -313,7 +313,9 @@ class VersionListView(DatasetScoped, generics.ListAPIView):
             "Either a multipart upload (fields `version` and `note` first, then `file`), "
             "streamed to staging as it arrives, or JSON naming an object already in the "
             "bucket under the organisation's prefix. Answers 202 with the publish job; "
-            "follow its `url` until `status` is `succeeded` or `failed`. Needs the "
+            "follow its `url` until `status` is `succeeded` or `failed` (a small upload "
+            "is published by the request itself, so its job is usually finished "
+            "already). Needs the "
             "steward role and the publish scope; a device token only uploads new files "
             "to its own dataset. A body cut off before its end is refused (400); so is "
             "a file whose SHA-256 is not the `sha256` sent, or a body whose digest is not "
@@ -422,6 +424,7 @@ class VersionListView(DatasetScoped, generics.ListAPIView):
             allow_breaking=options.validated_data["allow_breaking"],
             inputs=options.validated_data.get("inputs", []),
             draft=options.validated_data["draft"],
+            publish_now=True,
         )
 
 

@@ -67,6 +67,7 @@ from versioning.services.jobs import (
     version_key_held,
 )
 from versioning.services.lineage import input_label, inputs_resolve
+from versioning.services.publish import publish_job_run_here
 
 _HEAD_BYTES = 64
 # A resumable upload in these states may still complete at its key.
@@ -117,6 +118,7 @@ def publish_job_create(
     options: PublishOptions | None = None,
     on_progress: Callable[[int], None] | None = None,
     expected_sha256: str = "",
+    publish_now: bool = False,
     **fields: Any,
 ) -> PublishJob:
     """Streams `stream` into storage, inspecting it on the way, and queues a job that
@@ -130,6 +132,14 @@ def publish_job_create(
 
     `expected_sha256` (hex), when given, is the SHA-256 the publisher computed: bytes
     that do not match are refused (`DigestMismatch`) before any job exists.
+
+    `publish_now`: a file of at most PUBLISH_INLINE_MAX_BYTES whose profile was recorded
+    is published by this process as soon as its job has committed, as a worker would
+    (`publish_job_run_here`), so the returned job is usually finished; when the
+    dataset's lock is busy, or the caller holds a transaction (the job has not
+    committed, so no worker could see it either), it is queued as any other. For a
+    100 KiB file, a worker's task and a client following the job cost more than the
+    publish itself (README, Benchmarks).
 
     Raises Forbidden unless the actor stewards the dataset's organisation, InvalidInput
     for a malformed, taken or too-low version or a bad input, FileRejected for an empty
@@ -194,11 +204,22 @@ def publish_job_create(
         _reservation_drop(job, store)
         raise
     profile = inspector.finish()
+    now = (
+        publish_now
+        and profile is not None
+        and size <= settings.PUBLISH_INLINE_MAX_BYTES
+        and not transaction.get_connection().in_atomic_block
+    )
     try:
-        return _reservation_queue(job, actor=actor, options=options, size=size, profile=profile)
+        job = _reservation_queue(
+            job, actor=actor, options=options, size=size, profile=profile, dispatch=not now
+        )
     except BaseException:
         _reservation_drop(job, store)
         raise
+    if now and not publish_job_run_here(job=job, store=store):
+        publish_job_dispatch(job.pk)
+    return job
 
 
 class _HoldRenewed:
@@ -272,9 +293,11 @@ def _reservation_queue(
     options: PublishOptions,
     size: int,
     profile: FileProfile | None,
+    dispatch: bool = True,
 ) -> PublishJob:
     """The uploaded file's job, queued with the profile read on the way, its audit entry,
-    and its task after commit. ReservationLost when the sweeper failed the row meanwhile."""
+    and (with `dispatch`) its task after commit. ReservationLost when the sweeper failed
+    the row meanwhile."""
     with transaction.atomic():
         queued = PublishJob.objects.filter(pk=job.pk, status=JobStatus.UPLOADING).update(
             status=JobStatus.QUEUED,
@@ -292,7 +315,7 @@ def _reservation_queue(
             0,
         )
         job.profile = profile.as_json() if profile else None
-        _job_queued(job, actor=actor, options=options)
+        _job_queued(job, actor=actor, options=options, dispatch=dispatch)
     return job
 
 
@@ -420,9 +443,13 @@ def _job_fields(
     }
 
 
-def _job_queued(job: PublishJob, *, actor: Actor, options: PublishOptions) -> None:
-    """What follows a job's queueing, in its transaction: its audit entry, and its task
-    once the transaction commits."""
+def _job_queued(
+    job: PublishJob, *, actor: Actor, options: PublishOptions, dispatch: bool = True
+) -> None:
+    """What follows a job's queueing, in its transaction: its audit entry, and (unless
+    not `dispatch`: the caller runs it, or dispatches it, itself) its task once the
+    transaction commits. A job never dispatched is sent by the sweeper (its
+    `dispatched_at` is empty)."""
     audit_record(
         actor=actor,
         action="version.publish_requested",
@@ -435,7 +462,8 @@ def _job_queued(job: PublishJob, *, actor: Actor, options: PublishOptions) -> No
             **options.audit_details(),
         },
     )
-    transaction.on_commit(lambda: publish_job_dispatch(job.pk))
+    if dispatch:
+        transaction.on_commit(lambda: publish_job_dispatch(job.pk))
 
 
 def _job_record(

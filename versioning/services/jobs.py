@@ -306,7 +306,9 @@ def publish_job_fail(
     return True
 
 
-def job_objects_discard(*, job: PublishJob, store: ObjectStore, keep_staged: bool = False) -> bool:
+def job_objects_discard(
+    *, job: PublishJob, store: ObjectStore, keep_staged: bool = False, published_key: str = ""
+) -> bool:
     """Removes what a finished job stored that no version row refers to: its staged
     object (unless `keep_staged`), and (if it failed) the final object it copied. A file
     uploaded straight to its version's key is both, and stays once that version is
@@ -315,7 +317,8 @@ def job_objects_discard(*, job: PublishJob, store: ObjectStore, keep_staged: boo
 
     `job` is the row as its worker holds it (claimed, or loaded by the sweeper): its keys
     are the row's, so after a publish this costs one query (which keys are a version's?);
-    a job that knows no target reads its keys from its row."""
+    a job that knows no target reads its keys from its row; and none when its worker has
+    just committed the version at `published_key` and the file was uploaded there."""
     try:
         staged, target = job.staging_key, job.target_key
         if not target:
@@ -323,7 +326,13 @@ def job_objects_discard(*, job: PublishJob, store: ObjectStore, keep_staged: boo
                 "staging_key", "target_key"
             ).first() or (staged, target)
         keys = [key for key in (staged, target) if key and not (keep_staged and key == staged)]
-        published = set(DatasetVersion.objects.filter(key__in=keys).values_list("key", flat=True))
+        # The version this job has just committed is a version's, without asking.
+        unknown = [key for key in keys if key != published_key]
+        published = {published_key} | (
+            set(DatasetVersion.objects.filter(key__in=unknown).values_list("key", flat=True))
+            if unknown
+            else set()
+        )
         for key in dict.fromkeys(keys):
             if key not in published:
                 store.delete(key)

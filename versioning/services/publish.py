@@ -56,7 +56,6 @@ from versioning.services.jobs import (
     TASK_NAME,
     TEMPORARY_ERRORS,
     Claim,
-    ClaimLost,
     KeyReserved,
     ProgressBeat,
     connection_reset,
@@ -77,6 +76,7 @@ __all__ = (
     "PublishOptions",
     "publish_job_attempt",
     "publish_job_run",
+    "publish_job_run_here",
     "publish_jobs_sweep",
 )
 
@@ -110,13 +110,51 @@ def publish_job_run(*, job_id) -> PublishJob | None:
     return job
 
 
-def publish_job_attempt(*, job: PublishJob, store: ObjectStore | None = None) -> None:
+def publish_job_run_here(*, job: PublishJob, store: ObjectStore | None = None) -> bool:
+    """Runs a job that this process has just queued (and not dispatched) here and now, as
+    a worker would: the same claim (`publish_job_claim`), the same attempt
+    (`publish_job_attempt`), so its fencing, retries and failures are a worker's. Used for
+    small uploads, whose publish costs less than handing them to a worker and following
+    them there (see `publish_job_create`'s `publish_now`).
+
+    Only if the dataset's lock is free at once: a request never waits behind another
+    publish of the dataset. Returns whether the job was taken care of here (run, or
+    found already claimed); False when it should be dispatched to the queue (the lock is
+    busy, or the database failed before the claim). A temporary failure during the
+    attempt sends the job back to the queue with its backoff, as after a worker's."""
+    store = store or get_object_store()
+    claimed = None
+    try:
+        with dataset_lock(job.dataset_id, wait=False) as held:
+            if not held:
+                return False
+            claimed = publish_job_claim(job_id=job.pk)
+            if claimed is not None:
+                publish_job_attempt(job=claimed, store=store, lock_held=True, staged_here=True)
+    except TEMPORARY_ERRORS as exc:
+        # Taking or letting go of the lock, or the claim, failed: a job not claimed yet is
+        # dispatched by the caller; a claimed one is the sweeper's (its lease runs out).
+        logger.warning("Publish job %s could not run in this process: %r", job.pk, exc)
+        connection_reset()
+        return claimed is not None
+    return True
+
+
+def publish_job_attempt(
+    *,
+    job: PublishJob,
+    store: ObjectStore | None = None,
+    lock_held: bool = False,
+    staged_here: bool = False,
+) -> None:
     """One attempt at a claimed job (`publish_job_claim`), under the claim `job.attempts`
     names, and what its outcome does to the job: success, back to the queue after a
-    temporary failure, or failed for good. Nothing at all if the claim is lost."""
+    temporary failure, or failed for good. Nothing at all if the claim is lost.
+    `lock_held`: the caller holds the dataset's lock. `staged_here`: this process has
+    just written the job's file, so it is not looked for again."""
     store = store or get_object_store()
     try:
-        _run(job, store)
+        _run(job, store, lock_held=lock_held, staged_here=staged_here)
     except LeaseLost:
         logger.warning("Publish job %s was taken over by another worker; stopping.", job.pk)
     except TEMPORARY_ERRORS as exc:
@@ -182,13 +220,17 @@ def _refused_file_park(job: PublishJob, store: ObjectStore) -> bool:
     return True
 
 
-def _run(job: PublishJob, store: ObjectStore) -> None:
+def _run(
+    job: PublishJob, store: ObjectStore, *, lock_held: bool = False, staged_here: bool = False
+) -> None:
     dataset = job.dataset
     claim = Claim.of(job)
-    profile = _profile(job, store, claim)
+    profile = _profile(job, store, claim, staged_here=staged_here)
     finished = False
+    published_key = ""  # the key of the version this job has just committed
     try:
-        with lease_kept(claim) as lease, dataset_lock(dataset.pk):
+        lock = contextlib.nullcontext() if lock_held else dataset_lock(dataset.pk)
+        with lease_kept(claim) as lease, lock:
             current = current_version(dataset)
             if current is not None and current.sha256 == profile.sha256:
                 lease.check()
@@ -199,21 +241,24 @@ def _run(job: PublishJob, store: ObjectStore) -> None:
                 _move_to(job, store, key, profile)
                 lease.check()
                 _commit(job, dataset, current, decision, key, profile)
+                published_key = key
             finished = True
     finally:
         # Even if releasing the lock fails (a dropped connection) after the commit: the
         # job is done, so its staged object goes now (or, storage away, by the sweeper).
         if finished:
-            job_objects_discard(job=job, store=store)
+            job_objects_discard(job=job, store=store, published_key=published_key)
 
 
-def _profile(job: PublishJob, store: ObjectStore, claim: Claim) -> FileProfile:
+def _profile(
+    job: PublishJob, store: ObjectStore, claim: Claim, *, staged_here: bool = False
+) -> FileProfile:
     """The file's facts: those recorded while it was uploaded, else (a job without them)
     read from the stored object in one streaming pass, which also checks the SHA-256 the
     publisher sent, if any (DigestMismatch: the job fails and its file is removed)."""
     gone = FileRejected("The uploaded file is no longer in staging; upload it again.")
     if job.profile:
-        if not store.exists(job.staging_key):
+        if not staged_here and not store.exists(job.staging_key):
             raise gone
         return FileProfile.from_json(job.profile)
     try:  # opening is the check that it is there (one request, not two)
@@ -355,15 +400,16 @@ def _commit(
     """One transaction, under this worker's claim: the version row, its changelog and
     lineage, the job's success, and (unless a draft) the version made current with its
     manifest, events and audit entry. Raises ClaimLost, writing nothing, when another
-    worker holds the job now; Conflict when the database refuses the version."""
+    worker holds the job now: the job's success, fenced by the claim, is the last
+    statement, and when it matches no row the whole transaction rolls back (a check
+    first cost a query on every publish for a case a stalled worker alone meets);
+    Conflict when the database refuses the version."""
     now = timezone.now()
     version = decision.version
     options = job.options
     claim = Claim.of(job)
     try:
         with transaction.atomic():
-            if not claim.rows().select_for_update().exists():
-                raise ClaimLost(f"Publish job {job.pk} lost its claim before its commit.")
             new = DatasetVersion.objects.create(
                 dataset=dataset,
                 **version_fields(version),
