@@ -27,6 +27,7 @@ from catalog.exceptions import (
     DomainError,
     FileRejected,
     Forbidden,
+    InspectionUnavailable,
     InvalidInput,
     NotFound,
     StorageUnavailable,
@@ -39,6 +40,7 @@ _DOMAIN_STATUS = {
     Forbidden: 403,
     Conflict: 409,
     StorageUnavailable: 503,
+    InspectionUnavailable: 503,
     FileRejected: 400,
     InvalidInput: 400,
 }
@@ -86,7 +88,7 @@ def exception_handler(exc, context):
     if isinstance(exc, DomainError):
         code, message, details = exc.code, exc.message, exc.details
         status_code = _domain_status(exc)
-        if isinstance(exc, StorageUnavailable):
+        if isinstance(exc, (StorageUnavailable, InspectionUnavailable)):
             headers["Retry-After"] = "5"
     elif isinstance(exc, exceptions.APIException):
         status_code = exc.status_code
