@@ -78,9 +78,12 @@ def upload_inspector(
     threshold = settings.INSPECTION_PROCESS_MIN_BYTES
     if threshold and size_hint is not None and size_hint >= threshold:
         try:
-            return ProcessInspector(stream, format=format)
+            inspector = ProcessInspector(stream, format=format)
         except OSError:
             logger.warning("Could not start an inspection process; inspecting on a thread.")
+        else:
+            logger.info("Inspecting an upload of %s bytes in process %s.", size_hint, inspector.pid)
+            return inspector
     return UploadInspector(stream, format=format)
 
 

@@ -264,6 +264,34 @@ def test_two_uploads_on_two_threads_each_see_the_end_of_their_own_file() -> None
     wait_for(lambda: _inspection_children() == [], timeout=10, message="the children to exit")
 
 
+def _inspect_in_a_pool_process(answers, data: bytes) -> None:
+    try:
+        inspector = ProcessInspector(io.BytesIO(data), format="csv")
+        upload_through(inspector)
+        answers.put(("profile", inspector.finish().sha256))
+    except BaseException as exc:  # noqa: BLE001 - reported to the test
+        answers.put(("error", repr(exc)))
+
+
+def test_a_celery_pool_process_may_start_an_inspection_process() -> None:
+    # Celery's prefork pool runs tasks in daemonic billiard processes, which may not
+    # have multiprocessing children; a child started by subprocess they may have.
+    import billiard
+
+    context = billiard.get_context("fork")
+    answers = context.Queue()
+    data = sample_csv(100_000)
+    pool_process = context.Process(
+        target=_inspect_in_a_pool_process, args=(answers, data), daemon=True
+    )
+    pool_process.start()
+    try:
+        answer = answers.get(timeout=60)
+    finally:
+        pool_process.join(timeout=30)
+    assert answer == ("profile", hashlib.sha256(data).hexdigest())
+
+
 # --- memory ---------------------------------------------------------------------------
 
 

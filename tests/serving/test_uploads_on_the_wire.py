@@ -91,3 +91,42 @@ def test_a_whole_body_is_accepted_by_the_same_server(start_server, token, stray_
     assert status == 202, answer
     assert answer["status"] == "queued"
     assert len(stray_uploads()) == 1  # stored, its version not published yet
+
+
+def test_two_large_uploads_at_once_are_each_inspected_in_a_process_of_their_own(
+    start_server, token, stray_uploads
+):
+    # gunicorn's threaded worker serves both at once; each thread starts a child of its
+    # own (every file here is "large"), which must see the end of its own file only.
+    import hashlib
+    import threading
+
+    from versioning.models import PublishJob
+
+    server = start_server("gunicorn", env={"INSPECTION_PROCESS_MIN_BYTES": "1"})
+    copies = {"1.0.0": 20_000, "2.0.0": 30_000}
+    files = {version: CSV * n for version, n in copies.items()}
+    answers: dict[str, tuple[int, dict]] = {}
+
+    def upload(version: str) -> None:
+        body = multipart([("version", None, version.encode()), ("file", "day.csv", files[version])])
+        answers[version] = send(server, token, body, content_length=len(body))
+
+    threads = [threading.Thread(target=upload, args=(version,)) for version in files]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+
+    assert {version: status for version, (status, _) in answers.items()} == {
+        "1.0.0": 202,
+        "2.0.0": 202,
+    }, answers
+    for version, data in files.items():
+        job = PublishJob.objects.get(pk=answers[version][1]["id"])
+        assert job.profile["sha256"] == hashlib.sha256(data).hexdigest()
+        assert job.profile["size_bytes"] == len(data)
+        # Every line but the first is a row (the repeated header lines too).
+        assert job.profile["row_count"] == 4 * copies[version] - 1
+    assert len(stray_uploads()) == 2
+    assert server.log.read_text().count("Inspecting an upload of") == 2
