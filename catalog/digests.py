@@ -99,13 +99,6 @@ class CheckedStream:
                 )
         return data
 
-    @property
-    def size_hint(self) -> int | None:
-        """The size of the stream it checks, when that can tell (for the inspection)."""
-        from catalog.inspection_process import size_hint
-
-        return size_hint(self.stream)
-
     def close(self) -> None:
         close = getattr(self.stream, "close", None)
         if close is not None:

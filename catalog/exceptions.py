@@ -46,10 +46,3 @@ class StorageUnavailable(DomainError):
     """A temporary storage failure: the operation may succeed if tried again."""
 
     code = "storage_unavailable"
-
-
-class InspectionUnavailable(DomainError):
-    """The inspection of an upload stopped for a reason of ours, not the file's (its
-    process died): nothing was kept, and the same file may be sent again."""
-
-    code = "inspection_unavailable"

@@ -206,9 +206,6 @@ COLUMNAR_COPY_MIN_BYTES = env_int("COLUMNAR_COPY_MIN_BYTES", 1024 * 1024, minimu
 # Uploads (S3 multipart uploads, local temporary files) unfinished for this many hours
 # are aborted by a periodic sweep: their writer died, or its own abort could not get through.
 MULTIPART_ABANDON_HOURS = env_int("MULTIPART_ABANDON_HOURS", 24, minimum=1)
-# An upload of at least this many bytes is inspected in a process of its own while it
-# is sent (catalog/inspection_process.py), smaller ones on a thread; 0: always a thread.
-INSPECTION_PROCESS_MIN_BYTES = env_int("INSPECTION_PROCESS_MIN_BYTES", 64 * 1024**2, minimum=0)
 # Files with more columns than this are refused at publish (the header is enough).
 MAX_COLUMNS = env_int("MAX_COLUMNS", 2000, minimum=1)
 # Uploads above this many bytes are refused (413).

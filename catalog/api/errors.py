@@ -27,7 +27,6 @@ from catalog.exceptions import (
     DomainError,
     FileRejected,
     Forbidden,
-    InspectionUnavailable,
     InvalidInput,
     NotFound,
     StorageUnavailable,
@@ -40,7 +39,6 @@ _DOMAIN_STATUS = {
     Forbidden: 403,
     Conflict: 409,
     StorageUnavailable: 503,
-    InspectionUnavailable: 503,
     FileRejected: 400,
     InvalidInput: 400,
 }
@@ -88,7 +86,7 @@ def exception_handler(exc, context):
     if isinstance(exc, DomainError):
         code, message, details = exc.code, exc.message, exc.details
         status_code = _domain_status(exc)
-        if isinstance(exc, (StorageUnavailable, InspectionUnavailable)):
+        if isinstance(exc, StorageUnavailable):
             headers["Retry-After"] = "5"
     elif isinstance(exc, exceptions.APIException):
         status_code = exc.status_code

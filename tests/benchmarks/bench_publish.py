@@ -18,8 +18,7 @@ Redis on a queue of its own, and moto's S3 server on a free loopback port):
 
 Each publish runs in a freshly started worker (one pool process) whose peak resident
 set (VmHWM) is read when the job ends, as is the uploading client's (which inspects
-the file as it sends it: its own peak plus its inspection process's, when the file is
-large enough to get one). The work a publish's events start after the job
+the file as it sends it). The work a publish's events start after the job
 (the manifest upload, the columnar copy, lineage) runs next, in a worker of its own on
 a queue of its own, and is reported beside the publish, not in it; its peak RSS too.
 

@@ -96,13 +96,8 @@ def _publish(path: Path, *, in_process: bool = False) -> dict:
         "queued_s": (job.started_at - job.created_at).total_seconds(),
         "worker_s": (job.finished_at - job.started_at).total_seconds(),
         "attempts": job.attempts,
-        # The process that uploaded the file, plus the one that inspected it when that is
-        # a child of its own (the largest child's peak; Linux reports KiB).
-        "client_peak_rss_mib": (
-            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-            + resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        )
-        / 1024,
+        # The process that uploaded and inspected the file (Linux reports KiB).
+        "client_peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
     if job.status == JobStatus.SUCCEEDED and job.version is not None:
         result.update(

@@ -55,16 +55,14 @@ def _command(kind: str, port: int) -> list[str]:
 
 @pytest.fixture(scope="module")
 def start_server(tmp_path_factory):
-    """Starts `gunicorn` or `runserver` once per test module and environment (each
-    test's rows reach it through the shared test database); stops them after the
-    module. `env` adds to the test run's environment (a setting)."""
+    """Starts `gunicorn` or `runserver` once per test module (each test's rows reach it
+    through the shared test database); stops them after the module."""
     servers: dict[str, Server] = {}
     procs: list[subprocess.Popen] = []
 
-    def start(kind: str = "gunicorn", env: dict[str, str] | None = None) -> Server:
-        name = kind + "".join(f" {k}={v}" for k, v in sorted((env or {}).items()))
-        if name in servers:
-            return servers[name]
+    def start(kind: str = "gunicorn") -> Server:
+        if kind in servers:
+            return servers[kind]
         port = free_port()
         log = tmp_path_factory.mktemp(kind) / f"{kind}.log"
         proc = subprocess.Popen(
@@ -75,7 +73,6 @@ def start_server(tmp_path_factory):
                 "DJANGO_SETTINGS_MODULE": "tests.settings",
                 "DATABASE_URL": _test_database_url(),
                 "PYTHONUNBUFFERED": "1",
-                **(env or {}),
             },
             stdout=log.open("w"),
             stderr=subprocess.STDOUT,
@@ -93,7 +90,7 @@ def start_server(tmp_path_factory):
                 return False
 
         wait_for(up, timeout=60, message=f"{kind} to answer")
-        servers[name] = server
+        servers[kind] = server
         return server
 
     yield start

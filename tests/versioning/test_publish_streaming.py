@@ -7,17 +7,14 @@ from __future__ import annotations
 import gzip
 import io
 import os
-import signal
-import sys
 from collections import Counter
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from catalog.digests import DigestMismatch
-from catalog.exceptions import Conflict, FileRejected, InspectionUnavailable
+from catalog.exceptions import Conflict
 from catalog.inspection import inspect_stream
 from catalog.storage import get_object_store, sha256_of
 from tests.versioning.conftest import CSV, big_csv, queue, queue_from_bucket
@@ -51,14 +48,6 @@ class S3Calls:
         self._client.meta.events.unregister("before-call.s3", self._seen)
 
 
-@pytest.fixture(params=["thread", "process"])
-def inspected_in(request, settings):
-    """The upload is inspected on a thread of this process, or in a process of its own
-    (catalog/inspection_process.py: every file here is large enough for one)."""
-    settings.INSPECTION_PROCESS_MIN_BYTES = 0 if request.param == "thread" else 1
-    return request.param
-
-
 @pytest.fixture
 def s3_calls():
     calls = S3Calls()
@@ -90,7 +79,7 @@ def _parquet() -> bytes:
     ids=["csv-multipart", "csv.gz", "parquet"],
 )
 def test_the_profile_recorded_while_uploading_is_what_inspecting_the_stored_object_gives(
-    dataset, system, data, filename, inspected_in
+    dataset, system, data, filename
 ):
     job = publish_job_create(
         dataset=dataset,
@@ -271,7 +260,7 @@ class CutOff:
 @both_modes
 @pytest.mark.parametrize("version", ["", "2.0.0"], ids=["to-staging", "to-its-version-key"])
 def test_an_upload_cut_off_midway_leaves_no_object_and_no_unfinished_upload(
-    dataset, system, s3_server, bucket_keys, version, inspected_in
+    dataset, system, s3_server, bucket_keys, version
 ):
     with pytest.raises(OSError, match="went away"):
         publish_job_create(
@@ -287,111 +276,9 @@ def test_an_upload_cut_off_midway_leaves_no_object_and_no_unfinished_upload(
     assert not PublishJob.objects.exists()
 
 
-def _inspection_children() -> list[int]:
-    me = str(os.getpid())
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parent = (entry / "stat").read_text().rsplit(")", 1)[1].split()[1]
-                command = (entry / "cmdline").read_bytes()
-            except OSError:
-                continue
-            if parent == me and b"catalog.inspection_process" in command:
-                found.append(int(entry.name))
-    return found
-
-
-class KillsTheInspection:
-    """An upload stream that kills the inspection's process once `after` bytes are
-    read, as an out-of-memory kill would."""
-
-    def __init__(self, data: bytes, after: int) -> None:
-        self._stream = io.BytesIO(data)
-        self._after = after
-        self.size_hint = len(data)
-        self.killed: list[int] = []
-
-    def read(self, size: int = -1) -> bytes:
-        data = self._stream.read(size)
-        if self._stream.tell() >= self._after and not self.killed:
-            for pid in _inspection_children():
-                os.kill(pid, signal.SIGKILL)
-                self.killed.append(pid)
-        return data
-
-
-@both_modes
-@pytest.mark.parametrize("version", ["", "2.0.0"], ids=["to-staging", "to-its-version-key"])
-def test_an_upload_whose_inspection_process_dies_midway_leaves_no_object_and_no_job(
-    dataset, system, s3_server, bucket_keys, settings, version
-):
-    settings.INSPECTION_PROCESS_MIN_BYTES = 1
-    stream = KillsTheInspection(big_csv(LARGE), after=9 * 1024 * 1024)
-    with pytest.raises(InspectionUnavailable, match="killed by signal 9"):
-        publish_job_create(
-            dataset=dataset,
-            stream=stream,
-            filename="data.csv",
-            actor=system,
-            source=JobSource.COMMAND,
-            requested_version=version,
-        )
-    assert stream.killed
-    assert bucket_keys("acme/") == []
-    assert _unfinished_uploads(s3_server) == []
-    assert not PublishJob.objects.exists()
-    assert _inspection_children() == []
-
-
-@both_modes
-def test_an_inspection_process_that_dies_after_the_whole_upload_leaves_no_object_and_no_job(
-    dataset, system, s3_server, bucket_keys, settings, monkeypatch, tmp_path
-):
-    # A child that reads the whole file and dies when it sees its end: the upload is
-    # complete by then, and it is the stored object that must go.
-    dies = tmp_path / "dies-at-the-end"
-    dies.write_text("#!/bin/sh\ncat > /dev/null\nkill -9 $$\n")
-    dies.chmod(0o755)
-    monkeypatch.setattr(sys, "executable", str(dies))
-    settings.INSPECTION_PROCESS_MIN_BYTES = 1
-    with pytest.raises(InspectionUnavailable, match="killed by signal 9"):
-        queue(dataset, big_csv(LARGE), system)
-    assert bucket_keys("acme/") == []
-    assert _unfinished_uploads(s3_server) == []
-    assert not PublishJob.objects.exists()
-
-
-@both_modes
-@pytest.mark.parametrize(
-    "data, reason",
-    [
-        (big_csv(LARGE) + b"2024-08-11,ST9\n" + big_csv(1)[26:], "row"),
-        (b"day,day\n2024-08-10,ST1\n" * 1000, "names"),
-    ],
-    ids=["a-short-row-far-in", "duplicate-names"],
-)
-def test_a_file_its_inspection_process_refuses_fails_its_job_as_on_a_thread_leaving_nothing(
-    dataset, system, bucket_keys, settings, data, reason
-):
-    with pytest.raises(FileRejected) as verdict:
-        inspect_stream(io.BytesIO(data), format="csv")
-    settings.INSPECTION_PROCESS_MIN_BYTES = 1
-
-    job = queue(dataset, data, system)
-    assert job.profile is None  # the worker reads the stored file for the verdict
-    publish_job_run(job_id=job.pk)
-    job.refresh_from_db()
-
-    assert job.status == JobStatus.FAILED and job.error_code == "file_rejected"
-    assert job.message == verdict.value.message
-    assert bucket_keys("acme/") == []
-    assert _inspection_children() == []
-
-
 @both_modes
 def test_an_upload_refused_for_its_digest_leaves_no_object_and_no_unfinished_upload(
-    dataset, system, s3_server, bucket_keys, inspected_in
+    dataset, system, s3_server, bucket_keys
 ):
     with pytest.raises(DigestMismatch):
         queue(dataset, big_csv(LARGE), system, expected_sha256="0" * 64, requested_version="2.0.0")

@@ -85,11 +85,6 @@ class FilePart:
     def __init__(self, upload: MultipartUpload, stream: LazyStream) -> None:
         self.upload, self.stream, self.done = upload, stream, False
 
-    @property
-    def size_hint(self) -> int | None:
-        """About the file's size: the body's Content-Length (None when chunked)."""
-        return self.upload.content_length
-
     def read(self, size: int = -1) -> bytes:
         if self.done:
             return b""

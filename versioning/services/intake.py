@@ -2,9 +2,8 @@
 "The publish path"); `versioning.services.publish` runs the job it queues.
 
     publish_job_create              stream the file into storage while inspecting it
-                                    (`catalog.inspection_process.upload_inspector`:
-                                    hash, rows, column types, on a thread of its own or,
-                                    for a large file, in a process of its own, so parsing
+                                    (`catalog.inspection.UploadInspector`: hash, rows,
+                                    column types, on a thread of its own, so parsing
                                     overlaps the upload), then write a queued job that
                                     carries that profile and send its task after commit
     publish_job_create_from_object  copy an object already in the bucket to a staging
@@ -33,8 +32,7 @@ from django.utils import timezone
 from catalog.audit import Actor, audit_record
 from catalog.digests import CheckedStream, sha256_hex
 from catalog.exceptions import Conflict, FileRejected, InvalidInput, NotFound
-from catalog.inspection import FileProfile, detect_format
-from catalog.inspection_process import size_hint, upload_inspector
+from catalog.inspection import FileProfile, UploadInspector, detect_format
 from catalog.keys import CONTENT_TYPES, staging_key, version_key
 from catalog.models import Dataset
 from catalog.services import ensure_steward
@@ -119,14 +117,12 @@ def publish_job_create(
 
     Raises Forbidden unless the actor stewards the dataset's organisation, InvalidInput
     for a malformed, taken or too-low version or a bad input, FileRejected for an empty
-    or unknown file, Conflict when another upload of the same version finished first,
-    InspectionUnavailable when the inspection's process died (the file may be sent
-    again). Whatever was uploaded is removed when no job comes of it.
+    or unknown file, Conflict when another upload of the same version finished first.
+    Whatever was uploaded is removed when no job comes of it.
     """
     options = _options_checked(
         dataset=dataset, actor=actor, source=source, options=options, **fields
     )
-    expected_size = size_hint(stream)
     if expected_sha256:
         stream = CheckedStream(stream, expected=sha256_hex(expected_sha256))
     head = stream.read(_HEAD_BYTES)
@@ -138,9 +134,7 @@ def publish_job_create(
         dataset=dataset, job_id=job_id, file_format=file_format, options=options
     )
     store = get_object_store()
-    inspector = upload_inspector(
-        _Prefixed(head, stream), format=file_format, size_hint=expected_size
-    )
+    inspector = UploadInspector(_Prefixed(head, stream), format=file_format)
     try:
         size = store.write(
             key,
@@ -163,9 +157,8 @@ def publish_job_create(
     except BaseException:
         inspector.abandon()
         raise
+    profile = inspector.finish()
     try:
-        # Raises InspectionUnavailable when the inspection's process died at the end.
-        profile = inspector.finish()
         return _job_record(
             job_id=job_id,
             dataset=dataset,
