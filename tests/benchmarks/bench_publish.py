@@ -31,6 +31,14 @@ spread is too wide to trust. Timings print as they are taken, then a summary, th
 ratios, last. --steps also times each step of the pipeline inside the worker
 (publish_worker.py).
 
+--budget measures instead what the S3 goal can hope for on this machine, and nothing
+else: in --rounds alternating rounds, the CPU seconds of the upload floor (the uploading
+process and moto's server, read from /proc) and of the inspection alone
+(`catalog.inspection.inspect_stream` over the same file in a process of its own, from
+its first byte to its profile). Together they are the least work a publish into S3 does;
+spread perfectly over every core they take (total CPU / cores) seconds, and that over
+the floor's wall time is the lowest ratio_publish_s3_to_upload the machine allows.
+
 At most two generated files exist at a time (the large and the small one); between
 rounds the previous round's published objects (and columnar copies) are removed from
 the throwaway storage, and each file gets a new last row, so every publish is new bytes.
@@ -43,6 +51,7 @@ import contextlib
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -327,6 +336,10 @@ def postgres_database(server_url: str) -> Iterator[str]:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+# The process id of each running moto server, by endpoint (for --budget's CPU seconds).
+MOTO_PIDS: dict[str, int] = {}
+
+
 @contextlib.contextmanager
 def s3_server(log: Path) -> Iterator[str]:
     """moto's S3 server on a free loopback port, with the benchmark's bucket."""
@@ -338,6 +351,7 @@ def s3_server(log: Path) -> Iterator[str]:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+        MOTO_PIDS[endpoint] = proc.pid
         try:
             s3 = s3_client(endpoint)
 
@@ -400,6 +414,79 @@ def change_last_row(path: Path) -> None:
         handle.seek(max(0, handle.seek(0, os.SEEK_END) - 64 * 1024))
         last = handle.read().rstrip(b"\n").rsplit(b"\n", 1)[-1]
         handle.write(last + b"\n")
+
+
+# --- the budget -----------------------------------------------------------------------
+
+_INSPECT_ALONE = """
+import resource, sys
+from django.conf import settings
+settings.configure(MAX_COLUMNS=100000)
+from catalog.inspection import inspect_stream
+def cpu():
+    used = resource.getrusage(resource.RUSAGE_SELF)
+    return used.ru_utime + used.ru_stime
+started = cpu()
+with open(sys.argv[1], "rb") as stream:
+    inspect_stream(stream, format="csv")
+print(cpu() - started)
+"""
+
+
+def process_cpu_s(pid: int) -> float:
+    """CPU seconds (user and system) a process has used so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu_s() -> float:
+    used = resource.getrusage(resource.RUSAGE_SELF)
+    return used.ru_utime + used.ru_stime
+
+
+def run_budget(args, work: Path, big: Path) -> None:
+    """The CPU seconds of the upload floor and of the inspection alone (see --budget)."""
+    with s3_server(work / "moto.log") as endpoint:
+        s3, moto = s3_client(endpoint), MOTO_PIDS[endpoint]
+        floor_wall, client, server, inspection = Series(), Series(), Series(), Series()
+
+        def upload_floor() -> float:
+            key = f"baseline/{uuid.uuid4().hex}.csv"
+            own, moto_before = own_cpu_s(), process_cpu_s(moto)
+            seconds = floor_wall.add(timed(lambda: s3.upload_file(str(big), _BUCKET, key)))
+            client.add(own_cpu_s() - own)
+            server.add(process_cpu_s(moto) - moto_before)
+            s3.delete_object(Bucket=_BUCKET, Key=key)
+            return seconds
+
+        def inspection_alone() -> float:
+            done = subprocess.run(
+                [sys.executable, "-c", _INSPECT_ALONE, str(big)],
+                cwd=ROOT,
+                check=True,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            return inspection.add(float(done.stdout.strip().splitlines()[-1]))
+
+        alternate(
+            {"upload_floor_s": upload_floor, "inspection_alone_cpu_s": inspection_alone},
+            rounds=args.rounds,
+            report=lambda line: print(line, flush=True),
+        )
+    cores = len(os.sched_getaffinity(0))
+    floor_cpu = client.median + server.median
+    total = floor_cpu + inspection.median
+    say("budget_floor_wall_s", floor_wall)
+    say("budget_floor_client_cpu_s", client)
+    say("budget_floor_moto_cpu_s", server)
+    say("budget_inspection_cpu_s", inspection)
+    say(
+        "budget_lower_bound",
+        f"({floor_cpu:.2f} floor + {inspection.median:.2f} inspection) CPU s / {cores} cores "
+        f"= {total / cores:.2f} s, against the floor's {floor_wall.median:.2f} s: "
+        f"ratio_publish_s3_to_upload >= {total / cores / floor_wall.median:.2f} here",
+    )
 
 
 # --- the run --------------------------------------------------------------------------
@@ -587,6 +674,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--steps", action="store_true", help="also time each step of the pipeline in the worker"
     )
+    parser.add_argument(
+        "--budget",
+        action="store_true",
+        help="only measure the CPU seconds of the upload floor and of the inspection alone, "
+        "and the lowest S3 ratio they allow on this machine",
+    )
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="bench-publish-"))
     runs: dict[str, dict] = {}
@@ -600,6 +693,10 @@ def main(argv: list[str]) -> int:
             f"{big.stat().st_size:,} bytes, {rows:,} rows, 12 columns, generated in "
             f"{time.perf_counter() - started:.1f} s; small file {small.stat().st_size:,} bytes",
         )
+        if args.budget:
+            say("rounds", f"{args.rounds} alternating (upload floor, inspection alone)")
+            run_budget(args, work, big)
+            return 0
         say("rounds", f"{args.rounds} alternating (publish, floor, small publish)")
         if not args.no_local:
             say("mode_local", "embedded: SQLite, folder task queue, objects on disk (temp VAR_DIR)")
