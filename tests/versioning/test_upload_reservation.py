@@ -110,6 +110,36 @@ def test_one_key_is_held_by_one_unfinished_publish_at_a_time(dataset, system):
     other.save()  # once the first is finished, the key may be held again
 
 
+def test_two_uploads_that_chose_one_key_at_the_same_moment_do_not_both_hold_it(dataset, system):
+    from catalog.exceptions import Conflict
+    from versioning.options import PublishOptions
+    from versioning.services import intake
+
+    def reserve(version: str, *, named: bool) -> PublishJob:
+        options = PublishOptions(version=version if named else "")
+        return intake._reserve(
+            intake._job_fields(
+                job_id=uuid.uuid4(),
+                dataset=dataset,
+                actor=system,
+                source=JobSource.COMMAND,
+                options=options,
+                filename="data.csv",
+                key=f"acme/v1/gold/txn_daily/txn_daily_2024-08-10_v{version}.csv",
+                file_format="csv",
+                target_version=version,
+            )
+        )
+
+    first = reserve("1.0.0", named=False)
+    second = reserve("1.0.0", named=False)  # its check ran before the first's row existed
+    assert first.target_key == first.staging_key and first.target_version == "1.0.0"
+    assert second.target_key == "" and second.staging_key.startswith("acme/staging/")
+    with pytest.raises(Conflict, match="1.0.0 is under way"):
+        reserve("1.0.0", named=True)
+    assert PublishJob.objects.filter(status=JobStatus.UPLOADING).count() == 2
+
+
 @pytest.mark.parametrize("version", ["", "2.0.0"], ids=["predicted", "named"])
 def test_a_failed_upload_leaves_no_row_no_object_and_frees_the_version(
     dataset, system, bucket_keys, version
