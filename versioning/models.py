@@ -334,7 +334,7 @@ class PublishJob(models.Model):
             models.Index(
                 fields=["created_at"],
                 name="publishjob_unfinished",
-                condition=Q(status__in=["queued", "running"]),
+                condition=Q(status__in=["uploading", "queued", "running"]),
             )
         ]
         constraints = [
