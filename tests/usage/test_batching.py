@@ -101,6 +101,11 @@ def test_a_process_that_exits_normally_pushes_the_events_it_still_holds(tmp_path
             timeout=60,
             capture_output=True,
         )
-        assert client.llen(key) == 25
+        # In Redis, or (when Redis did not answer within the exit's short connect
+        # timeout, as on a loaded machine) in the spool the ingest replays: none lost.
+        spooled = sum(
+            len(path.read_text().splitlines()) for path in tmp_path.glob("usage-spool/*.tsv")
+        )
+        assert client.llen(key) + spooled == 25
     finally:
         client.delete(key)
