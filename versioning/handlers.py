@@ -11,7 +11,7 @@ from catalog.exceptions import Conflict
 from catalog.keys import manifest_latest_key
 from catalog.models import DomainEvent
 from catalog.storage import get_object_store
-from versioning.manifest import canonical_json
+from versioning.manifest import canonical_json, manifests_newest_first
 from versioning.models import Manifest
 
 
@@ -42,9 +42,7 @@ def write_manifest_to_storage(event: DomainEvent) -> None:
     # Two handlers may race; whoever writes last checks again that it wrote the newest.
     # Which one is newest is asked by id: a body is read only to be written (a large
     # organisation's manifest is a large JSON document, and most are superseded).
-    newest = Manifest.objects.filter(organization_id=manifest.organization_id).order_by(
-        "-generated_at", "-id"
-    )
+    newest = manifests_newest_first(organization_id=manifest.organization_id)
     latest_id = newest.values_list("pk", flat=True).first()
     written = None if latest_id == manifest.pk else latest_id
     while latest_id != written:

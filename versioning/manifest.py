@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, OuterRef, Subquery
+from django.db.models import F, OuterRef, QuerySet, Subquery
 from django.utils import timezone
 
 from catalog import events
@@ -163,10 +163,13 @@ def manifest_generate(*, organization: Organization) -> Manifest:
     return manifest
 
 
+def manifests_newest_first(*, organization_id: int) -> QuerySet[Manifest]:
+    """An organisation's manifests, the latest first."""
+    return Manifest.objects.filter(organization_id=organization_id).order_by("-generated_at", "-id")
+
+
 def manifest_latest(*, organization: Organization) -> Manifest | None:
-    return (
-        Manifest.objects.filter(organization=organization).order_by("-generated_at", "-id").first()
-    )
+    return manifests_newest_first(organization_id=organization.pk).first()
 
 
 def manifests_prune(*, older_than: timedelta | None = None, batch: int = 1000) -> int:

@@ -30,10 +30,8 @@ to at the key of the version the next publish needs.
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Callable
-from datetime import timedelta
 from typing import IO, Any
 
 from django.conf import settings
@@ -62,7 +60,9 @@ from versioning.services.compatibility import version_for_change
 from versioning.services.diff import schema_diff
 from versioning.services.jobs import (
     ACTIVE,
+    ProgressBeat,
     job_objects_discard,
+    lease_end,
     publish_job_dispatch,
     version_key_held,
 )
@@ -180,7 +180,15 @@ def publish_job_create(
             key,
             inspector,
             content_type=CONTENT_TYPES[file_format],
-            on_progress=_HoldRenewed(job, on_progress),
+            # The hold is renewed while bytes arrive; a hold the sweeper ended (this upload
+            # was silent past its lease) stops the upload: nothing it sends could be kept.
+            on_progress=ProgressBeat(
+                PublishJob.objects.filter(pk=job.pk, status=JobStatus.UPLOADING),
+                lost=lambda: ReservationLost(job),
+                every=settings.PUBLISH_JOB_LEASE_SECONDS / 3,
+                fresh=True,
+                then=on_progress,
+            ),
             if_absent=bool(target_version),
         )
     except ReservationLost:
@@ -222,31 +230,6 @@ def publish_job_create(
     return job
 
 
-class _HoldRenewed:
-    """An `on_progress` callback for an upload under a reservation: renews the row's
-    lease and records the bytes sent, at most every third of a lease, and passes the
-    progress on. When the reservation is gone (the sweeper failed it because this
-    upload was silent too long), the upload stops: nothing it sends could be kept."""
-
-    def __init__(self, job: PublishJob, on_progress: Callable[[int], None] | None) -> None:
-        self.job = job
-        self.on_progress = on_progress
-        self.every = settings.PUBLISH_JOB_LEASE_SECONDS / 3
-        self.last = time.monotonic()
-
-    def __call__(self, done: int) -> None:
-        now = time.monotonic()
-        if now - self.last >= self.every:
-            self.last = now
-            held = PublishJob.objects.filter(pk=self.job.pk, status=JobStatus.UPLOADING).update(
-                lease_until=reservation_lease_end(), bytes_done=done
-            )
-            if not held:
-                raise ReservationLost(self.job)
-        if self.on_progress:
-            self.on_progress(done)
-
-
 class ReservationLost(Conflict):
     """The upload's row was failed by the sweeper (it went silent past its lease)."""
 
@@ -258,17 +241,13 @@ class ReservationLost(Conflict):
         )
 
 
-def reservation_lease_end():
-    return timezone.now() + timedelta(seconds=settings.PUBLISH_JOB_LEASE_SECONDS)
-
-
 def _reserve(fields: dict[str, Any]) -> PublishJob:
     """The upload's row, written before its first byte goes, so that the key it writes
     is held from the start (`version_key_held`, `version_predicted`) and a process that
     dies mid-way leaves a row the sweeper finishes (`reservations_expired_fail`), never
     an object nothing refers to. When another upload took the same version's key a
     moment earlier (the table holds each key once), this one goes to a staging key."""
-    fields = {**fields, "status": JobStatus.UPLOADING, "lease_until": reservation_lease_end()}
+    fields = {**fields, "status": JobStatus.UPLOADING, "lease_until": lease_end()}
     try:
         with transaction.atomic():
             return PublishJob.objects.create(**fields)
@@ -299,22 +278,17 @@ def _reservation_queue(
     and (with `dispatch`) its task after commit. ReservationLost when the sweeper failed
     the row meanwhile."""
     with transaction.atomic():
-        queued = PublishJob.objects.filter(pk=job.pk, status=JobStatus.UPLOADING).update(
-            status=JobStatus.QUEUED,
-            lease_until=None,
-            bytes_total=size,
-            bytes_done=0,
-            profile=profile.as_json() if profile else None,
-        )
-        if not queued:
+        queued = {
+            "status": JobStatus.QUEUED,
+            "lease_until": None,
+            "bytes_total": size,
+            "bytes_done": 0,
+            "profile": profile.as_json() if profile else None,
+        }
+        if not PublishJob.objects.filter(pk=job.pk, status=JobStatus.UPLOADING).update(**queued):
             raise ReservationLost(job)
-        job.status, job.lease_until, job.bytes_total, job.bytes_done = (
-            JobStatus.QUEUED,
-            None,
-            size,
-            0,
-        )
-        job.profile = profile.as_json() if profile else None
+        for name, value in queued.items():
+            setattr(job, name, value)
         _job_queued(job, actor=actor, options=options, dispatch=dispatch)
     return job
 

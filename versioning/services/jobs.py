@@ -22,6 +22,7 @@ import json
 import logging
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -134,14 +135,14 @@ class Claim:
             wakeup_on_commit(_wakeup_name(self.job_id))
 
     def extend(self) -> None:
-        self.update(lease_until=_lease_end())
+        self.update(lease_until=lease_end())
 
     @classmethod
     def of(cls, job: PublishJob) -> Claim:
         return cls(job_id=job.pk, attempt=job.attempts)
 
 
-def _lease_end():
+def lease_end():
     return timezone.now() + timedelta(seconds=settings.PUBLISH_JOB_LEASE_SECONDS)
 
 
@@ -155,7 +156,7 @@ def publish_job_claim(*, job_id) -> PublishJob | None:
         pk=job_id,
     ).update(
         status=JobStatus.RUNNING,
-        lease_until=_lease_end(),
+        lease_until=lease_end(),
         started_at=now,
         attempts=F("attempts") + 1,
     )
@@ -199,25 +200,46 @@ def publish_job_dispatch(job_id) -> None:
 
 
 class ProgressBeat:
-    """An `on_progress` callback: reports progress and extends the lease, at most once a
-    second. A database error here (a dropped connection) is not the file's fault: it is
-    logged, the broken connection closed, and the next beat tries again. A lost claim
-    stops the work at the next beat (ClaimLost)."""
+    """An `on_progress` callback: records the bytes done and extends the lease on the job
+    rows this process holds (`held`: a claim's, or an upload's reservation), at most every
+    `every` seconds (at once on the first call unless `fresh`: the lease was just set),
+    then tells `then`, if given. A database error here (a dropped connection) is not the
+    file's fault: it is logged, the broken connection closed, and the next beat tries
+    again. A hold that is gone stops the work at the next beat (`lost()` is raised)."""
 
-    def __init__(self, claim: Claim) -> None:
-        self.claim = claim
-        self.last = 0.0
+    def __init__(
+        self,
+        held: QuerySet[PublishJob],
+        *,
+        lost: Callable[[], Exception],
+        every: float = 1.0,
+        fresh: bool = False,
+        then: Callable[[int], None] | None = None,
+    ) -> None:
+        self.held, self.lost, self.every, self.then = held, lost, every, then
+        self.last = time.monotonic() if fresh else 0.0
+
+    @classmethod
+    def of(cls, claim: Claim) -> ProgressBeat:
+        return cls(
+            claim.rows(),
+            lost=lambda: ClaimLost(
+                f"Publish job {claim.job_id} attempt {claim.attempt} lost its claim."
+            ),
+        )
 
     def __call__(self, done: int) -> None:
         now = time.monotonic()
-        if now - self.last < 1.0:
-            return
-        self.last = now
-        try:
-            self.claim.update(bytes_done=done, lease_until=_lease_end())
-        except DatabaseError:
-            logger.warning("Could not report progress of publish job %s", self.claim.job_id)
-            connection_reset()
+        if now - self.last >= self.every:
+            self.last = now
+            try:
+                if not self.held.update(bytes_done=done, lease_until=lease_end()):
+                    raise self.lost()
+            except DatabaseError:
+                logger.warning("Could not report the progress of %s", self.held.model.__name__)
+                connection_reset()
+        if self.then:
+            self.then(done)
 
 
 def lease_kept(claim: Claim) -> LeaseKeeper:
@@ -227,7 +249,7 @@ def lease_kept(claim: Claim) -> LeaseKeeper:
     abandoned and be run a second time. Check `.check()` before committing."""
 
     def renew() -> bool:
-        return bool(claim.rows().update(lease_until=_lease_end()))
+        return bool(claim.rows().update(lease_until=lease_end()))
 
     return LeaseKeeper(
         renew, every=settings.PUBLISH_JOB_LEASE_SECONDS / 3, name=f"publish job {claim.job_id}"

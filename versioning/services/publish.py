@@ -266,7 +266,7 @@ def _profile(
     except NotFound:
         raise gone from None
     with staged as stream:
-        profile = inspect_stream(stream, format=job.format, on_progress=ProgressBeat(claim))
+        profile = inspect_stream(stream, format=job.format, on_progress=ProgressBeat.of(claim))
     if job.expected_sha256 and profile.sha256 != job.expected_sha256:
         raise DigestMismatch(
             f"The file's SHA-256 is {profile.sha256}, not the {job.expected_sha256} that was "
