@@ -52,34 +52,6 @@ BIG = big_csv(11 * MIB)  # three parts of 5 MiB: 5, 5 and the rest
 BIG_SHA = hashlib.sha256(BIG).hexdigest()
 
 
-@pytest.fixture(params=["configured", "local"])
-def store_mode(request, settings, tmp_path):
-    """The configured store (S3 in the services mode), or local files."""
-    if request.param == "local":
-        settings.STORAGES = {
-            **settings.STORAGES,
-            "datasets": {
-                "BACKEND": "django.core.files.storage.FileSystemStorage",
-                "OPTIONS": {"location": tmp_path / "objects"},
-            },
-        }
-    settings.RESUMABLE_PART_BYTES = 5 * MIB
-    return request.param
-
-
-@pytest.fixture
-def local_store(settings, tmp_path):
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "datasets": {
-            "BACKEND": "django.core.files.storage.FileSystemStorage",
-            "OPTIONS": {"location": tmp_path / "objects"},
-        },
-    }
-    settings.RESUMABLE_PART_BYTES = 5 * MIB
-    return get_object_store()
-
-
 def stored_keys(prefix: str) -> list[str]:
     store = get_object_store()
     if isinstance(store, LocalObjectStore):
