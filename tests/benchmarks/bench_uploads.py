@@ -214,6 +214,12 @@ def main(argv: list[str]) -> int:
         help="begin each upload for a version of its own (joined at its key, no copy)",
     )
     parser.add_argument(
+        "--part-mib",
+        type=int,
+        default=0,
+        help="RESUMABLE_PART_BYTES in MiB (default: the product's 64, less for a small file)",
+    )
+    parser.add_argument(
         "--no-checksum",
         action="store_true",
         help="send parts without their CRC32 (uploads begun without the checksum option)",
@@ -229,7 +235,7 @@ def main(argv: list[str]) -> int:
         say("file", f"{big.stat().st_size:,} bytes, {rows:,} rows")
         # The product's part size (64 MiB), smaller for a small file so that all four
         # threads have parts to send.
-        part_mib = max(5, min(64, args.size_mib // (2 * THREADS)))
+        part_mib = args.part_mib or max(5, min(64, args.size_mib // (2 * THREADS)))
         say(
             "mode",
             f"services: PostgreSQL (a database of its own), Redis database {args.redis_db}, "
