@@ -28,7 +28,8 @@ upload (begin, part URLs, parts), complete (from the complete request until the 
 object's publish job exists: the worker's CompleteMultipartUpload, which moto carries
 out by copying every part into the object and taking a checksum: the parts' CRC32s
 with the option, a CRC64NVME over the whole object without), worker (the publish job:
-one read to inspect, and without --explicit-version the copy to the version's key).
+one read to inspect, and without --explicit-version the copy to the version's key, made
+while it reads).
 The ratio prints last.
 """
 
