@@ -92,18 +92,9 @@ def test_removing_a_failed_jobs_objects_removes_its_uncommitted_target(
 
 
 @pytest.fixture
-def storage_requests():
-    """The S3 operations this process sends while the block runs, in order (observed
-    through botocore's own event hooks on the shared client)."""
-    client = get_object_store().client
-    sent: list[str] = []
-
-    def note(model, **_):
-        sent.append(model.name)
-
-    client.meta.events.register("before-call.s3", note)
-    yield sent
-    client.meta.events.unregister("before-call.s3", note)
+def storage_requests(s3_calls):
+    """The S3 operations this process sends while the test runs, in order."""
+    return s3_calls.sent
 
 
 def test_a_small_publish_sends_one_storage_request(dataset, publish, system, storage_requests):
