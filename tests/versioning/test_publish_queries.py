@@ -140,3 +140,20 @@ def test_a_job_whose_staged_file_is_gone_fails_and_says_so(dataset, publish, sys
     assert job.status == JobStatus.FAILED
     assert "no longer in staging" in job.message
     assert DatasetVersion.objects.filter(dataset=dataset, is_current=True).get().version == "1.0.0"
+
+
+# Taking a file in (its steward check aside, which the system actor skips): is another
+# publish of the dataset unfinished, the current version, the versions in order (the
+# version a data-only change gets), whether a version, publish or resumable upload
+# holds that version's key (one query), the row that holds it (3, with its savepoint),
+# and the job queued with its audit entry (4).
+UPLOAD_QUERIES = 11
+
+
+def test_taking_a_file_in_runs_a_fixed_number_of_queries(
+    dataset, publish, system, django_assert_num_queries
+):
+    publish(dataset, CSV)
+    with django_assert_num_queries(UPLOAD_QUERIES):
+        job = _queued(dataset, system, CSV + b"2024-08-12,ST3,1.5\n")
+    assert job.target_version == "1.0.1" and job.status == JobStatus.QUEUED

@@ -412,13 +412,10 @@ def upload_key(
             version=version,
             format=file_format,
         )
-        if (
-            not version_key_held(key)
-            and not ResumableUpload.objects.filter(
-                staging_key=key, status__in=UNFINISHED_UPLOADS
-            ).exists()
-            and not (look_in_storage and get_object_store().exists(key))
-        ):
+        if not version_key_held(
+            key,
+            also=(ResumableUpload.objects.filter(staging_key=key, status__in=UNFINISHED_UPLOADS),),
+        ) and not (look_in_storage and get_object_store().exists(key)):
             return key, version
     return staging_key(org=dataset.organization.slug, job_id=str(job_id), format=file_format), ""
 
