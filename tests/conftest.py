@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlparse
@@ -145,6 +146,42 @@ def bucket_keys(s3_server):
         return sorted(o["Key"] for o in response.get("Contents", []))
 
     return keys
+
+
+class S3Calls:
+    """This process's S3 requests by operation name, in order, seen through botocore's
+    own event hooks on the shared client."""
+
+    def __init__(self) -> None:
+        from catalog.storage import get_object_store
+
+        self.sent: list[str] = []
+        self._client = get_object_store().client
+        self._client.meta.events.register("before-call.s3", self._seen)
+
+    @property
+    def counts(self) -> Counter[str]:
+        return Counter(self.sent)
+
+    def _seen(self, model, **_) -> None:
+        self.sent.append(model.name)
+
+    def reset(self) -> None:
+        self.sent.clear()
+
+    def close(self) -> None:
+        self._client.meta.events.unregister("before-call.s3", self._seen)
+
+
+@pytest.fixture
+def s3_calls(s3_server):
+    """The S3 requests this process sends during the test (None in the embedded mode)."""
+    if s3_server is None:
+        yield None
+        return
+    calls = S3Calls()
+    yield calls
+    calls.close()
 
 
 @pytest.fixture

@@ -1,11 +1,12 @@
 """The API's hottest reads, answered below DRF's dispatch.
 
-A client polling the manifest with If-None-Match, or asking for signed URLs one file
-after another, makes the same cheap request again and again: a token this process has
-seen, one Redis round trip (token, rate limit and the catalog's generation), an answer
-from the cache. Measured in process, DRF's own dispatch around that (its Request
-wrapper with parsers, authenticators and negotiator, content negotiation, the permission
-and throttle classes, the Response and its renderer) cost about as much as the view.
+A client polling the manifest with If-None-Match, asking for signed URLs one file
+after another, or paging through a version's rows, makes the same request again and
+again: a token this process has seen, one Redis round trip (token, rate limit and the
+catalog's generation), an answer from the cache (or, for rows, the columnar copy).
+Measured in process, DRF's own dispatch around that (its Request wrapper with parsers,
+authenticators and negotiator, content negotiation, the permission and throttle
+classes, the Response and its renderer) cost about as much as the view.
 
 `LeanTokenRead` takes a view's GET and HEAD off that path when the request is the
 common case: a well-formed `Bearer`/`Token` header with a token this process has

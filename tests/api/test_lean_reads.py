@@ -155,3 +155,52 @@ def test_sessions_and_anonymous_callers_still_go_through_drf(
     assert client.get(MANIFEST).status_code == 200
     assert client.get(DOWNLOAD).status_code == 200
     assert drf_dispatches == [MANIFEST, MANIFEST, DOWNLOAD]
+
+
+ROWS = "/api/v1/datasets/gold/txn_daily/rows/"
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "",
+        "?limit=2&offset=1&columns=store_id,revenue",
+        "?format=csv&columns=store_id",
+        "?format=ndjson&limit=1",
+        "?version=1.0.0&limit=1",
+    ],
+)
+def test_a_warm_token_rows_read_skips_drf_and_answers_byte_for_byte_as_drf(
+    published, viewer, as_user, drf_dispatches, query
+):
+    client = as_user(viewer)
+    client.get(MANIFEST)  # the token is now known to this process
+    lean = client.get(f"{ROWS}{query}")
+    through_drf = client.get(f"{ROWS}{query}", **THROUGH_DRF)
+    assert drf_dispatches == [MANIFEST, ROWS]  # only the unusual Accept went to DRF
+    assert lean.status_code == through_drf.status_code == 200
+    assert lean.content == through_drf.content
+    assert headers_of(lean) == headers_of(through_drf)
+    assert lean["X-Total-Count"] == through_drf["X-Total-Count"] == "3"
+
+
+@pytest.mark.parametrize(
+    "query, code",
+    [
+        ("?columns=store_id,nope", "invalid"),
+        ("?limit=0", "invalid"),
+        ("?offset=99", "invalid"),
+        ("?version=9.9.9", "not_found"),
+        ("?format=xml", "invalid"),
+    ],
+)
+def test_a_refused_rows_read_is_refused_alike_on_both_paths(
+    published, viewer, as_user, query, code
+):
+    client = as_user(viewer)
+    client.get(MANIFEST)
+    lean = client.get(f"{ROWS}{query}")
+    through_drf = client.get(f"{ROWS}{query}", **THROUGH_DRF)
+    assert lean.status_code == through_drf.status_code >= 400
+    assert error_of(lean) == error_of(through_drf)
+    assert error_of(lean)["code"] == code

@@ -3,12 +3,15 @@ exactly as a worker would publish it; when that cannot start at once it is queue
 
 from __future__ import annotations
 
+import hashlib
+import io
 import threading
 
 import pytest
 from django.db import connection
 
 from catalog.locks import dataset_lock
+from catalog.storage import get_object_store
 from tests.api.conftest import CSV, multipart, post_multipart
 from versioning.models import DatasetVersion, JobStatus, Manifest, PublishJob
 from versioning.services import publish_job_run
@@ -131,3 +134,45 @@ def test_storage_failing_during_an_inline_publish_sends_the_job_to_the_queue(
     stored.refresh_from_db()
     assert stored.status == JobStatus.SUCCEEDED and stored.attempts == 2, stored.message
     assert DatasetVersion.objects.get(is_current=True).version == "1.1.0"
+
+
+def test_a_small_upload_asks_storage_nothing_before_writing_at_its_versions_key(
+    published, steward, as_user, s3_calls
+):
+    job = upload(as_user(steward), MORE_ROWS)
+    assert job["status"] == "succeeded", job["message"]
+    stored = PublishJob.objects.get(pk=job["id"])
+    assert stored.version.key == stored.staging_key  # written where the version stays
+    if s3_calls is not None:
+        # One conditional PUT, which storage refuses over an existing object: no HEAD.
+        assert s3_calls.counts == {"PutObject": 1}, s3_calls.counts
+
+
+def test_a_small_upload_that_finds_an_object_at_its_versions_key_goes_to_staging(
+    published, steward, as_user, stray_uploads
+):
+    first = DatasetVersion.objects.get(is_current=True)
+    key = first.key.replace("_v1.0.0.", "_v1.0.1.")
+    store = get_object_store()
+    # Bytes nobody recorded at the key 1.0.1 will have (another upload whose job was
+    # never written, say): storage refuses to write over them.
+    store.write(key, io.BytesIO(b"day\n2024-01-01\n"))
+
+    job = upload(as_user(steward), MORE_ROWS)
+
+    stored = PublishJob.objects.get(pk=job["id"])
+    assert "/staging/" in stored.staging_key and stored.target_key == ""
+    assert stored.profile["sha256"] == hashlib.sha256(MORE_ROWS).hexdigest()
+    with store.open(key) as stream:
+        assert stream.read() == b"day\n2024-01-01\n"  # left alone
+    # Its publish waits for the key, as any publish whose version's key holds other bytes.
+    assert job["status"] == "queued"
+    assert DatasetVersion.objects.get(is_current=True).version == "1.0.0"
+    assert PublishJob.objects.count() == 2  # no row of the refused write is left
+    store.delete(key)
+    publish_job_run(job_id=job["id"])
+    stored.refresh_from_db()
+    assert stored.status == JobStatus.SUCCEEDED, stored.message
+    assert stored.version.version == "1.0.1" and stray_uploads() == []
+    with store.open(stored.version.key) as stream:
+        assert stream.read() == MORE_ROWS

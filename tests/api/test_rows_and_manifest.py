@@ -267,3 +267,48 @@ def test_an_outsiders_manifest_lists_none_of_another_orgs_datasets(published, ou
     body = as_user(outsider).get("/api/v1/manifest/").json()
     assert body["total_datasets"] == 0
     assert as_user(outsider).get("/api/v1/manifest/?org=acme").status_code == 404
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "",
+        "limit=5&offset=10",
+        "limit=0010&offset=0",
+        "columns=%20a,b%20&format=csv",
+        "columns=&format=ndjson",
+        "version=%201.2.0%20",
+        "columns=pr%C3%A9nom",
+        "limit=1&limit=7",
+        "page=2&limit=3",
+        "offset=999999999999999999",
+        "offset=4611686018427387904",
+        "limit=10000",
+        "limit=10001",
+        "limit=0",
+        "limit=-1",
+        "limit=1.0",
+        "offset=%205",
+        "format=xml",
+        "format=CSV",
+        "version=",
+        "version=%20",
+        "version=" + "1" * 65,
+        "columns=" + "a" * 20001,
+        "columns=a%00b",
+    ],
+)
+def test_the_rows_parameters_read_directly_are_what_the_serializer_gives(query):
+    from django.http import QueryDict
+    from rest_framework.exceptions import ValidationError
+
+    from versioning.api.views import RowsQuery, rows_params
+
+    params = QueryDict(query)
+    serializer = RowsQuery(data=params)
+    if serializer.is_valid():
+        assert rows_params(params) == dict(serializer.validated_data)
+    else:
+        with pytest.raises(ValidationError) as refused:
+            rows_params(params)
+        assert refused.value.detail == serializer.errors

@@ -357,6 +357,11 @@ def service_env(*, database: str, redis: str, endpoint: str, var: Path) -> dict[
         "LOG_LEVEL": "WARNING",
         "API_RATE": "100000000/min",
         "API_SIGNED_URL_RATE": "100000000/min",
+        # gunicorn replaces a worker after GUNICORN_MAX_REQUESTS requests, and the new
+        # one's start (about 1.5 CPU seconds of imports) lands in whichever run is going:
+        # noise in one run and not in the one beside it, never a difference between the
+        # targets (each request pays the same share of it).
+        "GUNICORN_MAX_REQUESTS": "0",
     }
 
 

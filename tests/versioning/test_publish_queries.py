@@ -92,18 +92,9 @@ def test_removing_a_failed_jobs_objects_removes_its_uncommitted_target(
 
 
 @pytest.fixture
-def storage_requests():
-    """The S3 operations this process sends while the block runs, in order (observed
-    through botocore's own event hooks on the shared client)."""
-    client = get_object_store().client
-    sent: list[str] = []
-
-    def note(model, **_):
-        sent.append(model.name)
-
-    client.meta.events.register("before-call.s3", note)
-    yield sent
-    client.meta.events.unregister("before-call.s3", note)
+def storage_requests(s3_calls):
+    """The S3 operations this process sends while the test runs, in order."""
+    return s3_calls.sent
 
 
 def test_a_small_publish_sends_one_storage_request(dataset, publish, system, storage_requests):
@@ -149,3 +140,20 @@ def test_a_job_whose_staged_file_is_gone_fails_and_says_so(dataset, publish, sys
     assert job.status == JobStatus.FAILED
     assert "no longer in staging" in job.message
     assert DatasetVersion.objects.filter(dataset=dataset, is_current=True).get().version == "1.0.0"
+
+
+# Taking a file in (its steward check aside, which the system actor skips): is another
+# publish of the dataset unfinished, the current version, the versions in order (the
+# version a data-only change gets), whether a version, publish or resumable upload
+# holds that version's key (one query), the row that holds it (3, with its savepoint),
+# and the job queued with its audit entry (4).
+UPLOAD_QUERIES = 11
+
+
+def test_taking_a_file_in_runs_a_fixed_number_of_queries(
+    dataset, publish, system, django_assert_num_queries
+):
+    publish(dataset, CSV)
+    with django_assert_num_queries(UPLOAD_QUERIES):
+        job = _queued(dataset, system, CSV + b"2024-08-12,ST3,1.5\n")
+    assert job.target_version == "1.0.1" and job.status == JobStatus.QUEUED

@@ -7,7 +7,6 @@ from __future__ import annotations
 import gzip
 import io
 import os
-from collections import Counter
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -28,31 +27,6 @@ both_modes = pytest.mark.both_modes
 NEWER = CSV + b"2024-08-11,ST3,1\n"
 # Over one 8 MiB part: a multipart upload with several parts on S3.
 LARGE = 20
-
-
-class S3Calls:
-    """Counts this process's S3 requests by operation, at boto's level."""
-
-    def __init__(self) -> None:
-        self.counts: Counter[str] = Counter()
-        self._client = get_object_store().client
-        self._client.meta.events.register("before-call.s3", self._seen)
-
-    def _seen(self, model, **_) -> None:
-        self.counts[model.name] += 1
-
-    def reset(self) -> None:
-        self.counts.clear()
-
-    def close(self) -> None:
-        self._client.meta.events.unregister("before-call.s3", self._seen)
-
-
-@pytest.fixture
-def s3_calls():
-    calls = S3Calls()
-    yield calls
-    calls.close()
 
 
 def _unfinished_uploads(s3_server) -> list:

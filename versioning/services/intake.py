@@ -30,6 +30,7 @@ to at the key of the version the next publish needs.
 
 from __future__ import annotations
 
+import io
 import uuid
 from collections.abc import Callable
 from typing import IO, Any
@@ -139,7 +140,10 @@ def publish_job_create(
     dataset's lock is busy, or the caller holds a transaction (the job has not
     committed, so no worker could see it either), it is queued as any other. For a
     100 KiB file, a worker's task and a client following the job cost more than the
-    publish itself (README, Benchmarks).
+    publish itself (README, Benchmarks). Such a file is read whole before it is
+    written, so storage is not asked first whether an object is at the version's key:
+    if it refuses the write there, the file is written to a staging key instead (or,
+    with a version named, Conflict).
 
     Raises Forbidden unless the actor stewards the dataset's organisation, InvalidInput
     for a malformed, taken or too-low version or a bad input, FileRejected for an empty
@@ -155,62 +159,54 @@ def publish_job_create(
     if not head:
         raise FileRejected("The file is empty.")
     file_format = detect_format(filename, head)
+    stream, held = _held_if_small(_Prefixed(head, stream), publish_now=publish_now)
     job_id = uuid.uuid4()
     key, target_version = upload_key(
-        dataset=dataset, job_id=job_id, file_format=file_format, options=options
+        dataset=dataset,
+        job_id=job_id,
+        file_format=file_format,
+        options=options,
+        # A file held here can be sent again to staging if an object turns out to be at
+        # the key (storage refuses to write over it), so it needs no request to ask first.
+        look_in_storage=held is None,
     )
-    job = _reserve(
-        _job_fields(
-            job_id=job_id,
-            dataset=dataset,
-            actor=actor,
-            source=source,
-            options=options,
-            filename=filename,
-            key=key,
-            file_format=file_format,
-            target_version=target_version,
-        )
+    row = _job_fields(
+        job_id=job_id,
+        dataset=dataset,
+        actor=actor,
+        source=source,
+        options=options,
+        filename=filename,
+        key=key,
+        file_format=file_format,
+        target_version=target_version,
     )
-    key, target_version = job.staging_key, job.target_version
     store = get_object_store()
-    inspector = UploadInspector(_Prefixed(head, stream), format=file_format)
-    try:
-        size = store.write(
-            key,
-            inspector,
-            content_type=CONTENT_TYPES[file_format],
-            # The hold is renewed while bytes arrive; a hold the sweeper ended (this upload
-            # was silent past its lease) stops the upload: nothing it sends could be kept.
-            on_progress=ProgressBeat(
-                PublishJob.objects.filter(pk=job.pk, status=JobStatus.UPLOADING),
-                lost=lambda: ReservationLost(job),
-                every=settings.PUBLISH_JOB_LEASE_SECONDS / 3,
-                fresh=True,
-                then=on_progress,
-            ),
-            if_absent=bool(target_version),
-        )
-    except ReservationLost:
-        inspector.abandon()
-        _reservation_drop(job, store)
-        raise
-    except Conflict:
-        inspector.abandon()
-        _reservation_drop(job, store, stored=False)  # the bytes at the key are another's
-        if options.version:
+    while True:
+        job = _reserve(row)
+        try:
+            size, inspector = _upload(job, stream, store, on_progress=on_progress)
+            break
+        except _KeyTaken:
+            if held is not None and not options.version and row["target_key"]:
+                # The version's key was taken (by another publish, or an object nobody
+                # recorded): the file goes to staging, and its worker decides as for any.
+                stream, job_id = io.BytesIO(held), uuid.uuid4()
+                row = {
+                    **row,
+                    "id": job_id,
+                    **_staged(dataset, job_id=job_id, file_format=file_format),
+                }
+                continue
+            if options.version:
+                raise Conflict(
+                    f"Another upload of {dataset.path} {job.target_version} finished first; "
+                    "publish this file as another version."
+                ) from None
             raise Conflict(
-                f"Another upload of {dataset.path} {target_version} finished first; "
-                "publish this file as another version."
+                f"Another publish of {dataset.path} took version {job.target_version} while "
+                "this file was uploading; nothing was kept. Send the file again."
             ) from None
-        raise Conflict(
-            f"Another publish of {dataset.path} took version {target_version} while this "
-            "file was uploading; nothing was kept. Send the file again."
-        ) from None
-    except BaseException:
-        inspector.abandon()
-        _reservation_drop(job, store)
-        raise
     profile = inspector.finish()
     now = (
         publish_now
@@ -228,6 +224,71 @@ def publish_job_create(
     if now and not publish_job_run_here(job=job, store=store):
         publish_job_dispatch(job.pk)
     return job
+
+
+class _KeyTaken(Exception):
+    """Storage refused to write the upload at its version's key: an object is there."""
+
+
+def _held_if_small(stream: IO[bytes], *, publish_now: bool) -> tuple[IO[bytes], bytes | None]:
+    """For a publish this process will run (`publish_now`), a file of at most
+    PUBLISH_INLINE_MAX_BYTES read whole: (a stream of it, its bytes). Otherwise, or
+    when the file is larger, (a stream replaying what was read, None)."""
+    limit = settings.PUBLISH_INLINE_MAX_BYTES
+    if not publish_now or limit <= 0:
+        return stream, None
+    taken = bytearray()
+    while len(taken) <= limit and (chunk := stream.read(limit + 1 - len(taken))):
+        taken += chunk
+    if len(taken) > limit:
+        return _Prefixed(bytes(taken), stream), None
+    held = bytes(taken)
+    return io.BytesIO(held), held
+
+
+def _upload(
+    job: PublishJob, stream: IO[bytes], store, *, on_progress: Callable[[int], None] | None
+) -> tuple[int, UploadInspector]:
+    """Streams the file to the key `job` holds, inspecting it on the way: (its size,
+    the inspector, whose profile is ready). _KeyTaken when storage refused to write
+    over an object at the version's key; on any failure the row and whatever was
+    stored are removed (`_reservation_drop`)."""
+    inspector = UploadInspector(stream, format=job.format)
+    try:
+        size = store.write(
+            job.staging_key,
+            inspector,
+            content_type=CONTENT_TYPES[job.format],
+            # The hold is renewed while bytes arrive; a hold the sweeper ended (this upload
+            # was silent past its lease) stops the upload: nothing it sends could be kept.
+            on_progress=ProgressBeat(
+                PublishJob.objects.filter(pk=job.pk, status=JobStatus.UPLOADING),
+                lost=lambda: ReservationLost(job),
+                every=settings.PUBLISH_JOB_LEASE_SECONDS / 3,
+                fresh=True,
+                then=on_progress,
+            ),
+            if_absent=bool(job.target_version),
+        )
+    except ReservationLost:
+        inspector.abandon()
+        _reservation_drop(job, store)
+        raise
+    except Conflict:
+        inspector.abandon()
+        _reservation_drop(job, store, stored=False)  # the bytes at the key are another's
+        raise _KeyTaken() from None
+    except BaseException:
+        inspector.abandon()
+        _reservation_drop(job, store)
+        raise
+    return size, inspector
+
+
+def _staged(dataset: Dataset, *, job_id: object, file_format: str) -> dict[str, str]:
+    """A job row's fields for a file at the job's staging key (no version's key held)."""
+    key = staging_key(org=dataset.organization.slug, job_id=str(job_id), format=file_format)
+    return {"staging_key": key, "target_key": "", "target_version": ""}
 
 
 class ReservationLost(Conflict):
@@ -257,11 +318,7 @@ def _reserve(fields: dict[str, Any]) -> PublishJob:
                 f"Another upload of {fields['dataset'].path} {fields['target_version']} "
                 "is under way; publish this file as another version."
             ) from None
-    dataset = fields["dataset"]
-    staged = staging_key(
-        org=dataset.organization.slug, job_id=str(fields["id"]), format=fields["format"]
-    )
-    fields.update(staging_key=staged, target_key="", target_version="")
+    fields.update(_staged(fields["dataset"], job_id=fields["id"], file_format=fields["format"]))
     return PublishJob.objects.create(**fields)
 
 
@@ -334,24 +391,32 @@ def upload_key(
     file_format: str,
     options: PublishOptions,
     predict: bool = True,
+    look_in_storage: bool = True,
 ) -> tuple[str, str]:
     """Where an upload goes, and the version it is already the file of ("" when it goes
     to staging): the key of the version the publisher named or, with `predict`, of the
     version the worker will most likely decide (`version_predicted`), when no version,
     publish or resumable upload holds that key and no object is there, so that
-    publishing it moves nothing; a staging key otherwise."""
+    publishing it moves nothing; a staging key otherwise. Without `look_in_storage`,
+    storage is not asked whether an object is at the key: for a caller that writes with
+    `if_absent` and can send the file elsewhere when that is refused."""
     version = str(parse_version(options.version)) if options.version else ""
     if not version and predict:
         version = version_predicted(dataset)
-    key = version_key_free(dataset=dataset, version=version, file_format=file_format)
+    key = version_key_free(
+        dataset=dataset, version=version, file_format=file_format, look_in_storage=look_in_storage
+    )
     if key:
         return key, version
     return staging_key(org=dataset.organization.slug, job_id=str(job_id), format=file_format), ""
 
 
-def version_key_free(*, dataset: Dataset, version: str, file_format: str) -> str:
+def version_key_free(
+    *, dataset: Dataset, version: str, file_format: str, look_in_storage: bool = True
+) -> str:
     """The key of `version` published today, when no version, publish or resumable
-    upload holds it and no object is there; else ("" too for no version) ""."""
+    upload holds it and (unless not `look_in_storage`) no object is there; else (and for
+    no version) ""."""
     if not version:
         return ""
     key = version_key(
@@ -362,11 +427,10 @@ def version_key_free(*, dataset: Dataset, version: str, file_format: str) -> str
         version=version,
         format=file_format,
     )
-    if (
-        version_key_held(key)
-        or ResumableUpload.objects.filter(staging_key=key, status__in=UNFINISHED_UPLOADS).exists()
-        or get_object_store().exists(key)
-    ):
+    if version_key_held(
+        key,
+        also=(ResumableUpload.objects.filter(staging_key=key, status__in=UNFINISHED_UPLOADS),),
+    ) or (look_in_storage and get_object_store().exists(key)):
         return ""
     return key
 

@@ -28,7 +28,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
-from django.db.models import F, Q, QuerySet
+from django.db.models import F, IntegerField, Q, QuerySet, Value
 from django.utils import timezone
 
 from catalog import events
@@ -165,18 +165,20 @@ def publish_job_claim(*, job_id) -> PublishJob | None:
     return PublishJob.objects.select_related("dataset__organization", "requested_by").get(pk=job_id)
 
 
-def version_key_held(key: str, *, job_id: object = None) -> bool:
+def version_key_held(key: str, *, job_id: object = None, also: tuple[QuerySet, ...] = ()) -> bool:
     """Whether a version's key is published, or held by a publish other than `job_id`
     (uploaded to it, or copying to it, and not finished; or finished with the object
-    still to be removed)."""
-    if DatasetVersion.objects.filter(key=key).exists():
-        return True
+    still to be removed), or by any row of the querysets in `also`. One query."""
     holders = PublishJob.objects.filter(Q(staging_key=key) | Q(target_key=key)).filter(
         Q(status__in=ACTIVE) | Q(cleanup_pending=True)
     )
     if job_id is not None:
         holders = holders.exclude(pk=job_id)
-    return holders.exists()
+    first, *rest = (
+        rows.values_list(Value(1, output_field=IntegerField()))
+        for rows in (DatasetVersion.objects.filter(key=key), holders, *also)
+    )
+    return first.union(*rest, all=True).exists()
 
 
 def _wakeup_name(job_id) -> str:
