@@ -11,6 +11,10 @@ Two ways to say what the bytes should be:
 Both are compared after the last byte and before anything is recorded: a mismatch is
 raised from the stream's final read, which aborts the staging write, so nothing is
 staged and no job exists. The error names both digests.
+
+A part of a resumable upload may carry its CRC32 (base64 of the 4 big-endian bytes, as
+S3 writes `x-amz-checksum-crc32`): `crc32_base64` checks one as sent, `crc32_of` makes
+one.
 """
 
 from __future__ import annotations
@@ -42,6 +46,28 @@ def sha256_hex(text: str, *, field: str = "sha256") -> str:
             f"{field} must be a SHA-256 in hex (64 characters 0-9, a-f).", details={"field": field}
         )
     return cleaned.lower()
+
+
+def crc32_base64(text: str, *, field: str = "crc32") -> str:
+    """A CRC32 as S3 writes it (base64 of 4 bytes, `AAAAAA==` form); InvalidInput
+    naming `field` when it is anything else."""
+    cleaned = (text or "").strip() if isinstance(text, str) else ""
+    try:
+        raw = base64.b64decode(cleaned, validate=True)
+    except binascii.Error:
+        raw = b""
+    if len(raw) != 4 or base64.b64encode(raw).decode("ascii") != cleaned:
+        raise InvalidInput(
+            f"{field} must be a CRC32 in base64, as S3 writes it (4 bytes, e.g. "
+            f'"yZRlqg=="), not {str(text)[:40]!r}.',
+            details={"field": field},
+        )
+    return cleaned
+
+
+def crc32_of(value: int) -> str:
+    """The base64 form of a CRC32 value (`zlib.crc32`'s result)."""
+    return base64.b64encode((value & 0xFFFFFFFF).to_bytes(4, "big")).decode("ascii")
 
 
 def content_digest_sha256(header: str) -> bytes | None:

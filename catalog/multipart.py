@@ -4,7 +4,8 @@ the stream that joins local part files.
 
 An app-served part URL is signed like the embedded mode's download URLs (an HMAC keyed
 by SECRET_KEY), over everything it allows: this many bytes, as this part, of this
-upload, to this key, until this time. Changing any of them in the URL breaks it.
+upload, to this key, until this time, and, for an upload begun with per-part checksums,
+only the bytes of this CRC32. Changing any of them in the URL breaks it.
 """
 
 from __future__ import annotations
@@ -29,23 +30,34 @@ class UploadedPart:
     number: int
     size: int
     etag: str
+    crc32: str = ""  # base64, when the part was sent with its CRC32
 
 
-def part_signature(key: str, upload_id: str, number: int, length: int, expires: int) -> str:
+def part_signature(
+    key: str, upload_id: str, number: int, length: int, expires: int, crc32: str = ""
+) -> str:
     """HMAC over what one app-served part URL allows (see the module's docstring)."""
     message = f"{key}\n{upload_id}\n{number}\n{length}\n{expires}"
+    if crc32:
+        message += f"\n{crc32}"
     return salted_hmac(_PART_SIGNING_SALT, message, algorithm="sha256").hexdigest()
 
 
 def verify_part_signature(
-    key: str, upload_id: str, number: int, length: int, expires: str, signature: str
+    key: str,
+    upload_id: str,
+    number: int,
+    length: int,
+    expires: str,
+    signature: str,
+    crc32: str = "",
 ) -> bool:
     """True when the signature is this part's and has not expired (constant time)."""
     try:
         expires_at = int(expires)
     except (TypeError, ValueError):
         return False
-    expected = part_signature(key, upload_id, number, length, expires_at)
+    expected = part_signature(key, upload_id, number, length, expires_at, crc32)
     return constant_time_compare(expected, signature or "") and expires_at >= time.time()
 
 

@@ -21,6 +21,7 @@ import tempfile
 import threading
 import time
 import uuid
+import zlib
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -35,6 +36,7 @@ from django.conf import settings
 from django.core.files.storage import FileSystemStorage, storages
 from django.utils.crypto import constant_time_compare, salted_hmac
 
+from catalog.digests import DigestMismatch, crc32_of
 from catalog.exceptions import Conflict, InvalidInput, NotFound, StorageUnavailable
 from catalog.multipart import (
     LOCAL_PART_PATH,
@@ -238,21 +240,20 @@ class LocalObjectStore:
             raise NotFound(f"No upload {upload_id!r}.")
         return self.root / MULTIPART_DIR / upload_id
 
-    def multipart_begin(self, key: str, *, content_type: str) -> str:
+    def multipart_begin(self, key: str, *, content_type: str, crc32: bool = False) -> str:
         self._path(key)  # refuses a key outside the root before anything exists
         upload_id = uuid.uuid4().hex
         self._parts_dir(upload_id).mkdir(parents=True)
         return upload_id
 
     def multipart_part_url(
-        self, key: str, upload_id: str, number: int, *, length: int, ttl: int
+        self, key: str, upload_id: str, number: int, *, length: int, ttl: int, crc32: str = ""
     ) -> SignedUrl:
         expires = int(time.time()) + ttl
-        query = {
-            "length": length,
-            "expires": expires,
-            "signature": part_signature(key, upload_id, number, length, expires),
-        }
+        query: dict[str, str | int] = {"length": length, "expires": expires}
+        if crc32:
+            query["crc32"] = crc32
+        query["signature"] = part_signature(key, upload_id, number, length, expires, crc32)
         path = LOCAL_PART_PATH.format(upload_id=upload_id, number=number)
         return SignedUrl(
             url=f"{settings.PUBLIC_BASE_URL.rstrip('/')}{path}?{urlencode(query)}",
@@ -260,15 +261,18 @@ class LocalObjectStore:
         )
 
     def multipart_part_write(
-        self, upload_id: str, number: int, stream: IO[bytes], *, length: int
+        self, upload_id: str, number: int, stream: IO[bytes], *, length: int, crc32: str = ""
     ) -> UploadedPart:
         """Writes one part from `stream`, which must hold exactly `length` bytes (a
-        shorter or longer body raises InvalidInput and leaves the part as it was). A part
-        sent again replaces the one before, as in S3."""
+        shorter or longer body raises InvalidInput and leaves the part as it was) and,
+        when `crc32` is given, have that CRC32 (else DigestMismatch, as S3 refuses a part
+        whose checksum header does not match). A part sent again replaces the one
+        before, as in S3."""
         folder = self._parts_dir(upload_id)
         if not folder.is_dir():
             raise NotFound("No such upload: it was completed or aborted.")
         digest = hashlib.md5(usedforsecurity=False)
+        checksum = 0
         written = 0
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".incoming-")
         try:
@@ -276,6 +280,7 @@ class LocalObjectStore:
                 while written <= length and (chunk := stream.read(self.chunk_size)):
                     out.write(chunk)
                     digest.update(chunk)
+                    checksum = zlib.crc32(chunk, checksum)
                     written += len(chunk)
             if written != length:
                 raise InvalidInput(
@@ -283,14 +288,22 @@ class LocalObjectStore:
                     f"{'more' if written > length else f'{written:,}'} arrived.",
                     details={"part_number": number, "expected_size": length},
                 )
+            actual = crc32_of(checksum)
+            if crc32 and actual != crc32:
+                raise DigestMismatch(
+                    f"Part {number} arrived with the CRC32 {actual}, not the {crc32} it was "
+                    "sent with: the bytes changed on the way. Send the part again.",
+                    details={"part_number": number, "expected_crc32": crc32, "crc32": actual},
+                )
             etag = digest.hexdigest()
             for old in folder.glob(f"{number:05d}.*"):
                 old.unlink(missing_ok=True)
-            os.replace(tmp, folder / f"{number:05d}.{etag}")
+            # The name keeps the part's ETag and CRC32, as ListParts reports them.
+            os.replace(tmp, folder / f"{number:05d}.{etag}.{checksum:08x}")
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
-        return UploadedPart(number=number, size=written, etag=f'"{etag}"')
+        return UploadedPart(number=number, size=written, etag=f'"{etag}"', crc32=actual)
 
     def multipart_parts(self, key: str, upload_id: str) -> list[UploadedPart]:
         folder = self._parts_dir(upload_id)
@@ -298,10 +311,16 @@ class LocalObjectStore:
             raise NotFound("No such upload: it was completed or aborted.")
         parts = []
         for path in folder.iterdir():
-            number, _, etag = path.name.partition(".")
+            number, _, rest = path.name.partition(".")
+            etag, _, crc = rest.partition(".")
             if number.isdigit():
                 parts.append(
-                    UploadedPart(number=int(number), size=path.stat().st_size, etag=f'"{etag}"')
+                    UploadedPart(
+                        number=int(number),
+                        size=path.stat().st_size,
+                        etag=f'"{etag}"',
+                        crc32=crc32_of(int(crc, 16)) if crc else "",
+                    )
                 )
         return sorted(parts, key=lambda part: part.number)
 
@@ -680,19 +699,31 @@ class S3ObjectStore:
 
     # --- Multipart uploads (resumable uploads): presigned UploadPart URLs for clients.
 
-    def multipart_begin(self, key: str, *, content_type: str) -> str:
+    def multipart_begin(self, key: str, *, content_type: str, crc32: bool = False) -> str:
+        """Begins a multipart upload at `key`. With `crc32`, the upload declares CRC32 as
+        its checksum (COMPOSITE: storage keeps one per part, as boto3's `upload_file`
+        does) and every part must then come with its own (`multipart_part_url`'s
+        `crc32`); without, storage picks its default (AWS and moto: a CRC64NVME over the
+        whole object, computed when the parts are joined)."""
+        extra = {"ChecksumAlgorithm": "CRC32"} if crc32 else {}
         with self._errors(key):
             response = self.client.create_multipart_upload(
-                Bucket=self.bucket, Key=key, ContentType=content_type
+                Bucket=self.bucket, Key=key, ContentType=content_type, **extra
             )
         return response["UploadId"]
 
     def multipart_part_url(
-        self, key: str, upload_id: str, number: int, *, length: int, ttl: int
+        self, key: str, upload_id: str, number: int, *, length: int, ttl: int, crc32: str = ""
     ) -> SignedUrl:
+        """A presigned UploadPart URL. With `crc32` (base64), `x-amz-checksum-crc32` is
+        one of its signed headers: the PUT must carry exactly that value, so storage
+        refuses a part whose bytes have another CRC32 (BadDigest) and any other value of
+        the header (SignatureDoesNotMatch)."""
         # The length is not signed: some clients send parts chunked; sizes are checked
         # against ListParts at completion instead.
         params = {"Bucket": self.bucket, "Key": key, "UploadId": upload_id, "PartNumber": number}
+        if crc32:
+            params["ChecksumCRC32"] = crc32
         start = datetime.now(UTC).replace(microsecond=0)
         with self._errors(key):
             url = self.client.generate_presigned_url("upload_part", Params=params, ExpiresIn=ttl)
@@ -709,7 +740,10 @@ class S3ObjectStore:
                     for part in page.get("Parts", []):
                         parts.append(
                             UploadedPart(
-                                number=part["PartNumber"], size=part["Size"], etag=part["ETag"]
+                                number=part["PartNumber"],
+                                size=part["Size"],
+                                etag=part["ETag"],
+                                crc32=part.get("ChecksumCRC32", ""),
                             )
                         )
         except NotFound:
@@ -730,18 +764,22 @@ class S3ObjectStore:
         sha256: bool = False,
         if_absent: bool = False,
     ) -> str | None:
-        """Completes the upload at `key` (S3 joins the parts itself, no bytes move).
-        With `if_absent`, storage refuses to complete over an object already at `key`
-        (If-None-Match): Conflict, and the upload stays open (abort it). Returns None:
-        the SHA-256, when needed, is read back by the caller."""
+        """Completes the upload at `key` (S3 joins the parts itself, no bytes move),
+        naming each part's CRC32 when storage listed one (an upload that declared CRC32
+        must: AWS refuses a completion that leaves one out). With `if_absent`, storage
+        refuses to complete over an object already at `key` (If-None-Match): Conflict,
+        and the upload stays open (abort it). Returns None: the SHA-256, when needed, is
+        read back by the caller."""
+        listed = [{"PartNumber": p.number, "ETag": p.etag} for p in parts]
+        for entry, part in zip(listed, parts, strict=True):
+            if part.crc32:
+                entry["ChecksumCRC32"] = part.crc32
         with self._write_errors(key):
             self.client.complete_multipart_upload(
                 Bucket=self.bucket,
                 Key=key,
                 UploadId=upload_id,
-                MultipartUpload={
-                    "Parts": [{"PartNumber": p.number, "ETag": p.etag} for p in parts]
-                },
+                MultipartUpload={"Parts": listed},
                 **({"IfNoneMatch": "*"} if if_absent else {}),
             )
         return None

@@ -405,6 +405,11 @@ class UploadStatus(models.TextChoices):
     EXPIRED = "expired", "Expired unfinished"
 
 
+class PartChecksum(models.TextChoices):
+    NONE = "", "None"
+    CRC32 = "crc32", "CRC32 of each part, checked by storage"
+
+
 class ResumableUpload(models.Model):
     """A file sent in parts straight to storage, resumable after a break.
 
@@ -425,6 +430,13 @@ class ResumableUpload(models.Model):
     size = models.BigIntegerField()
     part_size = models.BigIntegerField()
     sha256 = models.CharField(max_length=64, blank=True)
+    checksum = models.CharField(
+        max_length=16,
+        blank=True,
+        choices=PartChecksum.choices,
+        default=PartChecksum.NONE,
+        help_text="What every part is sent with, for storage to check.",
+    )
     options = models.JSONField(
         default=dict, help_text="The publish options, as the job takes them."
     )

@@ -7,6 +7,7 @@ from django.core.cache import cache
 from rest_framework.test import APIClient
 
 from catalog.audit import Actor
+from catalog.storage import get_object_store
 
 CSV = (
     b"date_key,store_id,revenue,is_holiday\n"
@@ -81,6 +82,36 @@ def with_columnar():
             DatasetVersion.objects.filter(pk=version.pk).update(columnar_key=key)
 
     return make
+
+
+@pytest.fixture(params=["configured", "local"])
+def store_mode(request, settings, tmp_path):
+    """For resumable uploads: the configured store (S3 in the services mode), or local
+    files; parts of 5 MiB."""
+    if request.param == "local":
+        settings.STORAGES = {
+            **settings.STORAGES,
+            "datasets": {
+                "BACKEND": "django.core.files.storage.FileSystemStorage",
+                "OPTIONS": {"location": tmp_path / "objects"},
+            },
+        }
+    settings.RESUMABLE_PART_BYTES = 5 * 1024**2
+    return request.param
+
+
+@pytest.fixture
+def local_store(settings, tmp_path):
+    """For resumable uploads: local files whatever the mode; parts of 5 MiB."""
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "datasets": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": tmp_path / "objects"},
+        },
+    }
+    settings.RESUMABLE_PART_BYTES = 5 * 1024**2
+    return get_object_store()
 
 
 def error_of(response) -> dict:

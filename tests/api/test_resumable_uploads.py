@@ -24,6 +24,8 @@ from catalog.storage import LocalObjectStore, S3ObjectStore, get_object_store
 from tests.api.conftest import CSV, error_of
 from versioning.models import DatasetVersion, JobStatus, PublishJob, ResumableUpload
 from versioning.services import publish_job_run
+from versioning.services.jobs import version_key_held
+from versioning.services.publish import _copy_ahead
 from versioning.services.resumable import resumable_upload_join, resumable_uploads_sweep
 
 pytestmark = [pytest.mark.django_db, pytest.mark.both_modes]
@@ -50,34 +52,6 @@ def big_csv(min_bytes: int) -> bytes:
 
 BIG = big_csv(11 * MIB)  # three parts of 5 MiB: 5, 5 and the rest
 BIG_SHA = hashlib.sha256(BIG).hexdigest()
-
-
-@pytest.fixture(params=["configured", "local"])
-def store_mode(request, settings, tmp_path):
-    """The configured store (S3 in the services mode), or local files."""
-    if request.param == "local":
-        settings.STORAGES = {
-            **settings.STORAGES,
-            "datasets": {
-                "BACKEND": "django.core.files.storage.FileSystemStorage",
-                "OPTIONS": {"location": tmp_path / "objects"},
-            },
-        }
-    settings.RESUMABLE_PART_BYTES = 5 * MIB
-    return request.param
-
-
-@pytest.fixture
-def local_store(settings, tmp_path):
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "datasets": {
-            "BACKEND": "django.core.files.storage.FileSystemStorage",
-            "OPTIONS": {"location": tmp_path / "objects"},
-        },
-    }
-    settings.RESUMABLE_PART_BYTES = 5 * MIB
-    return get_object_store()
 
 
 def stored_keys(prefix: str) -> list[str]:
@@ -540,3 +514,104 @@ def test_the_admin_lists_uploads_shows_the_parts_received_and_a_steward_aborts_o
     assert unfinished_uploads() == []
     assert AuditEntry.objects.filter(action="version.upload_aborted").count() == 1
     assert "—" in client.get(page).content.decode()  # nothing received any more
+
+
+# --- The copy to the version's key, started while the file is read ---------------------
+
+
+def keys_of_version(version: str) -> list[str]:
+    return [key for key in stored_keys("acme/v1/gold/") if key.endswith(f"_v{version}.csv")]
+
+
+def test_an_upload_without_a_version_is_queued_holding_its_likely_versions_key_and_lands_there(
+    store_mode, published, steward, as_user
+):
+    client = as_user(steward)
+    upload = begin(client, sha256=BIG_SHA).json()
+    send(part_urls(client, upload), BIG, upload["part_size"], parallel=parallel_for(store_mode))
+    queued = PublishJob.objects.get(pk=complete_and_join(client, upload)["id"])
+    # Joined at a staging key; the job holds the key of the next patch (same columns).
+    assert queued.staging_key.startswith("acme/staging/")
+    assert queued.target_version == "1.0.1" and queued.target_key.endswith("_v1.0.1.csv")
+    assert version_key_held(queued.target_key)
+
+    job = publish_job_run(job_id=queued.pk)
+    assert job.status == JobStatus.SUCCEEDED, job.message
+    version = DatasetVersion.objects.get(is_current=True)
+    assert (version.version, version.key, version.sha256) == ("1.0.1", queued.target_key, BIG_SHA)
+    with get_object_store().open(version.key) as stream:
+        assert hashlib.sha256(stream.read()).hexdigest() == BIG_SHA
+    assert stored_keys("acme/staging/") == [] and keys_of_version("1.0.1") == [version.key]
+
+
+def test_the_copy_ahead_holds_the_staged_bytes_and_is_not_made_over_an_object(
+    store_mode, published, steward, as_user
+):
+    client = as_user(steward)
+    upload = begin(client).json()
+    send(part_urls(client, upload), BIG, upload["part_size"], parallel=parallel_for(store_mode))
+    queued = PublishJob.objects.get(pk=complete_and_join(client, upload)["id"])
+    store = get_object_store()
+
+    ahead = _copy_ahead(queued, store)
+    assert ahead is not None
+    ahead.result(timeout=60)
+    with store.open(queued.target_key) as stream:
+        assert stream.read() == BIG
+    # Once something is at the key (an earlier attempt's copy), none is started.
+    assert _copy_ahead(queued, store) is None
+    # Nor for a job whose file is at its version's key already.
+    at_key = PublishJob(staging_key=queued.target_key, target_key=queued.target_key)
+    assert _copy_ahead(at_key, store) is None
+    job = publish_job_run(job_id=queued.pk)  # the attempt finds it there, checks it, reuses it
+    assert job.status == JobStatus.SUCCEEDED, job.message
+    assert DatasetVersion.objects.get(is_current=True).key == queued.target_key
+
+
+def test_a_wrong_guess_of_the_version_leaves_no_copy_at_its_key(
+    store_mode, published, steward, as_user
+):
+    lines = BIG.split(b"\n")[:-1]
+    wider = b"\n".join([lines[0] + b",region"] + [line + b",north" for line in lines[1:]]) + b"\n"
+    client = as_user(steward)
+    upload = begin(client, wider).json()
+    send(part_urls(client, upload), wider, upload["part_size"], parallel=parallel_for(store_mode))
+    queued = PublishJob.objects.get(pk=complete_and_join(client, upload)["id"])
+    assert queued.target_version == "1.0.1"  # the guess: a data-only change
+
+    job = publish_job_run(job_id=queued.pk)
+    assert job.status == JobStatus.SUCCEEDED, job.message
+    version = DatasetVersion.objects.get(is_current=True)
+    assert version.version == "1.1.0" and version.key.endswith("_v1.1.0.csv")
+    assert keys_of_version("1.0.1") == [] and stored_keys("acme/staging/") == []
+
+
+def test_a_refused_file_leaves_neither_its_staged_object_nor_the_copy_ahead(
+    store_mode, published, steward, as_user
+):
+    client = as_user(steward)
+    other = hashlib.sha256(b"other bytes").hexdigest()
+    upload = begin(client, sha256=other).json()
+    send(part_urls(client, upload), BIG, upload["part_size"], parallel=parallel_for(store_mode))
+    complete = client.post(upload["complete_url"], format="json")
+    assert complete.status_code == 202
+    queued = resumable_upload_join(upload_id=upload["id"])
+    if queued is None:
+        return  # local parts are hashed as they are joined: refused before any job
+    assert queued.target_key.endswith("_v1.0.1.csv")
+    job = publish_job_run(job_id=queued.pk)
+    assert (job.status, job.error_code) == (JobStatus.FAILED, "digest_mismatch")
+    assert keys_of_version("1.0.1") == [] and stored_keys("acme/staging/") == []
+    assert DatasetVersion.objects.get(is_current=True).version == "1.0.0"
+
+
+def test_no_key_is_held_ahead_when_another_upload_holds_the_likely_version(
+    store_mode, published, steward, as_user
+):
+    client = as_user(steward)
+    holder = begin(client, version="1.0.1").json()  # open, at 1.0.1's key
+    upload = begin(client, CSV).json()
+    send(part_urls(client, upload), CSV, upload["part_size"], parallel=False)
+    queued = PublishJob.objects.get(pk=complete_and_join(client, upload)["id"])
+    assert (queued.target_version, queued.target_key) == ("", "")
+    assert client.get(holder["url"]).json()["status"] == "open"

@@ -4,13 +4,16 @@ One run generates a CSV of --size-mib MiB and, in the services mode (a PostgreSQ
 database of its own, Redis database --redis-db, moto's S3 server on a free loopback
 port, gunicorn, one `celery -A config worker`), measures side by side on that file:
 
-    resumable     a client over real HTTP: begin the upload (POST .../uploads/), ask for
-                  the part URLs, PUT the parts to S3's presigned URLs four at a time,
-                  complete (202), follow the upload until the worker has joined the
-                  parts and queued the publish job, then follow the job until the
-                  worker has published it and the version is current
+    resumable     a client over real HTTP: begin the upload (POST .../uploads/) with
+                  `"checksum": "crc32"`, then four threads, each for one part at a time:
+                  the part's CRC32 (read from the file), its URL asked for with it, the
+                  PUT to S3's presigned URL with `x-amz-checksum-crc32`; complete (202),
+                  follow the upload until the worker has joined the parts and queued the
+                  publish job, then follow the job until the worker has published it and
+                  the version is current (--no-checksum: the URLs of every part in one
+                  request, and parts without a checksum, as a curl client sends them)
     upload floor  boto3's `upload_file` of the same file into the same bucket (its
-                  defaults: 8 MiB parts, ten at a time)
+                  defaults: 8 MiB parts, ten at a time, each with its CRC32)
 
 With --explicit-version each upload is begun for a version (2.0.1, 2.0.2, ...), as a
 pipeline that numbers its own versions would: the parts are then joined at that
@@ -23,14 +26,17 @@ file's last row is copied once more, so each round publishes new bytes (identica
 would publish nothing). The time split of each resumable round prints as it is taken:
 upload (begin, part URLs, parts), complete (from the complete request until the joined
 object's publish job exists: the worker's CompleteMultipartUpload, which moto carries
-out by reading every part and, since presigned parts carry no checksum, computing one
-over the whole object), worker (the publish job: one read to inspect, and without
---explicit-version the copy to the version's key). The ratio prints last.
+out by copying every part into the object and taking a checksum: the parts' CRC32s
+with the option, a CRC64NVME over the whole object without), worker (the publish job:
+one read to inspect, and without --explicit-version the copy to the version's key, made
+while it reads).
+The ratio prints last.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import shutil
@@ -38,6 +44,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlparse, urlunparse
@@ -117,7 +124,20 @@ class _Part:
         return data
 
 
-def resumable_once(base: str, token: str, path: Path, split: dict, version: str = "") -> float:
+def crc32_of(path: Path, offset: int, length: int) -> str:
+    value = 0
+    part = _Part(path, offset, length)
+    try:
+        while chunk := part.read(8 * MiB):
+            value = zlib.crc32(chunk, value)
+    finally:
+        part.handle.close()
+    return base64.b64encode(value.to_bytes(4, "big")).decode()
+
+
+def resumable_once(
+    base: str, token: str, path: Path, split: dict, version: str = "", checksum: bool = True
+) -> float:
     """Begin, part URLs, parts in parallel, complete, then the worker until current."""
     import urllib3
 
@@ -133,26 +153,34 @@ def resumable_once(base: str, token: str, path: Path, split: dict, version: str 
 
     def put(part: dict) -> None:
         body = _Part(path, (part["part_number"] - 1) * upload["part_size"], part["size"])
+        headers = {"Content-Length": str(part["size"]), **part["headers"]}
         try:
-            response = http.request(
-                "PUT", part["url"], body=body, headers={"Content-Length": str(part["size"])}
-            )
+            response = http.request("PUT", part["url"], body=body, headers=headers)
         finally:
             body.handle.close()
         if response.status != 200:
             raise RuntimeError(f"part {part['part_number']}: {response.status}")
+
+    def put_with_crc32(number: int) -> None:
+        size = min(upload["part_size"], upload["size"] - (number - 1) * upload["part_size"])
+        crc32 = crc32_of(path, (number - 1) * upload["part_size"], size)
+        asked = {"parts": [{"part_number": number, "crc32": crc32}]}
+        put(call("POST", upload["part_urls_url"], asked)["parts"][0])
 
     started = time.perf_counter()
     upload = call(
         "POST",
         "/api/v1/datasets/gold/sales/uploads/",
         {"filename": path.name, "size": path.stat().st_size}
-        | ({"version": version} if version else {}),
+        | ({"version": version} if version else {})
+        | ({"checksum": "crc32"} if checksum else {}),
         expect=201,
     )
-    parts = call("POST", upload["part_urls_url"], {})["parts"]
     with ThreadPoolExecutor(THREADS) as pool:
-        list(pool.map(put, parts))
+        if checksum:
+            list(pool.map(put_with_crc32, range(1, upload["part_count"] + 1)))
+        else:
+            list(pool.map(put, call("POST", upload["part_urls_url"], {})["parts"]))
     uploaded = time.perf_counter()
     state = call("POST", upload["complete_url"], expect=202)
     while state["status"] in ("completing", "joining"):
@@ -186,6 +214,17 @@ def main(argv: list[str]) -> int:
         action="store_true",
         help="begin each upload for a version of its own (joined at its key, no copy)",
     )
+    parser.add_argument(
+        "--part-mib",
+        type=int,
+        default=0,
+        help="RESUMABLE_PART_BYTES in MiB (default: the product's 64, less for a small file)",
+    )
+    parser.add_argument(
+        "--no-checksum",
+        action="store_true",
+        help="send parts without their CRC32 (uploads begun without the checksum option)",
+    )
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="bench-uploads-"))
     server_url = os.environ.get("DATABASE_URL") or "postgres://postgres@127.0.0.1:5432/postgres"
@@ -197,13 +236,14 @@ def main(argv: list[str]) -> int:
         say("file", f"{big.stat().st_size:,} bytes, {rows:,} rows")
         # The product's part size (64 MiB), smaller for a small file so that all four
         # threads have parts to send.
-        part_mib = max(5, min(64, args.size_mib // (2 * THREADS)))
+        part_mib = args.part_mib or max(5, min(64, args.size_mib // (2 * THREADS)))
         say(
             "mode",
             f"services: PostgreSQL (a database of its own), Redis database {args.redis_db}, "
             f"moto S3 on loopback, gunicorn, one worker; parts of {part_mib} MiB, "
             f"{THREADS} at a time; "
-            + ("each upload for a version of its own" if args.explicit_version else "no version"),
+            + ("each upload for a version of its own" if args.explicit_version else "no version")
+            + ("; parts without checksums" if args.no_checksum else "; each part with its CRC32"),
         )
         with (
             s3_server(work / "moto.log") as endpoint,
@@ -231,7 +271,9 @@ def main(argv: list[str]) -> int:
                 def resumable() -> float:
                     split: dict = {}
                     version = f"2.0.{len(splits) + 1}" if args.explicit_version else ""
-                    seconds = resumable_once(base, token, big, split, version)
+                    seconds = resumable_once(
+                        base, token, big, split, version, checksum=not args.no_checksum
+                    )
                     splits.append(split)
                     say(
                         f"round_{len(splits)}_split_s",
@@ -251,7 +293,7 @@ def main(argv: list[str]) -> int:
                 # imports and connections in gunicorn, the worker and moto.
                 warm = work / "warm.csv"
                 write_csv(warm, 8 * MiB, seed=2)
-                resumable_once(base, token, warm, {})
+                resumable_once(base, token, warm, {}, checksum=not args.no_checksum)
                 s3.upload_file(str(warm), _BUCKET, "baseline/warm.csv")
                 s3.delete_object(Bucket=_BUCKET, Key="baseline/warm.csv")
                 rounds = alternate(

@@ -4,8 +4,10 @@ stopped by sending only the parts storage does not hold."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
+import zlib
 from io import StringIO
 
 import pytest
@@ -13,9 +15,9 @@ import requests
 from django.core.management import CommandError, call_command
 
 from catalog.audit import Actor
-from catalog.storage import get_object_store
+from catalog.storage import S3ObjectStore, get_object_store
 from tests.api.test_resumable_uploads import BIG, BIG_SHA, MIB, unfinished_uploads
-from versioning.models import DatasetVersion, JobSource, ResumableUpload
+from versioning.models import DatasetVersion, JobSource, PartChecksum, ResumableUpload
 from versioning.services.resumable import (
     resumable_upload_create,
     resumable_upload_part_urls,
@@ -55,8 +57,20 @@ def test_publish_sends_a_file_above_the_threshold_in_parts_and_publishes_it(data
     assert f"Resumable upload {upload.pk}: 3 parts" in out
     assert "Sending 3 of 3 parts." in out
     assert upload.status == "completed" and upload.source == JobSource.COMMAND
+    # Every part went with its CRC32, checked by storage (or, embedded, the app).
+    assert upload.checksum == PartChecksum.CRC32
     version = DatasetVersion.objects.get(is_current=True)
     assert (version.version, version.sha256, version.size_bytes) == ("1.0.0", BIG_SHA, len(BIG))
+    store = get_object_store()
+    if isinstance(store, S3ObjectStore):
+        head = store.client.head_object(
+            Bucket=store.bucket, Key=version.key, ChecksumMode="ENABLED"
+        )
+        crcs = b"".join(
+            zlib.crc32(BIG[n : n + 5 * MIB]).to_bytes(4, "big") for n in range(0, len(BIG), 5 * MIB)
+        )
+        composite = base64.b64encode(zlib.crc32(crcs).to_bytes(4, "big")).decode()
+        assert head["ChecksumCRC32"].removesuffix("-3") == composite
     assert f"sha256:  {BIG_SHA}" in out
     assert unfinished_uploads() == []
 
@@ -68,20 +82,28 @@ def test_publish_below_the_threshold_streams_the_file_as_before(dataset, big_fil
     assert DatasetVersion.objects.get().sha256 == BIG_SHA
 
 
-def test_publish_resume_sends_only_the_parts_storage_does_not_hold(dataset, big_file):
+@pytest.mark.parametrize("checksum", [PartChecksum.NONE, PartChecksum.CRC32])
+def test_publish_resume_sends_only_the_parts_storage_does_not_hold(dataset, big_file, checksum):
     upload = resumable_upload_create(
         dataset=dataset,
         actor=Actor.system(),
         source=JobSource.COMMAND,
         filename="day.csv",
         size=len(BIG),
+        checksum=checksum,
     )
     part = BIG[5 * MIB : 10 * MIB]
+    crc32 = base64.b64encode(zlib.crc32(part).to_bytes(4, "big")).decode() if checksum else ""
     if hasattr(get_object_store(), "multipart_part_write"):
-        resumable_upload_part_write(upload=upload, number=2, stream=io.BytesIO(part), length=None)
+        resumable_upload_part_write(
+            upload=upload, number=2, stream=io.BytesIO(part), length=None, crc32=crc32
+        )
     else:
-        [url] = resumable_upload_part_urls(upload=upload, numbers=[2])
-        assert requests.put(url.url.url, data=part, timeout=60).status_code == 200
+        [url] = resumable_upload_part_urls(
+            upload=upload, numbers=[2], crc32={2: crc32} if crc32 else None
+        )
+        answer = requests.put(url.url.url, data=part, headers=url.headers, timeout=60)
+        assert answer.status_code == 200
 
     out = run(
         "publish", "gold/txn_daily", str(big_file), "--resume", str(upload.pk), "--in-process"

@@ -11,9 +11,12 @@
 A web worker never holds the file: in the services mode the parts go to S3 through
 presigned UploadPart URLs; in the embedded mode the app takes them itself
 (`UploadPartView`, behind an HMAC-signed URL like its signed downloads, one part per
-request). Permissions are the publish endpoint's: the publish scope, the steward role,
-a device token only for its dataset and only plain options. An upload another caller may
-not see answers 404, exactly like one that does not exist.
+request). An upload begun with `"checksum": "crc32"` asks for each part's URL with the
+part's CRC32 and PUTs it with the `headers` the answer lists (`x-amz-checksum-crc32`):
+storage (or the app, embedded) refuses a part whose bytes have another CRC32.
+Permissions are the publish endpoint's: the publish scope, the steward role, a device
+token only for its dataset and only plain options. An upload another caller may not see
+answers 404, exactly like one that does not exist.
 """
 
 from __future__ import annotations
@@ -40,9 +43,10 @@ from versioning.api.serializers import (
     _iso,
 )
 from versioning.api.views import DATASET_PARAMETERS, DatasetScoped, _device_limits
-from versioning.models import JobSource, ResumableUpload, UploadStatus
+from versioning.models import JobSource, PartChecksum, ResumableUpload, UploadStatus
 from versioning.options import PublishOptions
 from versioning.services.resumable import (
+    CRC32_HEADER,
     resumable_upload_abort,
     resumable_upload_complete,
     resumable_upload_create,
@@ -62,12 +66,20 @@ class UploadCreateInput(PublishOptionsInput):
         max_length=300, help_text="The file's name; its extension tells CSV from Parquet."
     )
     size = serializers.IntegerField(help_text="The file's exact size in bytes.")
+    checksum = serializers.ChoiceField(
+        choices=[PartChecksum.CRC32],
+        required=False,
+        help_text="\"crc32\": each part's URL is asked for with the part's CRC32 and "
+        "storage takes only those bytes (as boto3 sends parts); left out: parts go "
+        "without a checksum.",
+    )
 
 
 class PartSerializer(serializers.Serializer):
     part_number = serializers.IntegerField()
     size = serializers.IntegerField()
     etag = serializers.CharField()
+    crc32 = serializers.CharField(help_text="Its CRC32 (base64) when it was sent with one.")
 
 
 class UploadSerializer(serializers.Serializer):
@@ -81,6 +93,7 @@ class UploadSerializer(serializers.Serializer):
     filename = serializers.CharField()
     size = serializers.IntegerField()
     sha256 = serializers.CharField()
+    checksum = serializers.CharField(help_text='"crc32" or "" (see begin).')
     part_size = serializers.IntegerField(help_text="Every part but the last has this size.")
     part_count = serializers.IntegerField()
     parts = PartSerializer(many=True, help_text="The parts storage holds now.")
@@ -108,9 +121,13 @@ class UploadSerializer(serializers.Serializer):
             "filename": upload.filename,
             "size": upload.size,
             "sha256": upload.sha256,
+            "checksum": upload.checksum,
             "part_size": upload.part_size,
             "part_count": upload.part_count,
-            "parts": [{"part_number": p.number, "size": p.size, "etag": p.etag} for p in parts],
+            "parts": [
+                {"part_number": p.number, "size": p.size, "etag": p.etag, "crc32": p.crc32}
+                for p in parts
+            ],
             "missing_parts": [n for n in range(1, upload.part_count + 1) if n not in held]
             if upload.status == UploadStatus.OPEN
             else [],
@@ -131,12 +148,39 @@ class UploadSerializer(serializers.Serializer):
         }
 
 
+class PartRequestField(serializers.Field):
+    """A part asked for: its number, or `{"part_number": n, "crc32": "<base64>"}` (the
+    CRC32 is checked by the service, against how the upload was begun)."""
+
+    default_error_messages = {
+        "invalid": 'A part is a number or {{"part_number": 1, "crc32": "<base64 CRC32>"}}.',
+        "crc32": "crc32 must be text: the part's CRC32 in base64, as S3 writes it.",
+    }
+
+    def to_internal_value(self, data) -> tuple[int, str]:
+        crc32 = ""
+        if isinstance(data, dict):
+            if set(data) - {"part_number", "crc32"} or "part_number" not in data:
+                self.fail("invalid")
+            data, crc32 = data["part_number"], data.get("crc32") or ""
+            if not isinstance(crc32, str):
+                self.fail("crc32")
+        if isinstance(data, bool | dict | list):
+            self.fail("invalid")
+        return serializers.IntegerField().to_internal_value(data), crc32
+
+    def to_representation(self, value):
+        return value
+
+
 class PartUrlsInput(serializers.Serializer):
     parts = serializers.ListField(
-        child=serializers.IntegerField(),
+        child=PartRequestField(),
         required=False,
         max_length=10_000,
-        help_text="Part numbers (from 1); default: every part not yet received.",
+        help_text="Part numbers (from 1), default every part not yet received; for an "
+        'upload begun with "checksum": "crc32", objects with each part\'s CRC32 instead: '
+        '[{"part_number": 1, "crc32": "yZRlqg=="}].',
     )
 
 
@@ -145,6 +189,11 @@ class PartUrlSerializer(serializers.Serializer):
     size = serializers.IntegerField(help_text="The exact number of bytes to PUT.")
     method = serializers.CharField(help_text="Always PUT.")
     url = serializers.CharField()
+    headers = serializers.DictField(
+        child=serializers.CharField(),
+        help_text="Headers the PUT must carry (`x-amz-checksum-crc32` for an upload with "
+        "per-part checksums; the URL is signed with it), else empty.",
+    )
     expires_at = serializers.DateTimeField()
 
 
@@ -207,6 +256,7 @@ class UploadCreateView(DatasetScoped, APIView):
             filename=fields["filename"],
             size=fields["size"],
             sha256=fields.get("sha256", ""),
+            checksum=fields.get("checksum", PartChecksum.NONE),
             options=PublishOptions(
                 version=fields.get("version", ""),
                 note=fields.get("note", ""),
@@ -255,9 +305,11 @@ class UploadPartUrlsView(APIView):
     @extend_schema(
         summary="URLs to PUT parts of a resumable upload to",
         description=(
-            "Each URL takes exactly one part of exactly `size` bytes with PUT; the answer "
-            "carries the part's `ETag`. In the services mode these are S3 presigned "
-            "UploadPart URLs; in the embedded mode the app serves them."
+            "Each URL takes exactly one part of exactly `size` bytes with PUT, sent with "
+            "the part's `headers`; the answer carries the part's `ETag`. In the services "
+            "mode these are S3 presigned UploadPart URLs; in the embedded mode the app "
+            'serves them. An upload begun with `"checksum": "crc32"` names each part '
+            "with its CRC32 (400 without one, or with one on an upload begun without)."
         ),
         parameters=[UPLOAD_PARAMETER],
         request=PartUrlsInput,
@@ -267,7 +319,13 @@ class UploadPartUrlsView(APIView):
         upload = upload_for_request(request, upload_id)
         data = PartUrlsInput(data=request.data)
         data.is_valid(raise_exception=True)
-        urls = resumable_upload_part_urls(upload=upload, numbers=data.validated_data.get("parts"))
+        asked = data.validated_data.get("parts")
+        crc32 = {number: value for number, value in asked or () if value}
+        urls = resumable_upload_part_urls(
+            upload=upload,
+            numbers=None if asked is None else [number for number, _ in asked],
+            crc32=crc32 or None,
+        )
         return Response(
             {
                 "parts": [
@@ -276,6 +334,7 @@ class UploadPartUrlsView(APIView):
                         "size": part.size,
                         "method": "PUT",
                         "url": part.url.url,
+                        "headers": part.headers,
                         "expires_at": _iso(part.url.expires_at),
                     }
                     for part in urls
@@ -326,13 +385,16 @@ class UploadPartView(APIView):
         summary="Send one part (embedded mode's part URLs)",
         description=(
             "Reached through a URL from `part-urls`, never built by hand. The body is the "
-            "part's bytes, exactly its size. In the services mode parts go to S3 instead."
+            "part's bytes, exactly its size (and, when the URL names a `crc32`, of that "
+            "CRC32: 400 `digest_mismatch` otherwise). In the services mode parts go to S3 "
+            "instead."
         ),
         parameters=[
             OpenApiParameter("storage_upload_id", OpenApiTypes.STR, OpenApiParameter.PATH),
             OpenApiParameter("part_number", OpenApiTypes.INT, OpenApiParameter.PATH),
             OpenApiParameter("length", OpenApiTypes.INT, required=True),
             OpenApiParameter("expires", OpenApiTypes.INT, required=True),
+            OpenApiParameter("crc32", OpenApiTypes.STR),
             OpenApiParameter("signature", OpenApiTypes.STR, required=True),
         ],
         request={"application/octet-stream": OpenApiTypes.BINARY},
@@ -346,6 +408,7 @@ class UploadPartView(APIView):
             length = int(query.get("length", ""))
         except ValueError:
             length = -1
+        crc32 = query.get("crc32", "")
         if upload is None or not verify_part_signature(
             upload.staging_key,
             storage_upload_id,
@@ -353,9 +416,19 @@ class UploadPartView(APIView):
             length,
             query.get("expires", ""),
             query.get("signature", ""),
+            crc32,
         ):
             raise Forbidden(
                 "This part URL's signature is wrong or has expired: ask for new part URLs."
+            )
+        sent_crc32 = request.headers.get(CRC32_HEADER)
+        if sent_crc32 is not None and sent_crc32 != crc32:
+            # S3 refuses a checksum header its URL was not signed with; so does this.
+            raise Forbidden(
+                f"This part URL takes the {CRC32_HEADER} it was asked for "
+                f"({crc32 or 'none'}), not {sent_crc32[:40]!r}: ask for a new URL with "
+                "the part's CRC32.",
+                details={"header": CRC32_HEADER},
             )
         if not hasattr(get_object_store(), "multipart_part_write"):
             raise NotFound("Parts go to the storage's own URLs here.")
@@ -366,9 +439,10 @@ class UploadPartView(APIView):
                 "Send the part with a Content-Length header.", details={"field": "Content-Length"}
             ) from None
         part = resumable_upload_part_write(
-            upload=upload, number=part_number, stream=request._request, length=sent
+            upload=upload, number=part_number, stream=request._request, length=sent, crc32=crc32
         )
+        headers = {"ETag": part.etag} | ({CRC32_HEADER: part.crc32} if crc32 else {})
         return Response(
-            {"part_number": part.number, "size": part.size, "etag": part.etag},
-            headers={"ETag": part.etag},
+            {"part_number": part.number, "size": part.size, "etag": part.etag, "crc32": part.crc32},
+            headers=headers,
         )

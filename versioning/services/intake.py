@@ -403,21 +403,36 @@ def upload_key(
     version = str(parse_version(options.version)) if options.version else ""
     if not version and predict:
         version = version_predicted(dataset)
-    if version:
-        key = version_key(
-            org=dataset.organization.slug,
-            layer=dataset.layer,
-            name=dataset.name,
-            day=timezone.now().date(),
-            version=version,
-            format=file_format,
-        )
-        if not version_key_held(
-            key,
-            also=(ResumableUpload.objects.filter(staging_key=key, status__in=UNFINISHED_UPLOADS),),
-        ) and not (look_in_storage and get_object_store().exists(key)):
-            return key, version
+    key = version_key_free(
+        dataset=dataset, version=version, file_format=file_format, look_in_storage=look_in_storage
+    )
+    if key:
+        return key, version
     return staging_key(org=dataset.organization.slug, job_id=str(job_id), format=file_format), ""
+
+
+def version_key_free(
+    *, dataset: Dataset, version: str, file_format: str, look_in_storage: bool = True
+) -> str:
+    """The key of `version` published today, when no version, publish or resumable
+    upload holds it and (unless not `look_in_storage`) no object is there; else (and for
+    no version) ""."""
+    if not version:
+        return ""
+    key = version_key(
+        org=dataset.organization.slug,
+        layer=dataset.layer,
+        name=dataset.name,
+        day=timezone.now().date(),
+        version=version,
+        format=file_format,
+    )
+    if version_key_held(
+        key,
+        also=(ResumableUpload.objects.filter(staging_key=key, status__in=UNFINISHED_UPLOADS),),
+    ) or (look_in_storage and get_object_store().exists(key)):
+        return ""
+    return key
 
 
 def version_predicted(dataset: Dataset) -> str:
@@ -455,9 +470,12 @@ def _job_fields(
     key: str,
     file_format: str,
     target_version: str = "",
+    target_key: str = "",
     expected_sha256: str = "",
 ) -> dict[str, Any]:
-    """A publish job's row for a file at `key` (the version's key when `target_version`)."""
+    """A publish job's row for a file at `key`, which is the key of `target_version`
+    unless `target_key` names that key (the file is then copied there when the version
+    is decided as `target_version`)."""
     return {
         "id": job_id,
         "dataset": dataset,
@@ -468,7 +486,7 @@ def _job_fields(
         "format": file_format,
         "ip_address": actor.ip_address,
         "target_version": target_version,
-        "target_key": key if target_version else "",
+        "target_key": (target_key or key) if target_version else "",
         "expected_sha256": expected_sha256,
         **options.job_fields(),
     }
@@ -527,14 +545,19 @@ def publish_job_create_staged(
     options: PublishOptions,
     expected_sha256: str = "",
     target_version: str = "",
+    predict: bool = False,
 ) -> PublishJob:
     """Queues the publish of bytes already at `key` (a completed resumable upload,
     `versioning.services.resumable`), without copying them: a staging key, or the key
     of `target_version`, the version the upload was begun for. The caller checked the
     steward role, the version and the inputs (pinned) when the upload began; the worker
     inspects the object once, as for any job without a profile, and that read checks
-    `expected_sha256` (hex) when given: other bytes fail the job."""
-    return _job_record(
+    `expected_sha256` (hex) when given: other bytes fail the job.
+
+    With `predict` (a staging key), the job holds the key of the version the worker will
+    most likely decide (`version_predicted`) when it is free, so that the worker copies
+    the file there while it inspects it (`publish._copy_ahead`) rather than after."""
+    fields = dict(
         job_id=job_id,
         dataset=dataset,
         actor=actor,
@@ -547,6 +570,15 @@ def publish_job_create_staged(
         expected_sha256=expected_sha256,
         target_version=target_version,
     )
+    if predict and not target_version:
+        version = version_predicted(dataset)
+        ahead = version_key_free(dataset=dataset, version=version, file_format=file_format)
+        if ahead:
+            try:
+                return _job_record(**fields | {"target_version": version, "target_key": ahead})
+            except IntegrityError:
+                pass  # another publish took that key meanwhile: no copy ahead
+    return _job_record(**fields)
 
 
 def publish_job_create_from_object(

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
 from django.conf import settings
@@ -225,7 +226,11 @@ def _run(
 ) -> None:
     dataset = job.dataset
     claim = Claim.of(job)
-    profile = _profile(job, store, claim, staged_here=staged_here)
+    ahead = _copy_ahead(job, store)
+    try:
+        profile = _profile(job, store, claim, staged_here=staged_here)
+    finally:
+        copied_to = _copy_ahead_finish(job, ahead)
     finished = False
     published_key = ""  # the key of the version this job has just committed
     try:
@@ -238,7 +243,8 @@ def _run(
             else:
                 decision = _decide(job, dataset, current, profile)
                 key = _target_key(job, dataset, decision.version, store)
-                _move_to(job, store, key, profile)
+                if key != copied_to:
+                    _move_to(job, store, key, profile)
                 lease.check()
                 _commit(job, dataset, current, decision, key, profile)
                 published_key = key
@@ -274,6 +280,43 @@ def _profile(
             details={"expected_sha256": job.expected_sha256, "actual_sha256": profile.sha256},
         )
     return profile
+
+
+def _copy_ahead(job: PublishJob, store: ObjectStore) -> Future | None:
+    """Starts copying the file to the key the job holds for its most likely version
+    (a resumable upload joined at a staging key: `publish_job_create_staged`'s
+    `predict`), on a thread, while the file is inspected; None when there is nothing
+    to start: the job has a profile (nothing to read, nothing to overlap), holds no
+    other key, or an object is already at that key (an earlier attempt's: checked by
+    `copy_immutable` as usual). The key is this job's in the database (one holder per
+    key), and the staged file is this job's alone, so the copy holds exactly the bytes
+    the inspection reads; a decision for another version removes it (`_target_key`)."""
+    if job.profile or not job.target_key or job.target_key == job.staging_key:
+        return None
+    try:
+        if store.exists(job.target_key):
+            return None
+    except DomainError:
+        return None  # storage away: the copy after the decision meets it, or retries
+    pool = ThreadPoolExecutor(1, thread_name_prefix="copy-ahead")
+    try:
+        return pool.submit(store.copy, job.staging_key, job.target_key, size=job.bytes_total)
+    finally:
+        pool.shutdown(wait=False)
+
+
+def _copy_ahead_finish(job: PublishJob, ahead: Future | None) -> str:
+    """Waits for the copy `_copy_ahead` started, so that nothing outlives the attempt;
+    returns the key it copied to, or "" (none started, or it failed: the copy after the
+    decision is made as for any job, and meets the same fault if storage is away)."""
+    if ahead is None:
+        return ""
+    try:
+        ahead.result()
+    except Exception as exc:
+        logger.warning("Publish job %s: the copy ahead failed (%r)", job.pk, exc)
+        return ""
+    return job.target_key
 
 
 def _move_to(job: PublishJob, store: ObjectStore, key: str, profile: FileProfile) -> None:

@@ -5,11 +5,18 @@ in the embedded mode the part files are written here, as the app would write the
 The command runs beside the app, so it calls the resumable-upload services itself
 rather than the REST API; the parts still never pass through a web process. A re-run
 with `--resume <id>` asks storage which parts it holds and sends only the others.
+
+Every part goes with its CRC32 (the upload is begun with `checksum="crc32"`, as boto3's
+`upload_file` declares it): each thread reads its part once to take the CRC32, asks for
+the part's URL with it, then streams the part again from the file (the second read
+comes from the page cache), so storage takes exactly the bytes that were read and
+memory holds no part.
 """
 
 from __future__ import annotations
 
 import threading
+import zlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -17,12 +24,12 @@ from pathlib import Path
 from django.core.exceptions import ValidationError
 
 from catalog.audit import Actor
+from catalog.digests import crc32_of
 from catalog.exceptions import InvalidInput, NotFound, StorageUnavailable
 from catalog.storage import get_object_store
-from versioning.models import JobSource, PublishJob, ResumableUpload
+from versioning.models import JobSource, PartChecksum, PublishJob, ResumableUpload
 from versioning.options import PublishOptions
 from versioning.services.resumable import (
-    PartUrl,
     resumable_upload_complete,
     resumable_upload_create,
     resumable_upload_join,
@@ -59,6 +66,16 @@ class _PartReader:
 
     def close(self) -> None:
         self.handle.close()
+
+
+def _crc32_of_part(path: Path, offset: int, length: int) -> str:
+    value = 0
+    with path.open("rb") as handle:
+        handle.seek(offset)
+        while length > 0 and (chunk := handle.read(min(_READ * 8, length))):
+            value = zlib.crc32(chunk, value)
+            length -= len(chunk)
+    return crc32_of(value)
 
 
 def _upload_of(*, dataset, path: Path, resume: str) -> ResumableUpload:
@@ -99,6 +116,7 @@ def resumable_send(
             size=path.stat().st_size,
             sha256=sha256,
             options=options,
+            checksum=PartChecksum.CRC32,
         )
     say(
         f"Resumable upload {upload.pk}: {upload.part_count} parts of {upload.part_size:,} "
@@ -106,8 +124,9 @@ def resumable_send(
     )
     held = resumable_upload_parts(upload=upload)
     bar.update(sum(part.size for part in held))
-    urls = resumable_upload_part_urls(upload=upload) if len(held) < upload.part_count else []
-    say(f"Sending {len(urls)} of {upload.part_count} parts.")
+    received = {part.number for part in held}
+    missing = [n for n in range(1, upload.part_count + 1) if n not in received]
+    say(f"Sending {len(missing)} of {upload.part_count} parts.")
     lock = threading.Lock()
 
     def progress(n: int) -> None:
@@ -116,27 +135,33 @@ def resumable_send(
 
     local = hasattr(get_object_store(), "multipart_part_write")
 
-    def send(part: PartUrl) -> None:
-        offset = (part.number - 1) * upload.part_size
+    def send(number: int) -> None:
+        offset, size = (number - 1) * upload.part_size, upload.part_length(number)
+        crc32 = ""
+        if upload.checksum == PartChecksum.CRC32:
+            crc32 = _crc32_of_part(path, offset, size)
         for attempt in range(1, _ATTEMPTS + 1):
-            reader = _PartReader(path, offset, part.size, progress)
+            reader = _PartReader(path, offset, size, progress)
             try:
                 if local:
                     resumable_upload_part_write(
-                        upload=upload, number=part.number, stream=reader, length=part.size
+                        upload=upload, number=number, stream=reader, length=size, crc32=crc32
                     )
                 else:
-                    _put(part.url.url, reader)
+                    (part,) = resumable_upload_part_urls(
+                        upload=upload, numbers=[number], crc32={number: crc32} if crc32 else None
+                    )
+                    _put(part.url.url, reader, part.headers)
                 return
             except StorageUnavailable:
-                progress(-(part.size - reader.left))
+                progress(-(size - reader.left))
                 if attempt == _ATTEMPTS:
                     raise
             finally:
                 reader.close()
 
     with ThreadPoolExecutor(max_workers=THREADS) as pool:
-        for future in [pool.submit(send, part) for part in urls]:
+        for future in [pool.submit(send, number) for number in missing]:
             future.result()
     # The join runs here, as the rest of the command does, not in a worker.
     resumable_upload_complete(upload=upload, actor=actor, dispatch=False)
@@ -147,7 +172,7 @@ def resumable_send(
     return job
 
 
-def _put(url: str, reader: _PartReader) -> None:
+def _put(url: str, reader: _PartReader, headers: dict[str, str]) -> None:
     import urllib3
 
     try:
@@ -155,7 +180,7 @@ def _put(url: str, reader: _PartReader) -> None:
             "PUT",
             url,
             body=reader,
-            headers={"Content-Length": str(len(reader))},
+            headers={"Content-Length": str(len(reader)), **headers},
             preload_content=True,
             retries=False,
             timeout=urllib3.Timeout(connect=10, read=300),
