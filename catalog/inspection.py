@@ -44,7 +44,7 @@ import re
 import tempfile
 import threading
 import zlib
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -276,8 +276,7 @@ class UploadInspector:
     own, so the parsing and hashing overlap the network (pyarrow, hashlib and the
     socket all release the GIL). The chunks in between are bounded by `buffer_bytes`:
     when the inspection falls behind, the upload waits for it, so memory stays flat
-    and the profile is of exactly the bytes that were sent. The inspection reads those
-    chunks through memoryviews, so cutting them into the parser's blocks copies nothing.
+    and the profile is of exactly the bytes that were sent.
 
     `finish()` after the upload returns the profile, or None when the inspection
     refused the file or did not see all of it (the worker then inspects the stored
@@ -292,12 +291,12 @@ class UploadInspector:
         self._format = format
         self._limit = buffer_bytes
         self._turn = threading.Condition()
-        self._pending: deque[bytes | None] = deque()
+        self._pending: list[bytes | None] = []
         self._held = 0
         self._closed = False  # the end (or abandonment) was handed over
         self._abandoned = False
         self._done = False
-        self._buffer = memoryview(b"")
+        self._buffer = b""
         self._sent = 0
         self.profile: FileProfile | None = None
         self.failure: BaseException | None = None
@@ -343,22 +342,21 @@ class UploadInspector:
 
     # The inspection's side.
 
-    def _take(self, size: int) -> memoryview:
+    def _take(self, size: int) -> bytes:
         if not self._buffer:
             with self._turn:
                 self._turn.wait_for(lambda: self._pending or self._abandoned)
                 if self._abandoned:
                     raise _Abandoned("The upload stopped before the end of the file.")
-                item = self._pending[0]
+                item = self._pending.pop(0)
                 if item is None:
-                    return memoryview(b"")  # the end stays, for every later read
-                self._pending.popleft()
+                    self._pending.insert(0, None)  # every later read sees the end too
+                    return b""
                 self._held -= len(item)
                 self._turn.notify_all()
-            # Slices of a memoryview share the chunk: a slice of bytes would copy it.
-            self._buffer = memoryview(item)
+            self._buffer = item
         if size < 0 or size >= len(self._buffer):
-            data, self._buffer = self._buffer, memoryview(b"")
+            data, self._buffer = self._buffer, b""
         else:
             data, self._buffer = self._buffer[:size], self._buffer[size:]
         return data
@@ -407,8 +405,7 @@ class _ReadFailure(OSError):
 
 
 class _HashingReader(_ReadOnly):
-    """Reads the caller's stream once, hashing and counting every byte on the way.
-    What it returns may be a memoryview of the caller's bytes (never a copy of them)."""
+    """Reads the caller's stream once, hashing and counting every byte on the way."""
 
     def __init__(self, raw: BinaryIO) -> None:
         self._raw = raw
@@ -450,22 +447,12 @@ class _HashingReader(_ReadOnly):
         return self._sha256.hexdigest()
 
 
-class _AsBytes(_ReadOnly):
-    """Reads as bytes what may arrive as memoryviews (`gzip` appends to what it reads)."""
-
-    def __init__(self, raw: _HashingReader) -> None:
-        self._raw = raw
-
-    def read(self, size: int = -1) -> bytes:
-        return bytes(self._raw.read(size))
-
-
 class _GunzipReader(_ReadOnly):
     """Decompresses gzip (several concatenated members too) as it is read, with the
     standard library's `gzip.GzipFile`; its errors become the file's verdict."""
 
     def __init__(self, raw: _HashingReader) -> None:
-        self._file = gzip.GzipFile(fileobj=_AsBytes(raw), mode="rb")
+        self._file = gzip.GzipFile(fileobj=raw, mode="rb")
         self.failure: FileRejected | None = None
 
     def read(self, size: int = -1) -> bytes:
@@ -659,7 +646,7 @@ def _read_header(
     text_source: _HashingReader | _GunzipReader, source: _HashingReader, *, compressed: bool
 ) -> tuple[bytes, list[str]]:
     """Peek at the start of the text and return it with the header's column names."""
-    head = bytes(text_source.read(_HEAD_BYTES))
+    head = text_source.read(_HEAD_BYTES)
     at_end = len(head) < _HEAD_BYTES
     if not head:
         if source.bytes_read == 0:
