@@ -26,6 +26,7 @@ from catalog.inspection import (
     FORMATS,
     ColumnProfile,
     FileProfile,
+    UploadInspector,
     detect_format,
     inspect_stream,
 )
@@ -650,3 +651,60 @@ def test_the_column_limit_is_a_setting_and_applies_to_parquet_too(settings):
     table = pa.table({name: [1] for name in "abcd"})
     with pytest.raises(FileRejected, match="4 columns; at most 3"):
         inspect(parquet_bytes(table), format="parquet")
+
+
+# --- inspecting while uploading ------------------------------------------------------
+
+
+def _mixed_csv(rows: int) -> bytes:
+    lines = [b"id,day,price,flag,note"]
+    for n in range(rows):
+        note = b"" if n % 7 == 0 else f"text {n}, quoted".encode()
+        lines.append(b'%d,2024-01-%02d,%d.25,%s,"%s"' % (n, n % 28 + 1, n, b"true", note))
+    return b"\n".join(lines) + b"\n"
+
+
+def _upload_through(inspector: UploadInspector, chunk: int) -> int:
+    """What a storage write does with the inspector: read it to its end in chunks."""
+    sent = 0
+    while data := inspector.read(chunk):
+        sent += len(data)
+    return sent
+
+
+@pytest.mark.parametrize("format", ["csv", "csv.gz"])
+@pytest.mark.parametrize("chunk", [1000, 3 * MiB + 7], ids=["small-chunks", "large-chunks"])
+def test_a_file_inspected_while_uploading_gets_the_profile_of_the_bytes_sent(
+    format: str, chunk: int
+) -> None:
+    data = _mixed_csv(200_000)
+    if format == "csv.gz":
+        data = gzip.compress(data, compresslevel=1)
+    # Chunks that are not the parser's blocks: they are cut and joined on the way.
+    inspector = UploadInspector(io.BytesIO(data), format=format, buffer_bytes=2 * chunk)
+
+    assert _upload_through(inspector, chunk) == len(data)
+    profile = inspector.finish()
+
+    assert profile == inspect(data, format)
+    assert profile.sha256 == hashlib.sha256(data).hexdigest()
+
+
+def test_an_abandoned_upload_stops_its_inspection_and_gives_no_profile() -> None:
+    data = _mixed_csv(200_000)
+    inspector = UploadInspector(io.BytesIO(data), format="csv")
+    inspector.read(len(data) // 2)
+
+    inspector.abandon()
+
+    assert inspector.profile is None
+    assert "stopped before the end" in inspector.failure.details["reason"]
+
+
+def test_a_file_refused_while_uploading_gives_no_profile_and_the_upload_goes_on() -> None:
+    data = _mixed_csv(100_000) + b"1,2\n" + _mixed_csv(100_000)
+    inspector = UploadInspector(io.BytesIO(data), format="csv", buffer_bytes=64 * 1024)
+
+    assert _upload_through(inspector, 64 * 1024) == len(data)
+    assert inspector.finish() is None
+    assert isinstance(inspector.failure, FileRejected)
