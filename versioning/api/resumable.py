@@ -22,7 +22,12 @@ answers 404, exactly like one that does not exist.
 from __future__ import annotations
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_field,
+)
 from rest_framework import serializers, status
 from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
@@ -148,6 +153,22 @@ class UploadSerializer(serializers.Serializer):
         }
 
 
+@extend_schema_field(
+    {
+        "oneOf": [
+            {"type": "integer", "minimum": 1},
+            {
+                "type": "object",
+                "properties": {
+                    "part_number": {"type": "integer", "minimum": 1},
+                    "crc32": {"type": "string", "description": "The part's CRC32, base64."},
+                },
+                "required": ["part_number"],
+                "additionalProperties": False,
+            },
+        ]
+    }
+)
 class PartRequestField(serializers.Field):
     """A part asked for: its number, or `{"part_number": n, "crc32": "<base64>"}` (the
     CRC32 is checked by the service, against how the upload was begun)."""
