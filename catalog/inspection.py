@@ -345,9 +345,14 @@ class UploadInspector:
     def _take(self, size: int) -> bytes:
         if not self._buffer:
             with self._turn:
-                self._turn.wait_for(lambda: self._pending or self._abandoned)
+                self._turn.wait_for(lambda: self._pending or self._abandoned or self._done)
                 if self._abandoned:
                     raise _Abandoned("The upload stopped before the end of the file.")
+                if not self._pending:
+                    # The inspection is over (it refused the file): a read pyarrow's own
+                    # thread still makes ahead of it gets the end, never a wait that
+                    # nothing would end, which would hold the process at its exit.
+                    return b""
                 item = self._pending.pop(0)
                 if item is None:
                     self._pending.insert(0, None)  # every later read sees the end too
