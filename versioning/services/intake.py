@@ -141,9 +141,9 @@ def publish_job_create(
     committed, so no worker could see it either), it is queued as any other. For a
     100 KiB file, a worker's task and a client following the job cost more than the
     publish itself (README, Benchmarks). Such a file is read whole before it is
-    written, so storage is not asked first whether an object is at the version's key:
-    if it refuses the write there, the file is written to a staging key instead (or,
-    with a version named, Conflict).
+    written, so storage is not asked first whether an object is at its predicted
+    version's key (no version named): if it refuses the write there, the file is
+    written to a staging key instead.
 
     Raises Forbidden unless the actor stewards the dataset's organisation, InvalidInput
     for a malformed, taken or too-low version or a bad input, FileRejected for an empty
@@ -167,8 +167,9 @@ def publish_job_create(
         file_format=file_format,
         options=options,
         # A file held here can be sent again to staging if an object turns out to be at
-        # the key (storage refuses to write over it), so it needs no request to ask first.
-        look_in_storage=held is None,
+        # its predicted version's key (storage refuses to write over it), so it needs no
+        # request to ask first; a version named is asked about as before.
+        look_in_storage=held is None or bool(options.version),
     )
     row = _job_fields(
         job_id=job_id,
