@@ -84,25 +84,8 @@ def with_columnar():
     return make
 
 
-@pytest.fixture(params=["configured", "local"])
-def store_mode(request, settings, tmp_path):
-    """For resumable uploads: the configured store (S3 in the services mode), or local
-    files; parts of 5 MiB."""
-    if request.param == "local":
-        settings.STORAGES = {
-            **settings.STORAGES,
-            "datasets": {
-                "BACKEND": "django.core.files.storage.FileSystemStorage",
-                "OPTIONS": {"location": tmp_path / "objects"},
-            },
-        }
-    settings.RESUMABLE_PART_BYTES = 5 * 1024**2
-    return request.param
-
-
-@pytest.fixture
-def local_store(settings, tmp_path):
-    """For resumable uploads: local files whatever the mode; parts of 5 MiB."""
+def use_local_files(settings, tmp_path) -> None:
+    """The datasets' storage: files under `tmp_path`, whatever the mode."""
     settings.STORAGES = {
         **settings.STORAGES,
         "datasets": {
@@ -110,6 +93,22 @@ def local_store(settings, tmp_path):
             "OPTIONS": {"location": tmp_path / "objects"},
         },
     }
+
+
+@pytest.fixture(params=["configured", "local"])
+def store_mode(request, settings, tmp_path):
+    """For resumable uploads: the configured store (S3 in the services mode), or local
+    files; parts of 5 MiB."""
+    if request.param == "local":
+        use_local_files(settings, tmp_path)
+    settings.RESUMABLE_PART_BYTES = 5 * 1024**2
+    return request.param
+
+
+@pytest.fixture
+def local_store(settings, tmp_path):
+    """For resumable uploads: local files whatever the mode; parts of 5 MiB."""
+    use_local_files(settings, tmp_path)
     settings.RESUMABLE_PART_BYTES = 5 * 1024**2
     return get_object_store()
 

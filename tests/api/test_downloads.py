@@ -13,7 +13,7 @@ import requests
 from django.test import override_settings
 
 from catalog.storage import get_object_store
-from tests.api.conftest import CSV, error_of
+from tests.api.conftest import CSV, error_of, use_local_files
 
 pytestmark = [pytest.mark.django_db, pytest.mark.both_modes]
 
@@ -140,13 +140,7 @@ def test_other_calls_are_rate_limited_at_the_configured_rate(published, viewer, 
 
 @pytest.fixture
 def embedded(tmp_path, settings):
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "datasets": {
-            "BACKEND": "django.core.files.storage.FileSystemStorage",
-            "OPTIONS": {"location": tmp_path / "objects"},
-        },
-    }
+    use_local_files(settings, tmp_path)
     settings.PUBLIC_BASE_URL = "http://testserver"
     store = get_object_store()
     store.write("acme/v1/gold/a/a_2024-08-10_v1.0.0.csv", io.BytesIO(CSV), content_type="text/csv")
