@@ -280,7 +280,7 @@ def dataset(acme, system):
 @pytest.fixture
 def publish(system):
     """Publishes bytes through the real pipeline in this process; returns the job."""
-    from versioning.models import JobSource
+    from versioning.models import JobSource, JobStatus, PublishJob
     from versioning.services import publish_job_create, publish_job_run
 
     def run(
@@ -300,6 +300,15 @@ def publish(system):
             requested_version=version,
         )
         publish_job_run(job_id=job.pk)
+        # The job is also handed to the queue when it is created: a worker the test
+        # started may claim it first, and then this process leaves it alone. Its end,
+        # wherever it ran, is the answer.
+        wait_for(
+            lambda: not PublishJob.objects.filter(
+                pk=job.pk, status__in=(JobStatus.QUEUED, JobStatus.RUNNING)
+            ).exists(),
+            message=f"publish job {job.pk} to finish",
+        )
         job.refresh_from_db()
         return job
 
