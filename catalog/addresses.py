@@ -28,7 +28,10 @@ def _networks(configured: tuple[str, ...]) -> tuple[_Network, ...]:
     return tuple(ipaddress.ip_network(item, strict=False) for item in configured)
 
 
+@lru_cache(maxsize=4096)
 def _address(text: str) -> _Address | None:
+    # Every request asks of its connection's address, and clients come back: each
+    # address is parsed once (the objects are immutable, so they are shared safely).
     text = text.strip()
     if text.startswith("[") and "]" in text:  # [2001:db8::1]:443
         text = text[1 : text.index("]")]
@@ -38,6 +41,12 @@ def _address(text: str) -> _Address | None:
         return ipaddress.ip_address(text)
     except ValueError:
         return None
+
+
+@lru_cache(maxsize=4096)
+def _shown(text: str) -> str:
+    # The connection's address as `client_ip` answers it (the same for every request).
+    return str(_address(text))
 
 
 def _trusted(address: _Address, networks: tuple[_Network, ...]) -> bool:
@@ -55,12 +64,13 @@ def from_trusted_proxy(request) -> bool:
 def client_ip(request) -> str | None:
     """The client's address as our own proxies saw it; never an address the client wrote
     itself. None when the connection's address is missing or malformed."""
-    remote = _address(request.META.get("REMOTE_ADDR", ""))
+    text = request.META.get("REMOTE_ADDR", "")
+    remote = _address(text)
     if remote is None:
         return None
     networks = _networks(tuple(settings.TRUSTED_PROXIES))
     if not networks or not _trusted(remote, networks):
-        return str(remote)
+        return _shown(text)
     client = remote
     forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
     for hop in reversed(forwarded.split(",") if forwarded else []):

@@ -304,9 +304,11 @@ def publish(system):
         # started may claim it first, and then this process leaves it alone. Its end,
         # wherever it ran, is the answer.
         wait_for(
-            lambda: not PublishJob.objects.filter(
-                pk=job.pk, status__in=(JobStatus.QUEUED, JobStatus.RUNNING)
-            ).exists(),
+            lambda: (
+                not PublishJob.objects.filter(
+                    pk=job.pk, status__in=(JobStatus.QUEUED, JobStatus.RUNNING)
+                ).exists()
+            ),
             message=f"publish job {job.pk} to finish",
         )
         job.refresh_from_db()

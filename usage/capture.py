@@ -13,6 +13,7 @@ import hmac
 import re
 import time
 import uuid
+from functools import lru_cache
 from typing import Any
 
 from django.conf import settings
@@ -86,19 +87,31 @@ def country_of(request: HttpRequest) -> str:
     header = settings.USAGE_COUNTRY_HEADER
     if not header or not from_trusted_proxy(request):
         return ""
-    value = request.headers.get(header, "").strip().upper()
+    value = request.META.get(_meta_name(header), "").strip().upper()
     return value if _COUNTRY.match(value) else ""
+
+
+@lru_cache(maxsize=16)
+def _meta_name(header: str) -> str:
+    # Where WSGI puts a request header (request.headers builds a mapping of them all).
+    return "HTTP_" + header.upper().replace("-", "_")
 
 
 def client_of(address: str, user_agent: str) -> str:
     """A keyed hash of address and user agent: the same visitor gives the same value,
     and the address cannot be read back from it."""
+    return _client_hash(settings.SECRET_KEY, address, user_agent)
+
+
+@lru_cache(maxsize=4096)
+def _client_hash(key: str, address: str, user_agent: str) -> str:
+    # A client sends request after request: its hash is worked out once.
     message = f"{address}\n{user_agent}".encode()
-    return hmac.new(settings.SECRET_KEY.encode(), message, hashlib.sha256).hexdigest()[:32]
+    return hmac.new(key.encode(), message, hashlib.sha256).hexdigest()[:32]
 
 
 def request_id_of(request: HttpRequest) -> str:
-    given = request.headers.get("X-Request-ID", "")
+    given = request.META.get("HTTP_X_REQUEST_ID", "")
     return given if _REQUEST_ID.match(given) else uuid.uuid4().hex
 
 
@@ -125,7 +138,7 @@ def record_build(
     version = facts.get("version")
     user = _user_if_known(request)
     token = getattr(request, "auth", None)
-    user_agent = request.headers.get("User-Agent", "")[:512]
+    user_agent = request.META.get("HTTP_USER_AGENT", "")[:512]
     record: dict[str, Any] = {
         "id": uuid.uuid4().hex,
         "t": occurred_at,

@@ -5,6 +5,7 @@ copies of the columnar objects that rows are read from."""
 from __future__ import annotations
 
 import io
+import os
 import threading
 from datetime import timedelta
 from pathlib import Path
@@ -367,6 +368,53 @@ def test_a_rate_limit_counter_counts_and_expires_with_its_window():
     key = cache.make_and_validate_key("counter")
     assert 0 < cache._cache.get_client(key).ttl(key) <= 61
     assert cache.get("counter") == 3
+
+
+def _client_id(connection) -> int:
+    connection.send_command("CLIENT", "ID")
+    return connection.read_response()
+
+
+def test_round_trips_reuse_their_connection_and_survive_redis_restarting(cache_redis):
+    from django.core.cache import caches
+
+    cache = caches["default"]
+    assert cache.round_trip(incr=[("hits", 60)], get=["absent"]) == ([1], [None])
+    [connection] = cache._idle
+    before = _client_id(connection)
+    cache.set("present", {"a": 1})
+    assert cache.round_trip(incr=[("hits", 60)], get=["present"]) == ([2], [{"a": 1}])
+    assert cache._idle == [connection] and _client_id(connection) == before
+
+    # The idle connection is closed under it: the next round trip opens another one.
+    cache_redis.stop()
+    cache_redis.start()
+    assert cache.round_trip(incr=[("hits", 60)], get=["present"]) == ([1], [None])
+    assert cache._idle[0] is not connection
+
+
+def test_a_forked_process_opens_round_trip_connections_of_its_own(cache_redis):
+    from django.core.cache import caches
+
+    cache = caches["default"]
+    cache.round_trip(incr=[("hits", 60)], get=[])
+    parents = _client_id(cache._idle[0])
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # the child reports through the pipe
+        try:
+            counts, _ = cache.round_trip(incr=[("hits", 60)], get=[])
+            os.write(write, f"{counts[0]} {_client_id(cache._idle[-1])}".encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        count, childs = pipe.read().split()
+    os.waitpid(child, 0)
+    assert count == "2" and int(childs) != parents
+    # The child let go of its copy of the parent's socket without closing it.
+    assert cache.round_trip(incr=[("hits", 60)], get=[]) == ([3], [])
+    assert _client_id(cache._idle[-1]) == parents
 
 
 def test_the_manifest_matches_if_none_match_lists_weak_tags_and_the_wildcard(

@@ -38,7 +38,7 @@ def _caller(request) -> str | None:
 def list_key(request) -> str | None:
     """The key of a dataset list answer, or None when it is not cached."""
     caller = _caller(request)
-    if caller is None or "indent" in request.headers.get("Accept", ""):
+    if caller is None or "indent" in request.META.get("HTTP_ACCEPT", ""):
         return None
     return "api-list:" + _digest(caller, request.build_absolute_uri())
 

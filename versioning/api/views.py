@@ -481,6 +481,8 @@ class PublishJobView(APIView):
 
 def _etag_matches(header: str, etag: str) -> bool:
     # If-None-Match compares weakly (RFC 9110 13.1.2): W/"x" matches "x".
+    if header == etag:  # a client sending back the ETag it was given
+        return True
     tags = parse_etags(header)
     return "*" in tags or etag in {tag.removeprefix("W/") for tag in tags}
 
@@ -521,7 +523,7 @@ class ManifestView(LeanTokenRead, APIView):
             if key is not None:
                 cached_write(key, cached, generation=generation, seconds=ANSWER_SECONDS)
         etag, body = cached
-        if _etag_matches(request.headers.get("If-None-Match", ""), etag):
+        if _etag_matches(request.META.get("HTTP_IF_NONE_MATCH", ""), etag):
             return self._answer(HttpResponse(status=304), etag)
         return self._answer(HttpResponse(body, content_type="application/json"), etag)
 
