@@ -12,10 +12,10 @@ one round trip, where the cache API needs an existence check, an increment and a
 separate add for each first count, and a round trip per call. An authenticated API
 request reads its token, counts its rate limit and reads the catalog's generation in
 one (`catalog.api.throttling.limits_precount`). It runs on connections of its own,
-kept on a stack for this process: redis-py's pool checks each connection out and back
-in under a lock, with a pid check and a poll of the socket, a third of the round trip's
-client time. Its keys are the app's own, not checked character by character as Django
-checks a caller's keys.
+kept by the cache object (Django makes one per thread): redis-py's pool checks each
+connection out and back in under a lock, with a pid check and a poll of the socket, a
+third of the round trip's client time. Its keys are the app's own, not checked
+character by character as Django checks a caller's keys.
 """
 
 from __future__ import annotations
@@ -84,14 +84,14 @@ class ReusingRedisCache(RedisCache):
         return counts, values
 
     def _connection(self):
-        """An idle connection of this process and True, or a new one and False (it
+        """An idle connection of this object and True, or a new one and False (it
         connects on its first command, with the settings of the cache's writing pool:
         address, database, password, TLS, timeouts). A forked child never uses its
         parent's sockets."""
         if self._idle_pid != os.getpid():
             self._idle, self._idle_pid = [], os.getpid()
         try:
-            return self._idle.pop(), True  # atomic: threads never share a connection
+            return self._idle.pop(), True  # atomic, should two threads share the object
         except IndexError:
             pool = self._cache._get_connection_pool(write=True)
             return pool.connection_class(**pool.connection_kwargs), False
