@@ -120,6 +120,20 @@ def error_of(response) -> dict:
     return body["error"]
 
 
+def assert_reads_as_serializer(read, serializer_class, params) -> None:
+    """`read(params)`, a view's direct reading of its query parameters, gives what
+    `serializer_class` validates, or refuses with the serializer's own errors."""
+    from rest_framework.exceptions import ValidationError
+
+    expected = serializer_class(data=params)
+    if expected.is_valid():
+        assert read(params) == dict(expected.validated_data)
+    else:
+        with pytest.raises(ValidationError) as refused:
+            read(params)
+        assert refused.value.detail == expected.errors
+
+
 def multipart(parts: list[tuple[str, str | None, bytes]], boundary: str = "XyZ") -> bytes:
     """A multipart body with the parts in exactly this order (name, filename, bytes)."""
     out = b""

@@ -13,12 +13,11 @@ import pytest
 from django.conf import settings as django_settings
 from django.test import override_settings
 from django.utils import timezone
-from rest_framework.exceptions import ValidationError
 
 from catalog.audit import Actor
 from catalog.models import ApiToken
 from catalog.tokens import token_create, token_revoke
-from tests.api.conftest import error_of
+from tests.api.conftest import assert_reads_as_serializer, error_of
 from tests.conftest import wait_for
 from tests.versioning.test_faults import PrivateRedis
 from versioning.api.views import SignedUrlQuery, signed_url_params
@@ -147,13 +146,7 @@ def test_with_the_cache_down_tokens_are_checked_and_limits_answer_503(
     ],
 )
 def test_the_signed_url_parameters_read_as_the_serializer_reads_them(query):
-    expected = SignedUrlQuery(data=query)
-    if expected.is_valid():
-        assert signed_url_params(query) == dict(expected.validated_data)
-    else:
-        with pytest.raises(ValidationError) as refused:
-            signed_url_params(query)
-        assert refused.value.detail == expected.errors
+    assert_reads_as_serializer(signed_url_params, SignedUrlQuery, query)
 
 
 def test_the_signed_url_default_ttl_is_the_settings():

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from catalog.services import dataset_create
-from tests.api.conftest import CSV, error_of
+from tests.api.conftest import CSV, assert_reads_as_serializer, error_of
 from versioning import columnar
 from versioning.manifest import manifest_checksum
 from versioning.models import DatasetVersion
@@ -300,15 +300,7 @@ def test_an_outsiders_manifest_lists_none_of_another_orgs_datasets(published, ou
 )
 def test_the_rows_parameters_read_directly_are_what_the_serializer_gives(query):
     from django.http import QueryDict
-    from rest_framework.exceptions import ValidationError
 
     from versioning.api.views import RowsQuery, rows_params
 
-    params = QueryDict(query)
-    serializer = RowsQuery(data=params)
-    if serializer.is_valid():
-        assert rows_params(params) == dict(serializer.validated_data)
-    else:
-        with pytest.raises(ValidationError) as refused:
-            rows_params(params)
-        assert refused.value.detail == serializer.errors
+    assert_reads_as_serializer(rows_params, RowsQuery, QueryDict(query))

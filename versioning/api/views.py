@@ -752,22 +752,24 @@ class RawView(DatasetScoped, APIView):
 # --- Rows ------------------------------------------------------------------------------
 
 MAX_ROWS = 10_000
+# Shared by the serializer and the direct reading of its common forms (`rows_params`).
+_ROWS_DEFAULT_LIMIT = 1000
+_ROWS_FORMATS = ("json", "csv", "ndjson")
+_COLUMNS_MAX_LENGTH = 20000
+_VERSION_MAX_LENGTH = 64
 
 
 class RowsQuery(serializers.Serializer):
-    limit = serializers.IntegerField(min_value=1, max_value=MAX_ROWS, default=1000)
+    limit = serializers.IntegerField(min_value=1, max_value=MAX_ROWS, default=_ROWS_DEFAULT_LIMIT)
     offset = serializers.IntegerField(min_value=0, max_value=2**62, default=0)
     columns = serializers.CharField(
         required=False,
         allow_blank=True,
-        max_length=20000,
+        max_length=_COLUMNS_MAX_LENGTH,
         help_text="Comma-separated column names; default all.",
     )
-    format = serializers.ChoiceField(choices=["json", "csv", "ndjson"], default="json")
-    version = serializers.CharField(required=False, max_length=64)
-
-
-_ROWS_FORMATS = ("json", "csv", "ndjson")
+    format = serializers.ChoiceField(choices=_ROWS_FORMATS, default=_ROWS_FORMATS[0])
+    version = serializers.CharField(required=False, max_length=_VERSION_MAX_LENGTH)
 
 
 def rows_params(params) -> dict:
@@ -779,7 +781,8 @@ def rows_params(params) -> dict:
     if given.keys() <= {"limit", "offset", "columns", "format", "version"} and all(
         value.isascii() and value.isprintable() for value in given.values()
     ):
-        limit, offset = given.get("limit", "1000"), given.get("offset", "0")
+        limit = given.get("limit", str(_ROWS_DEFAULT_LIMIT))
+        offset = given.get("offset", "0")
         columns, version = given.get("columns", "").strip(), given.get("version", "").strip()
         if (
             limit.isdigit()
@@ -787,14 +790,14 @@ def rows_params(params) -> dict:
             and len(limit) < 6
             and len(offset) < 19
             and 1 <= int(limit) <= MAX_ROWS
-            and given.get("format", "json") in _ROWS_FORMATS
-            and len(columns) <= 20000
-            and (0 < len(version) <= 64 or "version" not in given)
+            and given.get("format", _ROWS_FORMATS[0]) in _ROWS_FORMATS
+            and len(columns) <= _COLUMNS_MAX_LENGTH
+            and (0 < len(version) <= _VERSION_MAX_LENGTH or "version" not in given)
         ):
             found = {
                 "limit": int(limit),
                 "offset": int(offset),
-                "format": given.get("format", "json"),
+                "format": given.get("format", _ROWS_FORMATS[0]),
             }
             if "columns" in given:
                 found["columns"] = columns
