@@ -16,6 +16,7 @@ the database alone.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import secrets
 from collections.abc import Callable
@@ -23,7 +24,8 @@ from datetime import UTC, datetime, timedelta
 
 from django.core.cache import cache
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import Model, QuerySet
+from django.db.models.base import ModelState
 from django.utils import timezone
 
 from catalog.api.generations import cache_failed, cache_usable
@@ -195,6 +197,27 @@ def _cache_set(key: str, token: ApiToken) -> None:
         cache_failed("A token cannot be kept in the cache")
 
 
+def _instance_copied(instance: Model) -> Model:
+    """`instance` and the related instances it holds (`select_related`), copied: new
+    instances with their own state and their own lists and dicts (a JSON field), as
+    unpickling them again would give, at a fraction of its cost. Other field values are
+    immutable (numbers, strings, datetimes), so they are shared."""
+    values = instance.__dict__.copy()
+    for name, value in values.items():
+        if type(value) is list or type(value) is dict:
+            values[name] = copy.deepcopy(value)
+    kept = instance._state
+    state = values["_state"] = ModelState()
+    state.db, state.adding = kept.db, kept.adding
+    state.fields_cache = {
+        name: None if related is None else _instance_copied(related)
+        for name, related in kept.fields_cache.items()
+    }
+    copied = instance.__class__.__new__(instance.__class__)
+    copied.__dict__ = values
+    return copied
+
+
 def token_authenticate(*, raw: str, lookup: Callable[[str], object] | None = None) -> ApiToken:
     """The live token behind `raw`, with its user and dataset loaded; raises TokenRefused.
 
@@ -205,7 +228,12 @@ def token_authenticate(*, raw: str, lookup: Callable[[str], object] | None = Non
     digest = token_digest(raw)
     key = _cache_key(digest)
     token = (lookup or _cache_get)(key)
-    if not isinstance(token, ApiToken):
+    if isinstance(token, ApiToken):
+        # This request's own copy: a cached row read in the round trip is decoded once
+        # and handed out again (`limits_precount`), and a request may change its token
+        # (touched below) or its user (Django caches permissions on it).
+        token = _instance_copied(token)
+    else:
         token = (
             ApiToken.objects.select_related("user", "dataset__organization")
             .filter(digest=digest)

@@ -5,9 +5,11 @@ from drf_spectacular.views import SpectacularSwaggerSplitView
 from catalog import views as catalog_views
 from catalog.api.docs import SchemaView
 
+# Django tries the patterns in order: the hottest reads (manifest, datasets, signed URLs,
+# rows) are versioning's.
 api_v1 = [
-    path("", include("catalog.api.urls")),
     path("", include("versioning.api.urls")),
+    path("", include("catalog.api.urls")),
     path("", include("usage.api.urls")),
     path("", include("notifications.api.urls")),
     path("", include("replication.api.urls")),

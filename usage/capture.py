@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import re
 import time
-import uuid
 from functools import lru_cache
 from typing import Any
 
@@ -112,7 +112,13 @@ def _client_hash(key: str, address: str, user_agent: str) -> str:
 
 def request_id_of(request: HttpRequest) -> str:
     given = request.META.get("HTTP_X_REQUEST_ID", "")
-    return given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+    return given if _REQUEST_ID.match(given) else random_id()
+
+
+def random_id() -> str:
+    """128 random bits as 32 hex digits (an event's id, a request's own id): what
+    `uuid4().hex` gives, less the version digits, in a quarter of its time."""
+    return os.urandom(16).hex()
 
 
 def _user_if_known(request: HttpRequest):
@@ -140,7 +146,7 @@ def record_build(
     token = getattr(request, "auth", None)
     user_agent = request.META.get("HTTP_USER_AGENT", "")[:512]
     record: dict[str, Any] = {
-        "id": uuid.uuid4().hex,
+        "id": random_id(),
         "t": occurred_at,
         "organization": dataset.organization_id if dataset is not None else None,
         "dataset": dataset.pk if dataset is not None else None,

@@ -101,7 +101,8 @@ def limits_precount(request, *, throttles, user_id: int, also_get: str) -> objec
     """Counts `throttles` (the view's) as user `user_id`, reads the catalog's generation
     and the value at `also_get`, in one round trip; returns that value (None when absent
     or when the cache cannot be reached: the caller then asks the database, and the
-    throttle itself answers 503 when it cannot count).
+    throttle itself answers 503 when it cannot count). The value may be the one an
+    earlier request of this thread got (`round_trip`'s `kept`): copy it to change it.
 
     Only in the services mode (Redis); elsewhere, the value at `also_get` alone."""
     cache = caches["default"]
@@ -116,6 +117,7 @@ def limits_precount(request, *, throttles, user_id: int, also_get: str) -> objec
         counts, (value, generation) = cache.round_trip(
             incr=[(key, seconds) for _, key, seconds, _ in counters],
             get=[also_get, GENERATION_KEY],
+            kept=(also_get,),
         )
     except Exception:
         cache_failed("The token and rate limits cannot be read")

@@ -417,6 +417,24 @@ def test_a_forked_process_opens_round_trip_connections_of_its_own(cache_redis):
     assert _client_id(cache._idle[-1]) == parents
 
 
+def test_a_kept_value_is_decoded_once_per_stored_bytes():
+    from django.core.cache import caches
+
+    cache = caches["default"]
+    cache.set("row", {"scopes": ["read"]})
+    _, [first] = cache.round_trip(incr=[], get=["row"], kept=["row"])
+    _, [again] = cache.round_trip(incr=[], get=["row"], kept=["row"])
+    assert first == {"scopes": ["read"]} and again is first
+    _, [decoded] = cache.round_trip(incr=[], get=["row"])  # not kept: decoded anew
+    assert decoded == first and decoded is not first
+
+    cache.set("row", {"scopes": ["read", "publish"]})  # new bytes: decoded anew
+    _, [changed] = cache.round_trip(incr=[], get=["row"], kept=["row"])
+    assert changed == {"scopes": ["read", "publish"]}
+    cache.delete("row")
+    assert cache.round_trip(incr=[], get=["row"], kept=["row"]) == ([], [None])
+
+
 def test_the_manifest_matches_if_none_match_lists_weak_tags_and_the_wildcard(
     published, viewer, as_user
 ):

@@ -62,6 +62,22 @@ def test_a_warm_authenticated_read_makes_one_round_trip_and_no_query(
     assert counts == {"incrby": 1, "expire": 1, "get": 2}
 
 
+def test_each_request_has_its_own_token_and_user(published, viewer, as_user):
+    # A token read again and again is decoded once (the round trip keeps it); every
+    # request gets its own copy, so what one request changes no other one sees.
+    client = as_user(viewer)
+    assert client.get(DOWNLOAD).status_code == 200  # this process now knows the token
+    first, second = (client.get(DOWNLOAD).wsgi_request for _ in range(2))
+    assert first.auth.pk == second.auth.pk and first.user.pk == second.user.pk == viewer.pk
+    assert first.auth is not second.auth and first.user is not second.user
+    assert first.auth.scopes == second.auth.scopes and first.auth.scopes is not second.auth.scopes
+    first.user.first_name = "changed by a view"
+    first.auth.scopes.append("changed")
+    third = client.get(DOWNLOAD).wsgi_request
+    assert third.user.first_name == viewer.first_name
+    assert third.auth.scopes == second.auth.scopes and "changed" not in third.auth.scopes
+
+
 def test_a_warm_token_revoked_is_refused_by_the_very_next_request(published, viewer, as_user):
     client = as_user(viewer)
     for _ in range(3):

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import uuid
 
@@ -109,3 +110,44 @@ def test_a_process_that_exits_normally_pushes_the_events_it_still_holds(tmp_path
         assert client.llen(key) + spooled == 25
     finally:
         client.delete(key)
+
+
+def test_batch_after_batch_reaches_redis_within_the_bound(published, viewer, as_user):
+    # The pushing thread is woken by each batch's first event, also after it has pushed.
+    client = as_user(viewer)
+    for expected in (2, 4, 6):
+        started = time.monotonic()
+        for _ in range(2):
+            assert client.get(DOWNLOAD, HTTP_USER_AGENT=SCRIPT).status_code == 200
+        wait_for(lambda n=expected: buffered() == n, timeout=5, interval=0.02, message="batch")
+        assert time.monotonic() - started < buffer.BATCH_SECONDS + 2
+
+
+def test_no_event_is_lost_while_threads_add_and_the_batch_is_pushed(monkeypatch):
+    # Small batches, so that full and first-of-a-batch wake-ups happen while other
+    # threads add: every event arrives once.
+    monkeypatch.setattr(buffer, "BATCH_EVENTS", 7)
+    threads, each = 8, 250
+
+    def add(worker: int) -> None:
+        for i in range(each):
+            buffer.record_append(
+                {
+                    "id": uuid.uuid4().hex,
+                    "t": time.time(),
+                    "kind": "detail",
+                    "status": 200,
+                    "client": f"t{worker}-{i}",
+                }
+            )
+            if i % 50 == 0:
+                time.sleep(0.01)
+
+    workers = [threading.Thread(target=add, args=(n,)) for n in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    wait_for(lambda: buffered() == threads * each, timeout=10, interval=0.05, message="every event")
+    lines = buffer.redis_client().lrange(buffer.buffer_key(), 0, -1)
+    assert len(set(lines)) == threads * each

@@ -109,6 +109,15 @@ def test_a_malformed_event_is_left_out_and_the_rest_of_its_batch_is_written():
     assert events_write(records=batch) == 2
 
 
+def test_an_event_id_is_taken_in_any_uuid_form_and_refused_otherwise():
+    event_id = uuid.uuid4()
+    for given in (event_id.hex, str(event_id), event_id.hex.upper(), f"{{{event_id}}}"):
+        assert lines.decode(lines.encode(record(id=given)))["event_id"] == event_id
+    for bad in ("not-a-uuid", event_id.hex[:31], event_id.hex + "0", "g" * 32, None):
+        with pytest.raises(ValueError):
+            lines.encode(record(id=bad))
+
+
 def test_a_malformed_line_in_the_buffer_is_set_aside_and_its_batch_still_written():
     good = [lines.encode(record()) for _ in range(3)]
     bad = good[1].replace("\t200\t", "\tOK\t")  # a status that is not a number

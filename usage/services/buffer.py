@@ -147,16 +147,19 @@ class _Batch:
         self.pushing = threading.Lock()  # one push at a time; the exit waits for it
         self.waiting = threading.Event()
         self.full = threading.Event()
-        self.pid = 0
+        self.started = False  # this process's pushing thread
 
     def add(self, line: str) -> None:
         with self.lock:
-            if self.pid != os.getpid():
+            if not self.started:
                 threading.Thread(target=self._run, name="usage-batch", daemon=True).start()
-                self.pid = os.getpid()
+                self.started = True
             self.lines.append(line)
             count = len(self.lines)
-        self.waiting.set()
+        # The thread is woken by a batch's first event (it clears `waiting` before it
+        # takes the batch, so no first event is missed), and again when it is full.
+        if count == 1:
+            self.waiting.set()
         if count >= BATCH_EVENTS:
             self.full.set()
 

@@ -14,6 +14,7 @@ machine) by the ingest, once per distinct agent in a batch.
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -38,6 +39,7 @@ FIELDS = (
 )
 NULL = "\\N"
 _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+_EVENT_ID = re.compile(r"[0-9a-f]{32}")
 _UNESCAPES = {"\\\\": "\\", "\\t": "\t", "\\n": "\n", "\\r": "\r"}
 
 
@@ -52,7 +54,9 @@ def _number(value: Any) -> str:
 def encode(record: dict) -> str:
     """The line for an event as the middleware built it; ValueError when malformed."""
     try:
-        event_id = uuid.UUID(hex=str(record["id"])).hex
+        event_id = str(record["id"])
+        if not _EVENT_ID.fullmatch(event_id):  # the middleware's own form, else a UUID's
+            event_id = uuid.UUID(hex=event_id).hex
         occurred_at = datetime.fromtimestamp(float(record["t"]), UTC)
         return "\t".join(
             (
