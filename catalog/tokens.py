@@ -16,15 +16,15 @@ the database alone.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import secrets
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from functools import cache as cache_for_process
 
 from django.core.cache import cache
 from django.db import transaction
-from django.db.models import Model, QuerySet
+from django.db.models import JSONField, Model, QuerySet
 from django.db.models.base import ModelState
 from django.utils import timezone
 
@@ -199,13 +199,13 @@ def _cache_set(key: str, token: ApiToken) -> None:
 
 def _instance_copied(instance: Model) -> Model:
     """`instance` and the related instances it holds (`select_related`), copied: new
-    instances with their own state and their own lists and dicts (a JSON field), as
-    unpickling them again would give, at a fraction of its cost. Other field values are
-    immutable (numbers, strings, datetimes), so they are shared."""
+    instances with their own state and their own JSON values, as unpickling them again
+    would give, at a fraction of its cost. Other field values are immutable (numbers,
+    strings, datetimes), so they are shared."""
     values = instance.__dict__.copy()
-    for name, value in values.items():
-        if type(value) is list or type(value) is dict:
-            values[name] = copy.deepcopy(value)
+    for name in _json_attnames(type(instance)):
+        if name in values:
+            values[name] = _json_copied(values[name])
     kept = instance._state
     state = values["_state"] = ModelState()
     state.db, state.adding = kept.db, kept.adding
@@ -216,6 +216,19 @@ def _instance_copied(instance: Model) -> Model:
     copied = instance.__class__.__new__(instance.__class__)
     copied.__dict__ = values
     return copied
+
+
+@cache_for_process
+def _json_attnames(model: type[Model]) -> tuple[str, ...]:
+    return tuple(f.attname for f in model._meta.concrete_fields if isinstance(f, JSONField))
+
+
+def _json_copied(value):
+    if type(value) is list:
+        return [_json_copied(item) for item in value]
+    if type(value) is dict:
+        return {key: _json_copied(item) for key, item in value.items()}
+    return value
 
 
 def token_authenticate(*, raw: str, lookup: Callable[[str], object] | None = None) -> ApiToken:
