@@ -342,6 +342,9 @@ def service_env(*, database: str, redis: str, endpoint: str, var: Path) -> dict[
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "tests.benchmarks.api_settings",
         "BENCH_RUN_ID": str(os.getpid()),
+        # Every request's usage event waits in Redis (nothing ingests it during the
+        # run): under a key of the run's own, removed at its end (`run_keys_removed`).
+        "USAGE_BUFFER_KEY": f"bench-{os.getpid()}:usage-events",
         "DATABASE_URL": database,
         "REDIS_URL": redis,
         "S3_ENDPOINT_URL": endpoint,
@@ -363,6 +366,22 @@ def service_env(*, database: str, redis: str, endpoint: str, var: Path) -> dict[
         # targets (each request pays the same share of it).
         "GUNICORN_MAX_REQUESTS": "0",
     }
+
+
+@contextlib.contextmanager
+def run_keys_removed(redis_url: str) -> Iterator[None]:
+    """Removes this run's keys from Redis at its end: its usage events (hundreds of
+    thousands of lines a run) and its cache entries."""
+    try:
+        yield
+    finally:
+        import redis as redis_py
+
+        client = redis_py.Redis.from_url(redis_url)
+        keys = [f"bench-{os.getpid()}:usage-events"]
+        keys += client.scan_iter(match=f"bench-api-{os.getpid()}:*", count=1000)
+        client.delete(*keys)
+        client.close()
 
 
 def profile(targets: dict[str, tuple[str, dict]], requests: int) -> None:
@@ -409,6 +428,7 @@ def main() -> int:
     redis = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/13")
     with (
         tempfile.TemporaryDirectory(prefix="bench-api-") as tmp,
+        run_keys_removed(redis),
         postgres_database(server) as database,
         s3_server(Path(tmp) / "moto.log") as endpoint,
     ):

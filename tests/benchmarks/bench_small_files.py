@@ -56,6 +56,7 @@ from tests.benchmarks.bench_api import (  # noqa: E402
     BUCKET,
     gunicorn,
     postgres_database,
+    run_keys_removed,
     s3_server,
     service_env,
 )
@@ -446,6 +447,7 @@ def main(argv: list[str]) -> int:
     server = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/dataset_publisher")
     with (
         tempfile.TemporaryDirectory(prefix="bench-small-") as tmp,
+        run_keys_removed(redis_url(args.redis_db)),
         postgres_database(server) as database,
         s3_server(Path(tmp) / "moto.log") as endpoint,
     ):

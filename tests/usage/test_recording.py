@@ -118,6 +118,17 @@ def test_an_event_id_is_taken_in_any_uuid_form_and_refused_otherwise():
             lines.encode(record(id=bad))
 
 
+@pytest.mark.parametrize(
+    "agent",
+    ["curl/8.5", "tab\there", "two\nlines\r", "back\\slash \\N", "ünïcode \u2028 sep", ""],
+)
+def test_texts_come_back_from_a_line_as_they_were_given(agent):
+    line = lines.encode(record(ua=agent, client=agent[:32]))
+    assert len(line.split("\t")) == len(lines.FIELDS) and "\n" not in line
+    decoded = lines.decode(line)
+    assert (decoded["user_agent"], decoded["client"]) == (agent, agent[:32])
+
+
 def test_a_malformed_line_in_the_buffer_is_set_aside_and_its_batch_still_written():
     good = [lines.encode(record()) for _ in range(3)]
     bad = good[1].replace("\t200\t", "\tOK\t")  # a status that is not a number
