@@ -116,16 +116,16 @@ def request_id_of(request: HttpRequest) -> str:
     return given if _REQUEST_ID.match(given) else random_id()
 
 
-def random_id() -> str:
-    """128 random bits as 32 hex digits: an event's id, a request's own id."""
-    return f"{_ids.getrandbits(128):032x}"
-
-
 # The ids must be unique, not secret: they come from a generator seeded from the
 # system's randomness, again in a forked child (one system call per process, where
 # `uuid4` makes one per id).
 _ids = random.Random()
 os.register_at_fork(after_in_child=_ids.seed)
+
+
+def random_id() -> str:
+    """128 random bits as 32 hex digits: an event's id, a request's own id."""
+    return f"{_ids.getrandbits(128):032x}"
 
 
 def _user_if_known(request: HttpRequest):

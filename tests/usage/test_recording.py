@@ -3,6 +3,8 @@ the partitioned log once each, and no fault loses or doubles one."""
 
 from __future__ import annotations
 
+import os
+import re
 import socket
 import time
 import uuid
@@ -13,7 +15,7 @@ from django.db import connection
 
 from tests.conftest import wait_for
 from tests.usage.conftest import BROWSER, ROBOT, SCRIPT
-from usage import partitions
+from usage import capture, partitions
 from usage.models import AccessMethod, Kind, RollupDue, UsageEvent
 from usage.services import buffer, lines
 from usage.services.ingest import events_ingest, events_write, lines_write
@@ -127,6 +129,23 @@ def test_texts_come_back_from_a_line_as_they_were_given(agent):
     assert len(line.split("\t")) == len(lines.FIELDS) and "\n" not in line
     decoded = lines.decode(line)
     assert (decoded["user_agent"], decoded["client"]) == (agent, agent[:32])
+
+
+def test_a_forked_process_draws_ids_of_its_own():
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # the child reports its first id through the pipe
+        try:
+            os.write(write, capture.random_id().encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        childs = pipe.read()
+    os.waitpid(child, 0)
+    ours = capture.random_id()
+    assert re.fullmatch("[0-9a-f]{32}", childs) and re.fullmatch("[0-9a-f]{32}", ours)
+    assert childs != ours
 
 
 def test_a_malformed_line_in_the_buffer_is_set_aside_and_its_batch_still_written():
