@@ -31,6 +31,16 @@ def test_a_tight_series_at_its_goal_is_trusted():
     assert "noisy" not in line
 
 
+def test_a_median_just_short_of_its_goal_is_shown_with_one_more_digit():
+    line = ratio_line(
+        "r", Series([0.699, 0.698, 0.701]), Series([1.0, 1.0, 1.0]), goal=Goal.at_least(0.7)
+    )
+    assert line.startswith("r: 0.699 (median of 3 alternating runs: 0.699, 0.698, 0.701")
+    assert line.endswith("MISSED")
+    met = ratio_line("r", Series([0.701] * 3), Series([1.0] * 3), goal=Goal.at_least(0.7))
+    assert met.startswith("r: 0.70 (") and met.endswith("ok")
+
+
 def test_fewer_than_three_runs_is_flagged():
     assert "fewer than 3 runs" in ratio_line("r", Series([1.0]), Series([1.0]))
 

@@ -117,6 +117,8 @@ def ratio_line(
     """`name: <median ratio> (median of N alternating runs: ...; spread S%; goal) <verdict>`."""
     per_round = ratios(measured, floor)
     value = per_round.median
+    if goal is not None and round(value, precision) == goal.limit and not goal.met(value):
+        precision += 1  # "0.70 MISSED" would read as a contradiction: 0.699
     listed = ", ".join(f"{r:.{precision}f}" for r in per_round.values)
     text = (
         f"{name}: {value:.{precision}f} (median of {len(per_round.values)} alternating "
