@@ -48,6 +48,23 @@ def wait_for(
         time.sleep(interval)
 
 
+def in_forked_child(work: Callable[[], str]) -> str:
+    """What `work()` returns when run in a forked child of this process, which reports
+    it through a pipe and exits at once (closing nothing the parent still uses)."""
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:
+        try:
+            os.write(write, work().encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        reported = pipe.read()
+    os.waitpid(child, 0)
+    return reported
+
+
 EMBEDDED = os.environ.get("TEST_MODE", "services") == "embedded"
 
 

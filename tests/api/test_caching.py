@@ -5,7 +5,6 @@ copies of the columnar objects that rows are read from."""
 from __future__ import annotations
 
 import io
-import os
 import threading
 from datetime import timedelta
 from pathlib import Path
@@ -18,7 +17,7 @@ from catalog.models import Role
 from catalog.services import dataset_create, dataset_update, membership_set
 from catalog.storage import get_object_store
 from tests.api.conftest import CSV
-from tests.conftest import wait_for
+from tests.conftest import in_forked_child, wait_for
 from versioning import columnar
 from versioning.models import DatasetVersion
 from versioning.services import dataset_rollback
@@ -399,18 +398,12 @@ def test_a_forked_process_opens_round_trip_connections_of_its_own(cache_redis):
     cache = caches["default"]
     cache.round_trip(incr=[("hits", 60)], get=[])
     parents = _client_id(cache._idle[0])
-    read, write = os.pipe()
-    child = os.fork()
-    if child == 0:  # the child reports through the pipe
-        try:
-            counts, _ = cache.round_trip(incr=[("hits", 60)], get=[])
-            os.write(write, f"{counts[0]} {_client_id(cache._idle[-1])}".encode())
-        finally:
-            os._exit(0)
-    os.close(write)
-    with os.fdopen(read) as pipe:
-        count, childs = pipe.read().split()
-    os.waitpid(child, 0)
+
+    def in_child() -> str:
+        counts, _ = cache.round_trip(incr=[("hits", 60)], get=[])
+        return f"{counts[0]} {_client_id(cache._idle[-1])}"
+
+    count, childs = in_forked_child(in_child).split()
     assert count == "2" and int(childs) != parents
     # The child let go of its copy of the parent's socket without closing it.
     assert cache.round_trip(incr=[("hits", 60)], get=[]) == ([3], [])

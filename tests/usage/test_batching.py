@@ -124,12 +124,14 @@ def test_batch_after_batch_reaches_redis_within_the_bound(published, viewer, as_
 
 
 def test_no_event_is_lost_while_threads_add_and_the_batch_is_pushed(monkeypatch):
-    # Small batches, so that full and first-of-a-batch wake-ups happen while other
-    # threads add: every event arrives once.
+    # Small batches, so that full wake-ups happen while other threads add; each round
+    # starts on an empty batch, so its first events race for the first-event wake-up.
     monkeypatch.setattr(buffer, "BATCH_EVENTS", 7)
-    threads, each = 8, 250
+    threads, rounds, each = 8, 5, 50
+    start = threading.Barrier(threads)
 
-    def add(worker: int) -> None:
+    def add(worker: int, round_no: int) -> None:
+        start.wait(timeout=10)
         for i in range(each):
             buffer.record_append(
                 {
@@ -137,17 +139,17 @@ def test_no_event_is_lost_while_threads_add_and_the_batch_is_pushed(monkeypatch)
                     "t": time.time(),
                     "kind": "detail",
                     "status": 200,
-                    "client": f"t{worker}-{i}",
+                    "client": f"t{worker}-{round_no}-{i}",
                 }
             )
-            if i % 50 == 0:
-                time.sleep(0.01)
 
-    workers = [threading.Thread(target=add, args=(n,)) for n in range(threads)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
-    wait_for(lambda: buffered() == threads * each, timeout=10, interval=0.05, message="every event")
+    for round_no in range(rounds):
+        workers = [threading.Thread(target=add, args=(n, round_no)) for n in range(threads)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        total = threads * each * (round_no + 1)
+        wait_for(lambda n=total: buffered() == n, timeout=10, interval=0.05, message="the round")
     lines = buffer.redis_client().lrange(buffer.buffer_key(), 0, -1)
-    assert len(set(lines)) == threads * each
+    assert len(set(lines)) == threads * each * rounds

@@ -3,7 +3,6 @@ the partitioned log once each, and no fault loses or doubles one."""
 
 from __future__ import annotations
 
-import os
 import re
 import socket
 import time
@@ -13,7 +12,7 @@ from datetime import UTC, datetime
 import pytest
 from django.db import connection
 
-from tests.conftest import wait_for
+from tests.conftest import in_forked_child, wait_for
 from tests.usage.conftest import BROWSER, ROBOT, SCRIPT
 from usage import capture, partitions
 from usage.models import AccessMethod, Kind, RollupDue, UsageEvent
@@ -132,17 +131,7 @@ def test_texts_come_back_from_a_line_as_they_were_given(agent):
 
 
 def test_a_forked_process_draws_ids_of_its_own():
-    read, write = os.pipe()
-    child = os.fork()
-    if child == 0:  # the child reports its first id through the pipe
-        try:
-            os.write(write, capture.random_id().encode())
-        finally:
-            os._exit(0)
-    os.close(write)
-    with os.fdopen(read) as pipe:
-        childs = pipe.read()
-    os.waitpid(child, 0)
+    childs = in_forked_child(capture.random_id)
     ours = capture.random_id()
     assert re.fullmatch("[0-9a-f]{32}", childs) and re.fullmatch("[0-9a-f]{32}", ours)
     assert childs != ours

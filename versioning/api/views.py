@@ -755,6 +755,7 @@ MAX_ROWS = 10_000
 # Shared by the serializer and the direct reading of its common forms (`rows_params`).
 _ROWS_DEFAULT_LIMIT = 1000
 _ROWS_FORMATS = ("json", "csv", "ndjson")
+_ROWS_DEFAULT_FORMAT = "json"
 _COLUMNS_MAX_LENGTH = 20000
 _VERSION_MAX_LENGTH = 64
 
@@ -768,7 +769,7 @@ class RowsQuery(serializers.Serializer):
         max_length=_COLUMNS_MAX_LENGTH,
         help_text="Comma-separated column names; default all.",
     )
-    format = serializers.ChoiceField(choices=_ROWS_FORMATS, default=_ROWS_FORMATS[0])
+    format = serializers.ChoiceField(choices=_ROWS_FORMATS, default=_ROWS_DEFAULT_FORMAT)
     version = serializers.CharField(required=False, max_length=_VERSION_MAX_LENGTH)
 
 
@@ -790,14 +791,14 @@ def rows_params(params) -> dict:
             and len(limit) < 6
             and len(offset) < 19
             and 1 <= int(limit) <= MAX_ROWS
-            and given.get("format", _ROWS_FORMATS[0]) in _ROWS_FORMATS
+            and given.get("format", _ROWS_DEFAULT_FORMAT) in _ROWS_FORMATS
             and len(columns) <= _COLUMNS_MAX_LENGTH
             and (0 < len(version) <= _VERSION_MAX_LENGTH or "version" not in given)
         ):
             found = {
                 "limit": int(limit),
                 "offset": int(offset),
-                "format": given.get("format", _ROWS_FORMATS[0]),
+                "format": given.get("format", _ROWS_DEFAULT_FORMAT),
             }
             if "columns" in given:
                 found["columns"] = columns
