@@ -91,6 +91,12 @@ class DatasetVersion(models.Model):
     class Meta:
         ordering = ["-published_at", "-id"]
         get_latest_by = "published_at"
+        indexes = [
+            # The numbers a new version must skip (`version_numbers_taken`).
+            models.Index(
+                fields=["dataset", "major", "minor", "patch"], name="datasetversion_by_number"
+            ),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["dataset", "version"],

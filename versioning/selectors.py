@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import hashlib
 
-from django.db.models import OuterRef, Subquery
+from django.db.models import OuterRef, Q, Subquery
 
 from catalog.exceptions import NotFound
 from catalog.selectors import organizations_of
 from versioning.manifest import canonical_json, manifest_build, manifest_merge
-from versioning.models import Manifest
+from versioning.models import DatasetVersion, Manifest
+from versioning.semver import Version
 
 
 def manifest_for_user(*, user, slug: str | None = None) -> tuple[str, bytes]:
@@ -54,3 +55,21 @@ def manifest_for_user(*, user, slug: str | None = None) -> tuple[str, bytes]:
     }
     body = next(iter(bodies.values())) if len(bodies) == 1 else manifest_merge(bodies)
     return etag, canonical_json(body)
+
+
+def version_numbers_taken(*, dataset_id: int, base: Version | None) -> set[str]:
+    """The numbers a new version of the dataset must skip (`version_for_change`): those
+    of its versions at or above `base`'s major.minor.patch (all of them when there is no
+    base). A new number is always above `base` (or `base`'s release, for a prerelease),
+    so nothing below can be in its way, and only a rollback leaves numbers above: a
+    dataset with a long history costs a publish what a new one does (one index range,
+    `datasetversion_by_number`)."""
+    versions = DatasetVersion.objects.filter(dataset_id=dataset_id)
+    if base is not None:
+        major, minor, patch = base.major, base.minor, base.patch
+        versions = versions.filter(
+            Q(major__gt=major)
+            | Q(major=major, minor__gt=minor)
+            | Q(major=major, minor=minor, patch__gte=patch)
+        )
+    return set(versions.values_list("version", flat=True))

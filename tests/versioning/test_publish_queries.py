@@ -3,14 +3,19 @@ none spent on what the worker already knows (guards against queries creeping bac
 
 from __future__ import annotations
 
+import contextlib
 import io
+from datetime import timedelta
 
 import pytest
+from django.db import connection
 
 from catalog.services import dataset_create
 from catalog.storage import get_object_store
 from tests.versioning.conftest import CSV
 from versioning.models import DatasetVersion, JobSource, JobStatus, PublishJob
+from versioning.selectors import version_numbers_taken
+from versioning.semver import Version, version_fields
 from versioning.services import publish_job_create, publish_job_run
 from versioning.services.jobs import Claim, job_objects_discard, publish_job_claim
 
@@ -157,3 +162,92 @@ def test_taking_a_file_in_runs_a_fixed_number_of_queries(
     with django_assert_num_queries(UPLOAD_QUERIES):
         job = _queued(dataset, system, CSV + b"2024-08-12,ST3,1.5\n")
     assert job.target_version == "1.0.1" and job.status == JobStatus.QUEUED
+
+
+@contextlib.contextmanager
+def rows_read():
+    """The number of rows each SELECT in the block returned (PostgreSQL's row count)."""
+    counts: list[int] = []
+
+    def count(execute, sql, params, many, context):
+        result = execute(sql, params, many, context)
+        if sql.lstrip("( ").upper().startswith("SELECT"):
+            counts.append(context["cursor"].rowcount)
+        return result
+
+    with connection.execute_wrapper(count):
+        yield counts
+
+
+def _history(dataset, versions: int) -> None:
+    """`versions` earlier versions of the dataset, below its current one (as a dataset
+    that has been published to for a long time has)."""
+    current = DatasetVersion.objects.get(dataset=dataset, is_current=True)
+    fields = {
+        f.attname: getattr(current, f.attname)
+        for f in DatasetVersion._meta.concrete_fields
+        if not f.primary_key
+    }
+    DatasetVersion.objects.bulk_create(
+        DatasetVersion(
+            **{
+                **fields,
+                **version_fields(Version(0, n, 0)),
+                "is_current": False,
+                "key": f"{current.key}.history-{n}",
+                "published_at": current.published_at - timedelta(days=n),
+            }
+        )
+        for n in range(1, versions + 1)
+    )
+
+
+def test_a_publish_reads_no_more_rows_for_a_dataset_with_a_long_history(
+    dataset, publish, system, acme
+):
+    publish(dataset, CSV)
+    _history(dataset, 300)
+    young = dataset_create(organization=acme, layer="gold", name="young", actor=system)
+    publish(young, CSV)
+    read = {}
+    for each in (young, dataset):
+        with rows_read() as counts:
+            job = _queued(each, system, CSV + b"2024-08-12,ST3,1.5\n")
+            publish_job_run(job_id=job.pk)
+        job.refresh_from_db()
+        assert job.status == JobStatus.SUCCEEDED, job.message
+        assert job.version.version == "1.0.1"  # the next patch: nothing was in its way
+        read[each.name] = counts
+    # Taking the file in and publishing it read the same rows for both datasets: none of
+    # the 300 earlier versions' numbers.
+    assert sum(read[dataset.name]) == sum(read["young"]), read
+    assert max(read[dataset.name]) < 10, read
+
+
+def test_the_numbers_a_new_version_skips_are_those_at_or_above_its_base(dataset, publish):
+    publish(dataset, CSV)  # 1.0.0
+    _history(dataset, 2)  # 0.1.0, 0.2.0
+    current = DatasetVersion.objects.get(dataset=dataset, is_current=True)
+    fields = {
+        f.attname: getattr(current, f.attname)
+        for f in DatasetVersion._meta.concrete_fields
+        if not f.primary_key
+    }
+    for number in ("1.0.0-rc.1", "1.0.1", "1.1.0", "1.1.0-rc.2", "2.0.0", "3.0.1"):
+        DatasetVersion.objects.create(
+            **{
+                **fields,
+                **version_fields(Version.parse(number)),
+                "is_current": False,
+                "key": f"{current.key}.{number}",
+            }
+        )
+    taken = version_numbers_taken(dataset_id=dataset.pk, base=Version.parse("1.0.0"))
+    assert taken == {"1.0.0", "1.0.0-rc.1", "1.0.1", "1.1.0", "1.1.0-rc.2", "2.0.0", "3.0.1"}
+    # A prerelease's next release is its own number: the release must be in the set.
+    taken = version_numbers_taken(dataset_id=dataset.pk, base=Version.parse("1.1.0-rc.2"))
+    assert taken == {"1.1.0", "1.1.0-rc.2", "2.0.0", "3.0.1"}
+    assert version_numbers_taken(dataset_id=dataset.pk, base=Version.parse("2.0.1")) == {"3.0.1"}
+    assert version_numbers_taken(dataset_id=dataset.pk, base=None) == set(
+        DatasetVersion.objects.filter(dataset=dataset).values_list("version", flat=True)
+    )

@@ -56,6 +56,7 @@ from versioning.models import (
     UploadStatus,
 )
 from versioning.options import PublishOptions
+from versioning.selectors import version_numbers_taken
 from versioning.semver import Version, parse_version
 from versioning.services.compatibility import version_for_change
 from versioning.services.diff import schema_diff
@@ -65,6 +66,7 @@ from versioning.services.jobs import (
     job_objects_discard,
     lease_end,
     publish_job_dispatch,
+    refusable,
     version_key_held,
 )
 from versioning.services.lineage import input_label, inputs_resolve
@@ -311,7 +313,7 @@ def _reserve(fields: dict[str, Any]) -> PublishJob:
     moment earlier (the table holds each key once), this one goes to a staging key."""
     fields = {**fields, "status": JobStatus.UPLOADING, "lease_until": lease_end()}
     try:
-        with transaction.atomic():
+        with refusable():
             return PublishJob.objects.create(**fields)
     except IntegrityError:
         if not fields["target_key"] or fields["requested_version"]:
@@ -444,9 +446,10 @@ def version_predicted(dataset: Dataset) -> str:
     the file's profile; a prediction that proves wrong costs one copy, as staging does."""
     if PublishJob.objects.filter(dataset=dataset, status__in=ACTIVE).exists():
         return ""
-    versions = DatasetVersion.objects.filter(dataset=dataset)
-    current = versions.filter(is_current=True).values_list("version", "schema", "row_count")
-    version, schema, rows = current.first() or (None, None, None)
+    current = DatasetVersion.objects.filter(dataset=dataset, is_current=True)
+    row = current.values_list("version", "schema", "row_count").first()
+    version, schema, rows = row or (None, None, None)
+    base = Version.parse(version) if version else None
     return str(
         version_for_change(
             dataset_path=dataset.path,
@@ -454,8 +457,8 @@ def version_predicted(dataset: Dataset) -> str:
             diff=schema_diff(
                 old=schema, new=schema or [], old_rows=rows, new_rows=rows, base_version=version
             ),
-            base=Version.parse(version) if version else None,
-            taken=set(versions.values_list("version", flat=True)),
+            base=base,
+            taken=version_numbers_taken(dataset_id=dataset.pk, base=base),
         )
     )
 

@@ -18,6 +18,7 @@ object it made) is removed, once, by the worker whose claim failed it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import random
@@ -100,6 +101,16 @@ def temporary_reason(error: BaseException) -> str:
     if isinstance(error, DatabaseError):
         return f"The database connection failed ({type(error).__name__})"
     return f"A service did not answer ({type(error).__name__})"
+
+
+def refusable() -> contextlib.AbstractContextManager:
+    """Around one statement that the database may refuse, with an IntegrityError the
+    caller catches: a savepoint when the caller holds a transaction, so that the
+    refusal leaves it usable; nothing in autocommit, where the statement stands alone
+    (a transaction of its own would add a BEGIN and a COMMIT: two round trips)."""
+    if transaction.get_connection().in_atomic_block:
+        return transaction.atomic()
+    return contextlib.nullcontext()
 
 
 def connection_reset() -> None:

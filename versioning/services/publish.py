@@ -48,6 +48,7 @@ from versioning.models import (
     VersionStatus,
 )
 from versioning.options import PublishOptions
+from versioning.selectors import version_numbers_taken
 from versioning.semver import Version, parse_version, version_fields
 from versioning.services.changelog import breaking_override_text, changelog_write
 from versioning.services.compatibility import compatibility_check, version_for_change
@@ -66,6 +67,7 @@ from versioning.services.jobs import (
     publish_job_fail,
     publish_job_requeue,
     publish_jobs_sweep,
+    refusable,
     version_key_held,
 )
 from versioning.services.lineage import inputs_record
@@ -357,7 +359,7 @@ def _decide(
         base_version=current.version if current else None,
     )
     options = job.options
-    taken = set(DatasetVersion.objects.filter(dataset=dataset).values_list("version", flat=True))
+    taken = version_numbers_taken(dataset_id=dataset.pk, base=base)
     override = ""
     if options.version:
         version = parse_version(options.version)
@@ -416,7 +418,7 @@ def _target_key(job: PublishJob, dataset: Dataset, version: Version, store: Obje
         raise KeyReserved(f"Another publish of {dataset.path} holds {key!r}.")
     previous = job.target_key
     try:
-        with transaction.atomic():
+        with refusable():
             Claim.of(job).update(target_version=str(version), target_key=key)
     except IntegrityError:
         # An upload chose this key between the check above and now (one key, one holder:

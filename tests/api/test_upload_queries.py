@@ -1,0 +1,35 @@
+"""What a small upload through the API costs in queries, from the request to its
+published version (the request publishes it itself: `publish_now`), counted as a
+server runs it, in autocommit (guards against queries creeping back)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.api.conftest import CSV, multipart, post_multipart
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+# The dataset, the steward check (the view's, before a byte is read, and the
+# service's); taking the file in: another publish unfinished? the current version, the
+# numbers at or above it, whether the predicted version's key is held, the job's row
+# (one statement, no transaction of its own), then the job queued with its audit entry
+# (4, with BEGIN and COMMIT); publishing it here: the dataset's lock and its release
+# (2), the claim and the claimed job (2), the current version and the numbers at or
+# above it (2), the commit (16 with BEGIN and COMMIT, as in
+# tests/versioning/test_publish_queries.py); the job as the answer shows it. It was 38:
+# the job's row had a transaction of its own.
+UPLOAD_REQUEST_QUERIES = 36
+
+
+def test_a_small_upload_runs_a_fixed_number_of_queries(
+    published, steward, as_user, django_assert_num_queries
+):
+    client = as_user(steward)
+    assert client.get("/api/v1/manifest/").status_code == 200  # the token is cached
+    data = CSV + b"2024-08-12,ST0003,1.5,true\n"
+    with django_assert_num_queries(UPLOAD_REQUEST_QUERIES):
+        response = post_multipart(client, multipart([("file", "day.csv", data)]))
+    assert response.status_code == 202, response.content
+    assert response.json()["status"] == "succeeded"
+    assert response.json()["version"] == "1.0.1"
