@@ -342,9 +342,10 @@ class CpuPerFile:
 # --- setting up and reading back ------------------------------------------------------
 
 
-def prepare(datasets: int) -> str:
-    """The organisation, a steward with a read+publish token, the datasets and the
-    floor's table, made through the product's services; returns the token."""
+def prepare(datasets: int, history: int = 0) -> str:
+    """The organisation, a steward with a read+publish token, the datasets (each with
+    `history` earlier versions, as a device that has published for a long time leaves)
+    and the floor's table, made through the product's services; returns the token."""
     from django.contrib.auth import get_user_model
     from django.db import connection
 
@@ -367,12 +368,45 @@ def prepare(datasets: int) -> str:
             title=f"Device {d}",
             description="Readings from one edge device",
         )
+    if history:
+        history_add(history)
     with connection.cursor() as cursor:
         cursor.execute(
             f"CREATE TABLE {FLOOR_TABLE} (id bigserial PRIMARY KEY, key text NOT NULL, "
             "size_bytes bigint NOT NULL, created_at timestamptz NOT NULL DEFAULT now())"
         )
     return token
+
+
+def history_add(versions: int) -> None:
+    """`versions` earlier versions (0.1.0, 0.2.0, ...) of every dataset of the fleet,
+    archived, their files long gone: numbers the publishes must not take."""
+    from django.utils import timezone
+
+    from catalog.models import Dataset
+    from versioning.models import DatasetVersion, VersionStatus
+    from versioning.semver import Version, version_fields
+
+    then = timezone.now() - timedelta(days=365)
+    for dataset in Dataset.objects.filter(organization__slug=ORG):
+        DatasetVersion.objects.bulk_create(
+            (
+                DatasetVersion(
+                    dataset=dataset,
+                    **version_fields(Version(0, n, 0)),
+                    status=VersionStatus.ARCHIVED,
+                    key=f"{ORG}/history/{dataset.name}/{n}.csv",
+                    format="csv",
+                    content_type="text/csv",
+                    size_bytes=100 * 1024,
+                    sha256=f"{n:064x}",
+                    row_count=1000,
+                    published_at=then + timedelta(minutes=n),
+                )
+                for n in range(1, versions + 1)
+            ),
+            batch_size=5000,
+        )
 
 
 def median_ms(values: list[float]) -> str:
@@ -435,6 +469,12 @@ def main(argv: list[str]) -> int:
     )
     parser.add_argument("--redis-db", type=int, default=9, help="the run's Redis database (9)")
     parser.add_argument(
+        "--history",
+        type=int,
+        default=0,
+        help="earlier versions of each dataset before the run (0: new datasets)",
+    )
+    parser.add_argument(
         "--poll-ms",
         type=int,
         default=50,
@@ -469,13 +509,14 @@ def main(argv: list[str]) -> int:
 
         django.setup()
         call_command("migrate", verbosity=0)
-        token = prepare(args.datasets)
+        token = prepare(args.datasets, args.history)
         from django.db import connections
 
         connections.close_all()
         say(
             f"Fleet: {args.datasets} datasets x {args.files} files of {args.size_kib} KiB a "
             f"round, {args.datasets} clients in parallel (one per dataset), closed loop; "
+            f"{args.history} earlier versions each; "
             f"publish worker concurrency {args.publish_concurrency}, events worker 1; "
             "gunicorn -c config/gunicorn.py (2 processes, threaded)"
         )
