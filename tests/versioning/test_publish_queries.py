@@ -179,24 +179,31 @@ def rows_read():
         yield counts
 
 
-def _history(dataset, versions: int) -> None:
-    """`versions` earlier versions of the dataset, below its current one (as a dataset
-    that has been published to for a long time has)."""
-    current = DatasetVersion.objects.get(dataset=dataset, is_current=True)
+def _version_like(current: DatasetVersion, number: Version, **changes) -> DatasetVersion:
+    """Another version of `current`'s dataset numbered `number`, not current."""
     fields = {
         f.attname: getattr(current, f.attname)
         for f in DatasetVersion._meta.concrete_fields
         if not f.primary_key
     }
+    return DatasetVersion(
+        **{
+            **fields,
+            **version_fields(number),
+            "is_current": False,
+            "key": f"{current.key}.{number}",
+            **changes,
+        }
+    )
+
+
+def _history(dataset, versions: int) -> None:
+    """`versions` earlier versions of the dataset, below its current one (as a dataset
+    that has been published to for a long time has)."""
+    current = DatasetVersion.objects.get(dataset=dataset, is_current=True)
     DatasetVersion.objects.bulk_create(
-        DatasetVersion(
-            **{
-                **fields,
-                **version_fields(Version(0, n, 0)),
-                "is_current": False,
-                "key": f"{current.key}.history-{n}",
-                "published_at": current.published_at - timedelta(days=n),
-            }
+        _version_like(
+            current, Version(0, n, 0), published_at=current.published_at - timedelta(days=n)
         )
         for n in range(1, versions + 1)
     )
@@ -228,20 +235,10 @@ def test_the_numbers_a_new_version_skips_are_those_at_or_above_its_base(dataset,
     publish(dataset, CSV)  # 1.0.0
     _history(dataset, 2)  # 0.1.0, 0.2.0
     current = DatasetVersion.objects.get(dataset=dataset, is_current=True)
-    fields = {
-        f.attname: getattr(current, f.attname)
-        for f in DatasetVersion._meta.concrete_fields
-        if not f.primary_key
-    }
-    for number in ("1.0.0-rc.1", "1.0.1", "1.1.0", "1.1.0-rc.2", "2.0.0", "3.0.1"):
-        DatasetVersion.objects.create(
-            **{
-                **fields,
-                **version_fields(Version.parse(number)),
-                "is_current": False,
-                "key": f"{current.key}.{number}",
-            }
-        )
+    DatasetVersion.objects.bulk_create(
+        _version_like(current, Version.parse(number))
+        for number in ("1.0.0-rc.1", "1.0.1", "1.1.0", "1.1.0-rc.2", "2.0.0", "3.0.1")
+    )
     taken = version_numbers_taken(dataset_id=dataset.pk, base=Version.parse("1.0.0"))
     assert taken == {"1.0.0", "1.0.0-rc.1", "1.0.1", "1.1.0", "1.1.0-rc.2", "2.0.0", "3.0.1"}
     # A prerelease's next release is its own number: the release must be in the set.
