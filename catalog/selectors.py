@@ -49,16 +49,32 @@ def users_who_may_see(dataset: Dataset) -> QuerySet:
     ).distinct()
 
 
+# Where a user object keeps the answers of `user_can_steward`, by organisation id.
+_STEWARDS_CACHE = "_steward_of"
+
+
 def user_can_steward(user, organization: Organization) -> bool:
     """Whether `user` stewards (or administers) `organization`: what
-    `organizations_stewarded_by` says, asked of the one membership (every upload asks)."""
+    `organizations_stewarded_by` says, asked of the one membership. Asked once per user
+    object and organisation, as Django keeps a user's permissions on the user object: a
+    user object lives for one request or one task (a request's token user is its own
+    copy), and an upload asks twice, before its first byte and in the service.
+    `membership_set` forgets the answers of the user object it is given."""
     if not getattr(user, "is_authenticated", False):
         return False
     if user.is_superuser:
         return True
-    return Membership.objects.filter(
-        user_id=user.pk, organization_id=organization.pk, role__in=STEWARD_ROLES
-    ).exists()
+    known = user.__dict__.setdefault(_STEWARDS_CACHE, {})
+    if organization.pk not in known:
+        known[organization.pk] = Membership.objects.filter(
+            user_id=user.pk, organization_id=organization.pk, role__in=STEWARD_ROLES
+        ).exists()
+    return known[organization.pk]
+
+
+def user_stewards_forget(user) -> None:
+    """Drops what `user_can_steward` kept on this user object (its roles changed)."""
+    user.__dict__.pop(_STEWARDS_CACHE, None)
 
 
 def dataset_get_by_path(

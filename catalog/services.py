@@ -13,7 +13,7 @@ from catalog.api.generations import generation_bump
 from catalog.audit import Actor, audit_record
 from catalog.exceptions import Forbidden, InvalidInput
 from catalog.models import Dataset, Membership, Organization, Role
-from catalog.selectors import user_can_steward
+from catalog.selectors import user_can_steward, user_stewards_forget
 
 
 def _full_clean(obj, *, exclude=None) -> None:
@@ -52,6 +52,7 @@ def membership_set(*, organization: Organization, user, role: str, actor: Actor)
             details={"role": role},
         )
         generation_bump()  # who may see which private datasets changed
+    user_stewards_forget(user)
     return membership
 
 
