@@ -64,7 +64,10 @@ def user_can_steward(user, organization: Organization) -> bool:
         return False
     if user.is_superuser:
         return True
-    known = user.__dict__.setdefault(_STEWARDS_CACHE, {})
+    known = getattr(user, _STEWARDS_CACHE, None)
+    if known is None:
+        known = {}
+        setattr(user, _STEWARDS_CACHE, known)
     if organization.pk not in known:
         known[organization.pk] = Membership.objects.filter(
             user_id=user.pk, organization_id=organization.pk, role__in=STEWARD_ROLES
@@ -74,7 +77,8 @@ def user_can_steward(user, organization: Organization) -> bool:
 
 def user_stewards_forget(user) -> None:
     """Drops what `user_can_steward` kept on this user object (its roles changed)."""
-    user.__dict__.pop(_STEWARDS_CACHE, None)
+    if hasattr(user, _STEWARDS_CACHE):
+        delattr(user, _STEWARDS_CACHE)
 
 
 def dataset_get_by_path(

@@ -5,6 +5,7 @@ server runs it, in autocommit (guards against queries creeping back)."""
 from __future__ import annotations
 
 import pytest
+from django.utils.functional import SimpleLazyObject
 
 from catalog.models import Role
 from catalog.selectors import user_can_steward
@@ -59,3 +60,12 @@ def test_a_user_objects_steward_answer_is_forgotten_when_its_role_changes(
         assert user_can_steward(steward, acme)
     membership_set(organization=acme, user=steward, role=Role.VIEWER, actor=system)
     assert not user_can_steward(steward, acme)
+
+
+def test_the_answer_is_kept_on_the_user_behind_a_requests_lazy_user(steward, acme, system):
+    # Django's request.user is a lazy object around the user: the answer is kept on the
+    # user itself, so a role changed through the user is seen through the lazy object.
+    lazy = SimpleLazyObject(lambda: steward)
+    assert user_can_steward(lazy, acme)
+    membership_set(organization=acme, user=steward, role=Role.VIEWER, actor=system)
+    assert not user_can_steward(lazy, acme)
