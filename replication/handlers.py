@@ -13,10 +13,18 @@ from replication.services import version_replicate_by_rules
 
 def on_version_published(event: DomainEvent) -> None:
     """The new current version goes to every target of the immediate rules."""
-    version_replicate_by_rules(version_id=event.payload["version_id"], policies=(Policy.IMMEDIATE,))
+    _replicate(event)
 
 
 def on_version_rolled_back(event: DomainEvent) -> None:
     """The version made current again must exist in every target too (it may have
     expired there, or predate the rule)."""
-    version_replicate_by_rules(version_id=event.payload["version_id"], policies=(Policy.IMMEDIATE,))
+    _replicate(event)
+
+
+def _replicate(event: DomainEvent) -> None:
+    version_replicate_by_rules(
+        version_id=event.payload["version_id"],
+        policies=(Policy.IMMEDIATE,),
+        organization_id=event.organization_id,
+    )

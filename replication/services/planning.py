@@ -102,8 +102,19 @@ def rule_targets(*, dataset: Dataset, policies: tuple[str, ...]) -> dict[Region,
     return targets
 
 
-def version_replicate_by_rules(*, version_id: int, policies: tuple[str, ...]) -> list[Replica]:
-    """The outbox handlers' service: queue `version` for the matching rules' targets."""
+def version_replicate_by_rules(
+    *, version_id: int, policies: tuple[str, ...], organization_id: int | None = None
+) -> list[Replica]:
+    """The outbox handlers' service: queue `version` for the matching rules' targets.
+    Given the version's `organization_id` (the event carries it), an organisation with
+    no enabled rule of `policies` costs one query: the version is not read."""
+    if (
+        organization_id is not None
+        and not ReplicationRule.objects.filter(
+            organization_id=organization_id, enabled=True, policy__in=policies
+        ).exists()
+    ):
+        return []
     version = (
         DatasetVersion.objects.select_related("dataset__organization").filter(pk=version_id).first()
     )

@@ -194,3 +194,21 @@ def test_a_version_no_rule_matches_is_planned_in_two_queries(
     with django_assert_num_queries(2):
         assert version_replicate_by_rules(version_id=version.pk, policies=(Policy.IMMEDIATE,)) == []
     assert not Replica.objects.exists()
+
+
+def test_an_organisation_without_an_enabled_rule_costs_the_handlers_one_query(
+    dataset, publish, regions, gold_rule, django_assert_num_queries
+):
+    gold_rule.enabled = False
+    gold_rule.save()
+    version = publish(dataset, CSV).version
+    # Given the organisation (as the handlers are, from the event): is there a rule? No:
+    # the version is not read.
+    with django_assert_num_queries(1):
+        planned = version_replicate_by_rules(
+            version_id=version.pk,
+            policies=(Policy.IMMEDIATE,),
+            organization_id=dataset.organization_id,
+        )
+    assert planned == []
+    assert not Replica.objects.exists()
