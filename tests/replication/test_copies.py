@@ -184,7 +184,7 @@ def test_a_steward_replicates_a_dataset_on_demand_to_named_regions(
     assert DatasetVersion.objects.get(pk=version.pk).replicas.get().status == "verified"
 
 
-def test_a_version_no_rule_matches_is_planned_in_two_queries(
+def test_a_version_no_rule_matches_is_planned_in_two_queries_or_one_given_its_organisation(
     dataset, publish, regions, gold_rule, django_assert_num_queries
 ):
     gold_rule.enabled = False
@@ -193,15 +193,6 @@ def test_a_version_no_rule_matches_is_planned_in_two_queries(
     # The version and the rules: no transaction, no look for replicas to plan.
     with django_assert_num_queries(2):
         assert version_replicate_by_rules(version_id=version.pk, policies=(Policy.IMMEDIATE,)) == []
-    assert not Replica.objects.exists()
-
-
-def test_an_organisation_without_an_enabled_rule_costs_the_handlers_one_query(
-    dataset, publish, regions, gold_rule, django_assert_num_queries
-):
-    gold_rule.enabled = False
-    gold_rule.save()
-    version = publish(dataset, CSV).version
     # Given the organisation (as the handlers are, from the event): is there a rule? No:
     # the version is not read.
     with django_assert_num_queries(1):
