@@ -83,13 +83,17 @@ def replicas_plan(
     return queued
 
 
+def _enabled_rules(*, organization_id: int, policies: tuple[str, ...]):
+    return ReplicationRule.objects.filter(
+        organization_id=organization_id, enabled=True, policy__in=policies
+    )
+
+
 def rule_targets(*, dataset: Dataset, policies: tuple[str, ...]) -> dict[Region, ReplicationRule]:
     """Each target region of the enabled rules of `policies` matching `dataset`, with the
     highest-priority rule for it (its bandwidth and retention apply)."""
     rules = (
-        ReplicationRule.objects.filter(
-            organization_id=dataset.organization_id, enabled=True, policy__in=policies
-        )
+        _enabled_rules(organization_id=dataset.organization_id, policies=policies)
         .prefetch_related("regions")
         .order_by("-priority", "pk")
     )
@@ -110,9 +114,7 @@ def version_replicate_by_rules(
     no enabled rule of `policies` costs one query: the version is not read."""
     if (
         organization_id is not None
-        and not ReplicationRule.objects.filter(
-            organization_id=organization_id, enabled=True, policy__in=policies
-        ).exists()
+        and not _enabled_rules(organization_id=organization_id, policies=policies).exists()
     ):
         return []
     version = (
